@@ -1,0 +1,23 @@
+# unetflow: the U-Net of Ronneberger et al. (2015) as a Snakemake workflow.
+# Stages live in workflow/rules/*.smk; all logic lives in workflow/unetflow/.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/ingest.smk"
+
+
+rule all:
+    input:
+        expand("results/{dataset}/data.zarr", dataset=config["datasets"]),
+    default_target: True

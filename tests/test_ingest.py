@@ -1,0 +1,159 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import zarr
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Label, Multiscales, Reader
+
+from unetflow import io
+from unetflow.errors import InputError
+from unetflow.ingest import ingest, main, touching_borders
+from unetflow.readers import open_stack
+
+
+def save(path: Path, stack: np.ndarray) -> Path:
+    tifffile.imwrite(path, stack, photometric="minisblack")
+    return path
+
+
+@pytest.fixture
+def images(tmp_path) -> Path:
+    stack = np.random.default_rng(0).integers(0, 256, size=(3, 24, 32), dtype=np.uint8)
+    return save(tmp_path / "images.tif", stack)
+
+
+def binary_labels() -> np.ndarray:
+    labels = np.full((3, 24, 32), 255, dtype=np.uint8)
+    labels[:, 10, :] = 0  # a membrane splits each slice into two cells
+    return labels
+
+
+def run_ingest(images: Path, labels: np.ndarray | None, out: Path, **options) -> zarr.Group:
+    label_stack = None
+    if labels is not None:
+        label_stack = open_stack(save(out.parent / "labels.tif", labels))
+    ingest(open_stack(images), label_stack, out, **options)
+    return zarr.open_group(str(out), mode="r")
+
+
+def test_store_keeps_the_image_exactly_and_its_normalisation(tmp_path, images):
+    store = run_ingest(images, None, tmp_path / "data.zarr")
+    source = tifffile.imread(images)
+    np.testing.assert_array_equal(store["raw"][:], source)
+    assert store["raw"].dtype == np.uint8 and store["raw"].chunks == (1, 24, 32)
+    stats = io.normalization(store["raw"])
+    assert stats["mean"] == pytest.approx(source.mean()) and stats["std"] == pytest.approx(source.std())
+    assert "labels" not in store
+
+
+def test_binary_labels_become_classes_and_connected_objects(tmp_path, images):
+    store = run_ingest(images, binary_labels(), tmp_path / "data.zarr")
+    classes, objects = store["labels/classes/0"][:], store["labels/objects/0"][:]
+    np.testing.assert_array_equal(classes, binary_labels() == 255)
+    assert objects.dtype == np.uint32
+    assert [len(np.unique(o)) - 1 for o in objects] == [2, 2, 2]
+    assert store["raw"].attrs["unetflow"]["labels"]["kind"] == "binary"
+
+
+def test_instance_labels_are_kept_and_touching_objects_separated(tmp_path, images):
+    instances = np.zeros((3, 24, 32), dtype=np.uint16)
+    instances[:, 2:20, 2:15] = 1
+    instances[:, 2:20, 15:30] = 2  # touches object 1 along column 15
+    instances[:, 21:23, 2:5] = 3
+    store = run_ingest(images, instances, tmp_path / "data.zarr")
+    np.testing.assert_array_equal(store["labels/objects/0"][:], instances)
+    classes = store["labels/classes/0"][:]
+    assert not classes[:, 2:20, 15].any()  # the one-pixel border between 1 and 2
+    assert classes[:, 2:20, 14].all() and classes[:, 2:20, 16].all()
+    assert classes[:, 21:23, 2:5].all()  # an object that touches nobody keeps its border
+
+
+def test_touching_borders_are_one_pixel_and_separate_objects():
+    objects = np.array([[1, 1, 2, 2], [1, 1, 2, 2], [0, 3, 3, 0]])
+    border = touching_borders(objects)
+    expected = np.array([[0, 0, 1, 0], [0, 0, 1, 0], [0, 1, 1, 0]], dtype=bool)
+    np.testing.assert_array_equal(border, expected)
+
+
+def test_store_opens_with_an_ome_zarr_reader(tmp_path, images):
+    out = tmp_path / "data.zarr"
+    run_ingest(images, binary_labels(), out)
+    nodes = list(Reader(parse_url(str(out)))())
+    image = nodes[0]
+    assert any(isinstance(spec, Multiscales) for spec in image.specs)
+    assert image.zarr.version == "0.4"
+    assert image.data[0].shape == (3, 24, 32)
+    assert [axis["name"] for axis in image.metadata["axes"]] == ["z", "y", "x"]
+    label_nodes = [node for node in nodes if any(isinstance(spec, Label) for spec in node.specs)]
+    assert sorted(node.zarr.basename() for node in label_nodes) == ["classes", "objects"]
+    assert (out / ".zgroup").exists()  # Zarr format 2, which Fiji reads
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_sixteen_bit_and_float_images_ingest(tmp_path, dtype):
+    stack = (np.random.default_rng(1).random((2, 16, 16)) * 4000).astype(dtype)
+    store = run_ingest(save(tmp_path / "img.tif", stack), None, tmp_path / "data.zarr")
+    assert store["raw"].dtype == dtype
+    np.testing.assert_array_equal(store["raw"][:], stack)
+
+
+def test_shape_mismatch_names_both_files(tmp_path, images):
+    with pytest.raises(InputError, match=r"labels\.tif: labels have shape \(2, 24, 32\).*images\.tif.*one label slice"):
+        run_ingest(images, binary_labels()[:2], tmp_path / "data.zarr")
+
+
+def test_fractional_labels_are_refused(tmp_path, images):
+    labels = binary_labels().astype(np.float32) / 255 * 0.7
+    with pytest.raises(InputError, match=r"labels\.tif \(page 0\): labels hold fractional.*integer type"):
+        run_ingest(images, labels, tmp_path / "data.zarr")
+
+
+def test_negative_labels_are_refused(tmp_path, images):
+    labels = binary_labels().astype(np.int16)
+    labels[1, 0, 0] = -1
+    with pytest.raises(InputError, match=r"\(page 1\): labels hold negative values.*use 0 for background"):
+        run_ingest(images, labels, tmp_path / "data.zarr")
+
+
+def test_more_classes_than_configured_are_refused(tmp_path, images):
+    labels = np.zeros((3, 24, 32), dtype=np.uint8)
+    labels[2, :5] = 3
+    with pytest.raises(InputError, match=r"\(page 2\): labels hold class 3 but num_classes is 3.*raise num_classes"):
+        run_ingest(images, labels, tmp_path / "data.zarr", num_classes=3)
+
+
+def test_class_labels_within_range_are_kept(tmp_path, images):
+    labels = np.zeros((3, 24, 32), dtype=np.uint8)
+    labels[:, :5], labels[:, 10:12] = 1, 2
+    store = run_ingest(images, labels, tmp_path / "data.zarr", num_classes=3)
+    np.testing.assert_array_equal(store["labels/classes/0"][:], labels)
+
+
+def test_nan_in_image_is_refused_and_nothing_is_written(tmp_path):
+    stack = np.ones((3, 8, 8), dtype=np.float32)
+    stack[2, 3, 3] = np.nan
+    out = tmp_path / "data.zarr"
+    with pytest.raises(InputError, match=r"img\.tif \(page 2\): image holds 1 NaN or infinite values; replace"):
+        run_ingest(save(tmp_path / "img.tif", stack), None, out)
+    assert list(tmp_path.iterdir()) == [tmp_path / "img.tif"]  # no store, no temporary left
+
+
+def test_failed_rerun_keeps_no_stale_store(tmp_path, images):
+    out = tmp_path / "data.zarr"
+    run_ingest(images, None, out)
+    stack = np.full((3, 8, 8), np.inf, dtype=np.float32)
+    with pytest.raises(InputError):
+        run_ingest(save(tmp_path / "bad.tif", stack), None, out)
+    assert out.exists() and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_cli_exits_non_zero_with_the_message(tmp_path, capsys):
+    from unetflow import cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(main, ["--images", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "d.zarr")])
+    assert exit_info.value.code == 1
+    assert "missing.tif: no such file or folder" in capsys.readouterr().err
+    assert not (tmp_path / "d.zarr").exists()

@@ -1,0 +1,89 @@
+"""The workflow through the snakemake CLI, in temporary copies."""
+
+from pathlib import Path
+
+import numpy as np
+import yaml
+import zarr
+from ome_zarr.io import parse_url
+from ome_zarr.reader import Reader
+from PIL import Image
+
+from conftest import snakemake
+
+
+def write_config(directory: Path, config: dict) -> str:
+    path = directory / "extra.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return str(path)
+
+
+def test_dry_run_lists_demo_data_and_ingest(workflow_dir):
+    result = snakemake(workflow_dir, "-n", "--quiet", "rules")
+    jobs = result.stdout + result.stderr
+    assert "demo_data" in jobs and "ingest" in jobs
+    assert "Error" not in jobs
+
+
+def test_lint_reports_nothing(workflow_dir):
+    result = snakemake(workflow_dir, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
+
+
+def test_demo_ingests_into_ome_zarr_stores(workflow_dir):
+    snakemake(workflow_dir, "--cores", "2", "results/demo_train/data.zarr", "results/demo_test/data.zarr")
+    for name, slices in (("demo_train", 8), ("demo_test", 4)):
+        store_path = workflow_dir / "results" / name / "data.zarr"
+        store = zarr.open_group(str(store_path), mode="r")
+        assert store["raw"].shape == (slices, 256, 256)
+        assert store["labels/objects/0"].shape == (slices, 256, 256)
+        assert set(np.unique(store["labels/classes/0"][0])) == {0, 1}
+        assert store.attrs["multiscales"][0]["version"] == "0.4"
+        image_node = next(iter(Reader(parse_url(str(store_path)))()))
+        assert image_node.data[0].shape == (slices, 256, 256)
+    assert (workflow_dir / "logs" / "ingest" / "demo_train.log").read_text().count("done") >= 2
+    rerun = snakemake(workflow_dir, "-n", "results/demo_train/data.zarr")
+    assert "Nothing to be done" in rerun.stdout + rerun.stderr
+
+
+def test_mistyped_config_key_is_a_schema_error(workflow_dir):
+    extra = write_config(workflow_dir, {"num_clases": 3})
+    result = snakemake(workflow_dir, "-n", "--configfile", extra, check=False)
+    assert result.returncode != 0
+    assert "'num_clases' was unexpected" in result.stdout + result.stderr
+
+
+def test_wrong_type_and_missing_key_are_schema_errors(workflow_dir):
+    extra = write_config(workflow_dir, {"num_classes": "two"})
+    result = snakemake(workflow_dir, "-n", "--configfile", extra, check=False)
+    assert result.returncode != 0 and "'two' is not of type 'integer'" in result.stdout + result.stderr
+    extra = write_config(workflow_dir, {"datasets": {"mine": {"labels": "labels.tif"}}})
+    result = snakemake(workflow_dir, "-n", "--configfile", extra, check=False)
+    assert result.returncode != 0 and "'images' is a required property" in result.stdout + result.stderr
+
+
+def test_bad_slice_fails_the_rule_with_the_message_and_no_store(workflow_dir):
+    folder = workflow_dir / "mine"
+    folder.mkdir()
+    for index, size in enumerate((32, 32, 40)):
+        Image.fromarray(np.zeros((size, size), np.uint8)).save(folder / f"{index}.png")
+    extra = write_config(workflow_dir, {"datasets": {"mine": {"images": "mine"}}})
+    result = snakemake(workflow_dir, "--cores", "1", "results/mine/data.zarr", "--configfile", extra, check=False)
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert "mine/2.png: slice is 40x40 but 0.png is 32x32" in output
+    assert not (workflow_dir / "results" / "mine" / "data.zarr").exists()
+
+
+def test_isbi_png_folders_ingest(workflow_dir, isbi_dir):
+    extra = write_config(
+        workflow_dir,
+        {"datasets": {"isbi_train": {"images": str(isbi_dir / "train/image"), "labels": str(isbi_dir / "train/label")}}},
+    )
+    snakemake(workflow_dir, "--cores", "2", "results/isbi_train/data.zarr", "--configfile", extra)
+    store = zarr.open_group(str(workflow_dir / "results/isbi_train/data.zarr"), mode="r")
+    assert store["raw"].shape == (22, 512, 512)
+    assert store["raw"].attrs["unetflow"]["labels"]["kind"] == "binary"
+    first = np.asarray(Image.open(isbi_dir / "train/image/00.png"))
+    np.testing.assert_array_equal(store["raw"][0], first)
+    assert store["labels/objects/0"][0].max() > 100  # ISBI slices hold hundreds of cells

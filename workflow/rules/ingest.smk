@@ -1,0 +1,21 @@
+# Raw stacks -> results/{dataset}/data.zarr (validated OME-Zarr).
+
+
+rule ingest:
+    input:
+        unpack(raw_inputs),
+    output:
+        directory("results/{dataset}/data.zarr"),
+    params:
+        images=lambda wildcards: dataset(wildcards.dataset)["images"],
+        labels=labels_option,
+        label_kind=lambda wildcards: dataset(wildcards.dataset)["label_kind"],
+        num_classes=config["num_classes"],
+    log:
+        "logs/ingest/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/ingest/{dataset}.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "python -m unetflow.ingest --images '{params.images}' {params.labels} --out {output} --label-kind {params.label_kind} --num-classes {params.num_classes} > {log} 2>&1"

@@ -1,0 +1,214 @@
+"""Ingestion: raw image and label stacks to one validated OME-Zarr store.
+
+The image is copied slice by slice with its dtype kept; its mean and standard
+deviation are stored as the normalisation for later steps. Labels come in
+three kinds:
+
+``binary``
+    two values (e.g. ISBI 2012: 255 = cell interior, 0 = membrane); the larger
+    is foreground, objects are its 4-connected components.
+``instance``
+    one integer per object, 0 = background; kept as they are. The training
+    target is the foreground minus a one-pixel border between touching
+    objects, so that the network learns to separate them.
+``classes``
+    class indices ``0 .. num_classes - 1``; objects are the 4-connected
+    components of the non-zero classes.
+
+``auto`` picks ``binary`` for at most two distinct values, else ``instance``
+for two classes and ``classes`` for more.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+from skimage.measure import label as connected_components
+
+from . import cli, io
+from .errors import InputError
+from .readers import SliceStack, open_stack
+
+log = logging.getLogger(__name__)
+LABEL_KINDS = ("auto", "binary", "instance", "classes")
+
+
+def check_image_slice(image: np.ndarray, where: str) -> None:
+    """Raise if an image slice holds NaN or infinite values."""
+    if np.issubdtype(image.dtype, np.floating) and not np.all(np.isfinite(image)):
+        count = int(np.size(image) - np.count_nonzero(np.isfinite(image)))
+        raise InputError(
+            f"{where}: image holds {count} NaN or infinite values; replace them (e.g. with 0 or the "
+            "slice mean) before ingestion"
+        )
+
+
+def label_values(labels: np.ndarray, where: str) -> np.ndarray:
+    """The distinct values of a label slice, after checking they are non-negative integers."""
+    if labels.dtype == np.bool_:
+        labels = labels.astype(np.uint8)
+    if np.issubdtype(labels.dtype, np.floating):
+        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
+            raise InputError(
+                f"{where}: labels hold fractional (or NaN) values; labels must be integers, one value "
+                "per class or object: save them as an integer type (uint8/uint16) without interpolation"
+            )
+    elif not np.issubdtype(labels.dtype, np.integer):
+        raise InputError(f"{where}: labels have data type {labels.dtype}; save them as integers")
+    values = np.unique(labels)
+    if values.size and values[0] < 0:
+        raise InputError(
+            f"{where}: labels hold negative values (minimum {values[0]}); use 0 for background and "
+            "positive integers for objects or classes"
+        )
+    return values.astype(np.int64)
+
+
+def infer_label_kind(values: np.ndarray, num_classes: int) -> str:
+    """The label kind ``auto`` resolves to for the distinct values of a whole stack."""
+    if values.size <= 2:
+        return "binary"
+    return "instance" if num_classes == 2 else "classes"
+
+
+def touching_borders(objects: np.ndarray) -> np.ndarray:
+    """Pixels of an object that 4-touch another object with a smaller label.
+
+    Marking only one side of each contact gives a border one pixel wide that
+    still separates the objects under 4-connectivity.
+    """
+    border = np.zeros(objects.shape, dtype=bool)
+    for axis in (0, 1):
+        for step in (1, -1):
+            neighbour = np.roll(objects, step, axis=axis)
+            edge = [slice(None), slice(None)]
+            edge[axis] = slice(0, 1) if step == 1 else slice(-1, None)
+            neighbour[tuple(edge)] = 0  # no wrap-around
+            border |= (neighbour > 0) & (neighbour < objects)
+    return border
+
+
+def targets_from_labels(
+    labels: np.ndarray, kind: str, foreground_value: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Instance objects (uint32) and training classes (uint8) of one label slice."""
+    if kind == "binary":
+        classes = (labels == foreground_value).astype(np.uint8)
+        objects = connected_components(classes, connectivity=1).astype(np.uint32)
+    elif kind == "instance":
+        objects = labels.astype(np.uint32)
+        classes = ((objects > 0) & ~touching_borders(objects)).astype(np.uint8)
+    else:
+        classes = labels.astype(np.uint8)
+        objects = connected_components(classes > 0, connectivity=1).astype(np.uint32)
+    return objects, classes
+
+
+def scan_labels(stack: SliceStack, kind: str, num_classes: int) -> tuple[str, int]:
+    """Validate every label slice; return the resolved kind and the foreground value."""
+    values: set[int] = set()
+    for index in cli.progress(range(stack.shape[0]), desc="checking labels"):
+        slice_values = label_values(stack.read(index), stack.name_of(index))
+        if kind in ("auto", "binary") and len(values) <= 2:
+            values.update(slice_values.tolist())
+        checks_classes = kind == "classes" or (kind == "auto" and num_classes > 2)
+        if checks_classes and slice_values.size and slice_values[-1] >= num_classes:
+            raise InputError(
+                f"{stack.name_of(index)}: labels hold class {slice_values[-1]} but num_classes is "
+                f"{num_classes} (classes 0..{num_classes - 1}); raise num_classes in the config or fix "
+                "the labels"
+            )
+    if kind == "auto":
+        kind = infer_label_kind(np.array(sorted(values)), num_classes)
+    if kind == "binary" and len(values) > 2:
+        raise InputError(
+            f"{stack.path}: label_kind is binary but the labels hold more than two values "
+            f"({sorted(values)[:5]}...); set label_kind to instance or classes in the config"
+        )
+    return kind, max(values, default=1)
+
+
+def check_shapes(images: SliceStack, labels: SliceStack) -> None:
+    """Raise unless image and label stacks have the same (z, y, x) shape."""
+    if images.shape != labels.shape:
+        raise InputError(
+            f"{labels.path}: labels have shape {labels.shape} (z, y, x) but the images {images.path} "
+            f"have {images.shape}; give one label slice per image slice, of the same size"
+        )
+
+
+def ingest(
+    images: SliceStack,
+    labels: SliceStack | None,
+    out: str | Path,
+    *,
+    label_kind: str = "auto",
+    num_classes: int = 2,
+) -> None:
+    """Validate the stacks and write them to an OME-Zarr store, slice by slice.
+
+    Nothing appears at ``out`` unless every slice was valid and written.
+    """
+    kind, foreground_value = "none", 0
+    if labels is not None:
+        check_shapes(images, labels)
+        kind, foreground_value = scan_labels(labels, label_kind, num_classes)
+        log.info("labels %s: kind %s", labels.path, kind)
+    with io.atomic_store(out) as temporary:
+        store = io.create_group(temporary)
+        raw = io.create_image(store, "raw", images.shape, images.dtype)
+        total, total_sq, count = _write_images(images, raw)
+        if labels is not None:
+            _write_labels(labels, store, kind, foreground_value)
+        mean = total / count
+        std = float(np.sqrt(max(total_sq / count - mean**2, 0.0))) or 1.0
+        raw.attrs["unetflow"] = {
+            "normalization": {"method": "zscore", "mean": mean, "std": std},
+            "source": str(images.path),
+            "labels": None if labels is None else {"source": str(labels.path), "kind": kind},
+        }
+    log.info("wrote %s: %d slices of %dx%d", out, *images.shape)
+
+
+def _write_images(images: SliceStack, raw) -> tuple[float, float, int]:
+    total = total_sq = 0.0
+    for index in cli.progress(range(images.shape[0]), desc="ingesting images"):
+        image = images.read(index)
+        check_image_slice(image, images.name_of(index))
+        raw[index] = image
+        as_float = image.astype(np.float64)
+        total += float(as_float.sum())
+        total_sq += float(np.square(as_float).sum())
+    return total, total_sq, raw.size
+
+
+def _write_labels(labels: SliceStack, store, kind: str, foreground_value: int) -> None:
+    objects = io.create_label(store, "objects", labels.shape, np.dtype(np.uint32))
+    classes = io.create_label(store, "classes", labels.shape, np.dtype(np.uint8))
+    for index in cli.progress(range(labels.shape[0]), desc="ingesting labels"):
+        objects[index], classes[index] = targets_from_labels(labels.read(index), kind, foreground_value)
+
+
+def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m unetflow.ingest", description=__doc__.splitlines()[0])
+    parser.add_argument("--images", required=True, help="image stack: TIFF, folder, .npy or Zarr")
+    parser.add_argument("--labels", help="label stack, same formats (optional)")
+    parser.add_argument("--out", required=True, help="output data.zarr")
+    parser.add_argument("--label-kind", choices=LABEL_KINDS, default="auto")
+    parser.add_argument("--num-classes", type=int, default=2)
+    return parser.parse_args(None if argv is None else list(argv))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    images = open_stack(args.images)
+    labels = open_stack(args.labels) if args.labels else None
+    ingest(images, labels, args.out, label_kind=args.label_kind, num_classes=args.num_classes)
+
+
+if __name__ == "__main__":
+    cli.run(main)

@@ -1,0 +1,132 @@
+"""Zarr stores of the workflow: layout, OME-Zarr metadata and atomic writing.
+
+Every store is OME-Zarr (NGFF 0.4) on Zarr format 2, the combination that both
+napari (ome-zarr-py) and Fiji (MoBIE / n5-viewer) open today. Arrays are
+(z, y, x), chunked one slice per chunk in z and in tiles of ``MAX_CHUNK_EDGE``
+in y/x for large slices.
+
+``data.zarr`` layout::
+
+    data.zarr/
+        raw                   the image, original dtype; attrs["unetflow"] holds
+                              the intensity normalisation to use downstream
+        labels/objects/0      instance labels (uint32, 0 = background)
+        labels/classes/0      training target: class index per pixel (uint8)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numcodecs
+import numpy as np
+import zarr
+from ome_zarr.format import FormatV04
+from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+
+from .errors import InputError
+
+MAX_CHUNK_EDGE = 2048
+TILE_CHUNK_EDGE = 1024
+AXES = [{"name": "z", "type": "space"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
+COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
+LABEL_NAMES = ("objects", "classes")
+
+
+def slice_chunks(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Chunk shape: one slice in z; whole rows/columns up to 2048 px, else 1024-px tiles."""
+    return (1, *(edge if edge <= MAX_CHUNK_EDGE else TILE_CHUNK_EDGE for edge in shape[1:]))
+
+
+@contextmanager
+def atomic_store(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
+
+    A job killed or failing half-way leaves a hidden ``.name.tmp-PID`` folder,
+    never something at ``path`` that looks complete.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.parent / f".{path.name}.tmp-{os.getpid()}"
+    _remove(temporary)
+    try:
+        yield temporary
+    except BaseException:
+        _remove(temporary)
+        raise
+    _remove(path)
+    os.replace(temporary, path)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def create_group(path: str | Path) -> zarr.Group:
+    """A new, empty Zarr format 2 group."""
+    return zarr.open_group(str(path), mode="w", zarr_format=2)
+
+
+def create_image(
+    group: zarr.Group, name: str, shape: tuple[int, int, int], dtype: np.dtype, **attributes: Any
+) -> zarr.Array:
+    """Create the (z, y, x) array ``name`` in ``group`` with OME-Zarr image metadata."""
+    array = group.create_array(
+        name, shape=shape, chunks=slice_chunks(shape), dtype=dtype, compressors=COMPRESSOR, fill_value=0
+    )
+    datasets = [{"path": name, "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}]
+    write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=AXES, name=name)
+    if attributes:
+        array.attrs["unetflow"] = attributes
+    return array
+
+
+def create_label(group: zarr.Group, name: str, shape: tuple[int, int, int], dtype: np.dtype) -> zarr.Array:
+    """Create the label image ``labels/<name>/0`` (NGFF image-label) in an image group."""
+    labels = group.require_group("labels")
+    label_group = labels.create_group(name)
+    array = create_image(label_group, "0", shape, dtype)
+    write_label_metadata(labels, name, fmt=FormatV04())
+    return array
+
+
+def open_store(path: str | Path) -> zarr.Group:
+    """Open a workflow store read-only, with a clear error when it is missing or broken."""
+    try:
+        return zarr.open_group(str(path), mode="r")
+    except Exception as error:
+        raise InputError(
+            f"{path}: not a readable Zarr store ({error}); delete it and rerun the workflow "
+            "so the step that writes it runs again"
+        ) from error
+
+
+def open_raw(store: zarr.Group) -> zarr.Array:
+    """The image of a ``data.zarr`` store."""
+    return store["raw"]
+
+
+def open_labels(store: zarr.Group, name: str = "classes") -> zarr.Array | None:
+    """A label image (``objects`` or ``classes``) of a ``data.zarr`` store, or None if unlabelled."""
+    if name not in LABEL_NAMES:
+        raise ValueError(f"unknown label image {name!r}; choose one of {LABEL_NAMES}")
+    key = f"labels/{name}/0"
+    return store[key] if key in store else None
+
+
+def normalization(raw: zarr.Array) -> dict[str, float]:
+    """The intensity normalisation (``mean``, ``std``) stored with an image at ingestion."""
+    return dict(raw.attrs["unetflow"]["normalization"])
+
+
+def normalize(image: np.ndarray, stats: dict[str, float]) -> np.ndarray:
+    """Zero-mean, unit-variance float32 image from the stored statistics."""
+    return ((image.astype(np.float32) - stats["mean"]) / stats["std"]).astype(np.float32)
