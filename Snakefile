@@ -15,9 +15,11 @@ validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/weights.smk"
 
 
 rule all:
     input:
         expand("results/{dataset}/data.zarr", dataset=config["datasets"]),
+        expand("results/{dataset}/weights.zarr", dataset=training_datasets()),
     default_target: True

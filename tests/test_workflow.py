@@ -46,6 +46,19 @@ def test_demo_ingests_into_ome_zarr_stores(workflow_dir):
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
 
 
+def test_demo_weights_match_labels_and_log_progress(workflow_dir):
+    snakemake(workflow_dir, "--cores", "2", "results/demo_train/weights.zarr")
+    data = zarr.open_group(str(workflow_dir / "results/demo_train/data.zarr"), mode="r")
+    weights = zarr.open_group(str(workflow_dir / "results/demo_train/weights.zarr"), mode="r")["weights"]
+    classes = data["labels/classes/0"]
+    assert weights.shape == classes.shape and weights.chunks == classes.chunks and weights.dtype == np.float32
+    values, labels = weights[:], classes[:]
+    assert np.all(np.isfinite(values))
+    assert values[labels == 0].max() > 8  # narrow membranes between cells carry the border term
+    assert (workflow_dir / "results/demo_train/weights_preview.png").stat().st_size > 10_000
+    assert "weight maps: 8/8 slices done" in (workflow_dir / "logs/weights/demo_train.log").read_text()
+
+
 def test_mistyped_config_key_is_a_schema_error(workflow_dir):
     extra = write_config(workflow_dir, {"num_clases": 3})
     result = snakemake(workflow_dir, "-n", "--configfile", extra, check=False)

@@ -14,6 +14,17 @@ def dataset(name):
     return config["datasets"][name]
 
 
+def training_datasets():
+    """Datasets named in train_on, each checked to exist and have labels."""
+    names = config.get("train_on", [])
+    for name in names:
+        if name not in config["datasets"]:
+            raise ValueError(f"config: train_on names '{name}', which is not in datasets; add it there or fix the name")
+        if "labels" not in config["datasets"][name]:
+            raise ValueError(f"config: train_on names '{name}', which has no labels; add labels to it")
+    return names
+
+
 def stack_files(path):
     """The files of a raw stack, so that editing one slice makes ingest stale."""
     if path is None:

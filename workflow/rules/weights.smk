@@ -1,0 +1,24 @@
+# Labels -> the U-Net weight map of every labelled slice (Dask).
+
+
+rule weights:
+    input:
+        "results/{dataset}/data.zarr",
+    output:
+        store=directory("results/{dataset}/weights.zarr"),
+        preview="results/{dataset}/weights_preview.png",
+    params:
+        w0=config["weights"]["w0"],
+        sigma=config["weights"]["sigma"],
+        class_weights=config["weights"]["class_weights"],
+        num_classes=config["num_classes"],
+        scheduler=config["dask"]["scheduler"],
+    threads: workflow.cores
+    log:
+        "logs/weights/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/weights/{dataset}.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "python -m unetflow.weights {input} {output.store} --preview {output.preview} --w0 {params.w0} --sigma {params.sigma} --class-weights {params.class_weights} --num-classes {params.num_classes} --scheduler {params.scheduler} --workers {threads} > {log} 2>&1"

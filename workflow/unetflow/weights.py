@@ -1,0 +1,240 @@
+"""The U-Net weight map (Ronneberger et al. 2015, eq. 2), computed with Dask.
+
+    w(x) = w_c(x) + w0 * exp(-(d1(x) + d2(x))^2 / (2 sigma^2))
+
+``w_c`` balances the class frequencies; ``d1`` and ``d2`` are the distances to
+the nearest and the second-nearest object. The border term is added on
+background pixels only, as in the paper, where it targets "the separation
+border between touching cells": there it makes the thin gaps between objects
+count up to ``w0`` times more in the loss. Foreground pixels get ``w_c``
+alone: inside an object d1 is zero, and the term would up-weight every pixel
+near any object edge, not the gaps that separate objects.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+
+from . import cli, io
+from .distances import nearest_two_distances
+from .errors import InputError
+from .parallel import SliceProgress, dask_config
+
+log = logging.getLogger(__name__)
+
+PAPER_W0 = 10.0
+PAPER_SIGMA = 5.0
+FLOAT32_RESOLUTION = 2.0**-24
+
+
+def border_cutoff(w0: float, sigma: float) -> float:
+    """The distance sum beyond which the border term is below float32 resolution of ``w0``.
+
+    ``w0 * exp(-s^2 / (2 sigma^2)) < w0 * 2^-24``  for  ``s > sigma * sqrt(48 ln 2)``.
+    """
+    return sigma * math.sqrt(-2.0 * math.log(FLOAT32_RESOLUTION))
+
+
+def class_weights(class_counts: np.ndarray) -> np.ndarray:
+    """Inverse-frequency class weights, normalised so that the mean pixel weight is 1.
+
+    Parameters
+    ----------
+    class_counts
+        Pixels per class, shape (K,).
+
+    Returns
+    -------
+    np.ndarray
+        ``w_k = N / (K' * n_k)`` for the K' classes present (``n_k > 0``), 0 for
+        absent classes; then ``sum_k n_k w_k = N``: the weights average to one
+        over the pixels and each present class carries the same total weight.
+    """
+    counts = np.asarray(class_counts, dtype=np.float64)
+    present = counts > 0
+    weights = np.zeros_like(counts)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
+
+
+def border_term(objects: np.ndarray, background: np.ndarray, *, w0: float, sigma: float) -> np.ndarray:
+    """``w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` on background pixels, 0 elsewhere.
+
+    Pixels with fewer than two objects within reach get 0 (d2 is infinite).
+    """
+    d1, d2 = nearest_two_distances(objects, max_distance=border_cutoff(w0, sigma), mask=background)
+    with np.errstate(invalid="ignore", over="ignore"):
+        term = w0 * np.exp(-np.square(d1 + d2) / (2.0 * sigma**2))
+    return np.where(background & np.isfinite(term), term, 0.0)
+
+
+def weight_map(
+    classes: np.ndarray,
+    objects: np.ndarray,
+    *,
+    class_weight: np.ndarray,
+    w0: float = PAPER_W0,
+    sigma: float = PAPER_SIGMA,
+) -> np.ndarray:
+    """U-Net weight map of one slice.
+
+    Parameters
+    ----------
+    classes
+        Training target, class index per pixel; class 0 is background.
+    objects
+        Instance labels (0 = background). Object pixels that are background in
+        ``classes`` (the borders between touching objects) count as background.
+    class_weight
+        ``w_c`` per class, e.g. from :func:`class_weights`.
+    w0, sigma
+        The border term's amplitude and width (paper: 10 and about 5 px).
+
+    Returns
+    -------
+    np.ndarray
+        float32 weights, same shape as ``classes``; finite everywhere.
+
+    Notes
+    -----
+    ``w(x) = w_c(x) + w0 exp(-(d1(x) + d2(x))^2 / (2 sigma^2))`` on background
+    pixels, ``w_c(x)`` on foreground pixels.
+
+    References
+    ----------
+    Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical
+    Image Segmentation. MICCAI 2015, eq. 2.
+    """
+    background = classes == 0
+    foreground_objects = np.where(background, 0, objects)
+    weights = class_weight[classes] + border_term(foreground_objects, background, w0=w0, sigma=sigma)
+    return weights.astype(np.float32)
+
+
+def naive_weight_map(
+    classes: np.ndarray, objects: np.ndarray, *, class_weight: np.ndarray, w0: float, sigma: float
+) -> np.ndarray:
+    """Reference weight map: one full distance transform per object (slow, for tests)."""
+    from .distances import naive_nearest_two_distances
+
+    background = classes == 0
+    d1, d2 = naive_nearest_two_distances(np.where(background, 0, objects))
+    with np.errstate(invalid="ignore", over="ignore"):
+        term = w0 * np.exp(-np.square(d1 + d2) / (2.0 * sigma**2))
+    term = np.where(background & np.isfinite(term), term, 0.0)
+    return (class_weight[classes] + term).astype(np.float32)
+
+
+def slice_class_weights(classes: da.Array, num_classes: int, *, per_slice: bool) -> np.ndarray:
+    """Class weights per slice, shape (z, K): the dataset's own for every slice, or each slice's."""
+    counts = da.stack([da.bincount(plane.ravel(), minlength=num_classes)[:num_classes] for plane in classes])
+    counts = counts.compute()
+    if per_slice:
+        return np.stack([class_weights(row) for row in counts])
+    return np.repeat(class_weights(counts.sum(axis=0))[None], classes.shape[0], axis=0)
+
+
+def weight_map_stack(
+    classes: da.Array,
+    objects: da.Array,
+    *,
+    slice_weights: np.ndarray,
+    w0: float,
+    sigma: float,
+) -> da.Array:
+    """Weight maps of a (z, y, x) stack: one task per chunk, with a halo where slices are tiled.
+
+    The halo covers :func:`border_cutoff`, so tiled results equal untiled ones.
+    """
+    halo = int(math.ceil(border_cutoff(w0, sigma))) + 1
+    depth = {0: 0, 1: halo if classes.numblocks[1] > 1 else 0, 2: halo if classes.numblocks[2] > 1 else 0}
+
+    def block(class_block: np.ndarray, object_block: np.ndarray, block_info=None) -> np.ndarray:
+        z_start = block_info[0]["array-location"][0][0]
+        out = np.empty(class_block.shape, np.float32)
+        for offset in range(class_block.shape[0]):
+            out[offset] = weight_map(
+                class_block[offset],
+                object_block[offset],
+                class_weight=slice_weights[z_start + offset],
+                w0=w0,
+                sigma=sigma,
+            )
+        return out
+
+    return da.map_overlap(
+        block, classes, objects, depth=depth, boundary="none", dtype=np.float32, trim=True, align_arrays=False
+    )
+
+
+def write_preview(path: Path, image: np.ndarray, classes: np.ndarray, weights: np.ndarray) -> None:
+    """Image, labels and weight map of one slice side by side, like the paper's Figure 3."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 3, figsize=(13, 4.4))
+    axes[0].imshow(image, cmap="gray")
+    axes[1].imshow(classes, cmap="gray", interpolation="nearest")
+    shown = axes[2].imshow(weights, cmap="jet")
+    figure.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.04, label="w(x)")
+    for axis, title in zip(axes, ("image", "labels (training target)", "weight map")):
+        axis.set_title(title)
+        axis.axis("off")
+    figure.tight_layout()
+    with io.atomic_store(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=80)
+    plt.close(figure)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m unetflow.weights", description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="input data.zarr")
+    parser.add_argument("out", type=Path, help="output weights.zarr")
+    parser.add_argument("--preview", type=Path, help="PNG of one slice, its labels and its weight map")
+    parser.add_argument("--w0", type=float, default=PAPER_W0)
+    parser.add_argument("--sigma", type=float, default=PAPER_SIGMA)
+    parser.add_argument("--class-weights", choices=("dataset", "slice"), default="dataset")
+    parser.add_argument("--num-classes", type=int, default=2)
+    parser.add_argument("--scheduler", default="threads", help="threads, processes, synchronous or a scheduler address")
+    parser.add_argument("--workers", type=int, default=1)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.w0 < 0 or args.sigma <= 0:
+        raise InputError(f"weights: w0 must be >= 0 and sigma > 0 (got w0={args.w0}, sigma={args.sigma}); fix the config")
+    store = io.open_store(args.data)
+    classes_array, objects_array = io.open_labels(store, "classes"), io.open_labels(store, "objects")
+    if classes_array is None:
+        raise InputError(
+            f"{args.data}: has no labels, and weight maps need them; add labels to this dataset in the "
+            "config or remove it from train_on"
+        )
+    classes, objects = da.from_zarr(classes_array), da.from_zarr(objects_array)
+    slice_weights = slice_class_weights(classes, args.num_classes, per_slice=args.class_weights == "slice")
+    log.info("class weights (first slice): %s", np.round(slice_weights[0], 4).tolist())
+    weights = weight_map_stack(classes, objects, slice_weights=slice_weights, w0=args.w0, sigma=args.sigma)
+    with io.atomic_store(args.out) as temporary:
+        group = io.create_group(temporary)
+        target = io.create_image(
+            group, "weights", classes.shape, np.dtype(np.float32),
+            w0=args.w0, sigma=args.sigma, class_weights=args.class_weights,
+        )
+        with dask_config(args.scheduler, args.workers), SliceProgress(classes.numblocks, "weight maps"):
+            da.store(weights, target, lock=False)
+    if args.preview:
+        write_preview(args.preview, io.open_raw(store)[0], classes_array[0], io.open_store(args.out)["weights"][0])
+
+
+if __name__ == "__main__":
+    cli.run(main)
