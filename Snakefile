@@ -16,10 +16,12 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/weights.smk"
+include: "workflow/rules/augment.smk"
 
 
 rule all:
     input:
         expand("results/{dataset}/data.zarr", dataset=config["datasets"]),
         expand("results/{dataset}/weights.zarr", dataset=training_datasets()),
+        expand("results/{dataset}/augmented.zarr", dataset=augmented_datasets()),
     default_target: True

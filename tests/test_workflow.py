@@ -46,8 +46,8 @@ def test_demo_ingests_into_ome_zarr_stores(workflow_dir):
     assert "Nothing to be done" in rerun.stdout + rerun.stderr
 
 
-def test_demo_weights_match_labels_and_log_progress(workflow_dir):
-    snakemake(workflow_dir, "--cores", "2", "results/demo_train/weights.zarr")
+def test_demo_weights_and_augmented_samples(workflow_dir):
+    snakemake(workflow_dir, "--cores", "2", "results/demo_train/augmented.zarr")
     data = zarr.open_group(str(workflow_dir / "results/demo_train/data.zarr"), mode="r")
     weights = zarr.open_group(str(workflow_dir / "results/demo_train/weights.zarr"), mode="r")["weights"]
     classes = data["labels/classes/0"]
@@ -57,6 +57,13 @@ def test_demo_weights_match_labels_and_log_progress(workflow_dir):
     assert values[labels == 0].max() > 8  # narrow membranes between cells carry the border term
     assert (workflow_dir / "results/demo_train/weights_preview.png").stat().st_size > 10_000
     assert "weight maps: 8/8 slices done" in (workflow_dir / "logs/weights/demo_train.log").read_text()
+    samples = zarr.open_group(str(workflow_dir / "results/demo_train/augmented.zarr"), mode="r")
+    # demo model: depth 3, valid padding; output 100 px -> input 100 + 2 * 44
+    assert samples["image"].shape == (200, 188, 188) and samples["image"].dtype == np.float32
+    assert samples["labels"].shape == samples["weights"].shape == (200, 100, 100)
+    assert set(np.unique(samples["labels"][:20])) == {0, 1}
+    assert (workflow_dir / "results/demo_train/augment_preview.png").stat().st_size > 10_000
+    assert "augmented samples: 25/25 batches of 8 done" in (workflow_dir / "logs/augment/demo_train.log").read_text()
 
 
 def test_mistyped_config_key_is_a_schema_error(workflow_dir):

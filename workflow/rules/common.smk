@@ -1,6 +1,11 @@
 # Helpers shared by the rules: dataset lookups and input lists.
 
+import json
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from unetflow.geometry import sample_sizes
 
 # The package runs from the source tree, installed or not (conda envs too).
 shell.prefix(f"export PYTHONPATH={Path(workflow.basedir) / 'workflow'}:$PYTHONPATH; ")
@@ -25,6 +30,11 @@ def training_datasets():
     return names
 
 
+def augmented_datasets():
+    """Training datasets whose samples are precomputed (augment.mode: precomputed)."""
+    return training_datasets() if config["augment"]["mode"] == "precomputed" else []
+
+
 def stack_files(path):
     """The files of a raw stack, so that editing one slice makes ingest stale."""
     if path is None:
@@ -43,3 +53,6 @@ def raw_inputs(wildcards):
 def labels_option(wildcards):
     labels = dataset(wildcards.dataset).get("labels")
     return f"--labels '{labels}'" if labels else ""
+
+
+SAMPLE_INPUT_SIZE, SAMPLE_OUTPUT_SIZE = sample_sizes(config["models"], config["augment"]["output_size"])

@@ -42,24 +42,18 @@ def dask_config(scheduler: str, workers: int) -> Iterator[None]:
         yield
 
 
-class SliceProgress(Callback):
-    """Logs ``desc: done/total`` as the blocks of a ``dask.array.store`` finish.
+class TaskProgress(Callback):
+    """Logs ``desc: done/total unit done`` as the Dask tasks whose key starts with ``prefix`` finish."""
 
-    Counts the store tasks, one per output chunk; with one chunk per slice (the
-    usual layout) that is slices done of the total.
-    """
-
-    def __init__(self, numblocks: tuple[int, ...], desc: str):
+    def __init__(self, *, total: int, desc: str, unit: str, prefix: str):
         super().__init__()
-        self.total = math.prod(numblocks)
-        self.unit = "slices" if numblocks[1:] == (1,) * (len(numblocks) - 1) else "tiles"
-        self.desc = desc
+        self.total, self.desc, self.unit, self.prefix = total, desc, unit, prefix
         self.done = 0
         self.last_report = time.monotonic()
 
     def _posttask(self, key, result, dsk, state, worker_id):
         name = key[0] if isinstance(key, tuple) else key
-        if isinstance(name, str) and name.startswith("store-map"):
+        if isinstance(name, str) and name.startswith(self.prefix):
             self.done += 1
             if time.monotonic() - self.last_report >= LOG_INTERVAL_S:
                 self._report()
@@ -71,3 +65,12 @@ class SliceProgress(Callback):
     def _report(self) -> None:
         log.info("%s: %d/%d %s done", self.desc, self.done, self.total, self.unit)
         self.last_report = time.monotonic()
+
+
+def store_progress(numblocks: tuple[int, ...], desc: str) -> TaskProgress:
+    """Progress of a ``dask.array.store``: one task per output chunk, i.e. per slice when
+    slices are not tiled."""
+    untiled = numblocks[1:] == (1,) * (len(numblocks) - 1)
+    return TaskProgress(
+        total=math.prod(numblocks), desc=desc, unit="slices" if untiled else "tiles", prefix="store-map"
+    )

@@ -25,7 +25,7 @@ import numpy as np
 from . import cli, io
 from .distances import nearest_two_distances
 from .errors import InputError
-from .parallel import SliceProgress, dask_config
+from .parallel import dask_config, store_progress
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> None:
             group, "weights", classes.shape, np.dtype(np.float32),
             w0=args.w0, sigma=args.sigma, class_weights=args.class_weights,
         )
-        with dask_config(args.scheduler, args.workers), SliceProgress(classes.numblocks, "weight maps"):
+        with dask_config(args.scheduler, args.workers), store_progress(classes.numblocks, "weight maps"):
             da.store(weights, target, lock=False)
     if args.preview:
         write_preview(args.preview, io.open_raw(store)[0], classes_array[0], io.open_store(args.out)["weights"][0])
