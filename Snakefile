@@ -17,6 +17,7 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/augment.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
@@ -24,4 +25,5 @@ rule all:
         expand("results/{dataset}/data.zarr", dataset=config["datasets"]),
         expand("results/{dataset}/weights.zarr", dataset=training_datasets()),
         expand("results/{dataset}/augmented.zarr", dataset=augmented_datasets()),
+        expand("results/models/{model}/model.pt", model=config["models"]),
     default_target: True

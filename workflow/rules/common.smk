@@ -13,6 +13,7 @@ shell.prefix(f"export PYTHONPATH={Path(workflow.basedir) / 'workflow'}:$PYTHONPA
 
 wildcard_constraints:
     dataset="|".join(config["datasets"]) or "no-datasets",
+    model="|".join(config["models"]) or "no-models",
 
 
 def dataset(name):
@@ -28,6 +29,34 @@ def training_datasets():
         if "labels" not in config["datasets"][name]:
             raise ValueError(f"config: train_on names '{name}', which has no labels; add labels to it")
     return names
+
+
+def validation_datasets():
+    """Datasets named in validate_on, each checked to exist and have labels."""
+    for name in config["validate_on"]:
+        if name not in config["datasets"] or "labels" not in config["datasets"][name]:
+            raise ValueError(f"config: validate_on names '{name}', which is not a labelled dataset in datasets")
+    return config["validate_on"]
+
+
+def training_inputs(wildcards):
+    """Samples (precomputed) or data + weight maps (online), and the validation data."""
+    online = config["augment"]["mode"] == "online"
+    train = training_datasets()
+    return {
+        "samples": [] if online else expand("results/{dataset}/augmented.zarr", dataset=train),
+        "data": expand("results/{dataset}/data.zarr", dataset=train) if online else [],
+        "weights": expand("results/{dataset}/weights.zarr", dataset=train) if online else [],
+        "validation": expand("results/{dataset}/data.zarr", dataset=validation_datasets()),
+    }
+
+
+def online_option(wildcards):
+    """--online with the augment settings and --sample-sizes, in online mode."""
+    if config["augment"]["mode"] != "online":
+        return ""
+    settings = {key: config["augment"][key] for key in ("transforms", "seed", "samples")}
+    return f"--online '{json.dumps(settings, sort_keys=True)}' --sample-sizes {SAMPLE_INPUT_SIZE} {SAMPLE_OUTPUT_SIZE}"
 
 
 def augmented_datasets():

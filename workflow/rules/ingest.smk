@@ -11,6 +11,7 @@ rule ingest:
         labels=labels_option,
         label_kind=lambda wildcards: dataset(wildcards.dataset)["label_kind"],
         num_classes=config["num_classes"],
+        slices=lambda wildcards: dataset(wildcards.dataset)["slices"],
     log:
         "logs/ingest/{dataset}.log",
     benchmark:
@@ -18,4 +19,4 @@ rule ingest:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.ingest --images '{params.images}' {params.labels} --out {output} --label-kind {params.label_kind} --num-classes {params.num_classes} > {log} 2>&1"
+        "python -m unetflow.ingest --images '{params.images}' {params.labels} --out {output} --label-kind {params.label_kind} --num-classes {params.num_classes} --slices '{params.slices}' > {log} 2>&1"

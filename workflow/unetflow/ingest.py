@@ -31,7 +31,7 @@ from skimage.measure import label as connected_components
 
 from . import cli, io
 from .errors import InputError
-from .readers import SliceStack, open_stack
+from .readers import SelectedSlices, SliceStack, open_stack, parse_slices
 
 log = logging.getLogger(__name__)
 LABEL_KINDS = ("auto", "binary", "instance", "classes")
@@ -200,6 +200,7 @@ def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="output data.zarr")
     parser.add_argument("--label-kind", choices=LABEL_KINDS, default="auto")
     parser.add_argument("--num-classes", type=int, default=2)
+    parser.add_argument("--slices", default="", help='slices to take, e.g. "0-17" or "0,3,5-7" (default: all)')
     return parser.parse_args(None if argv is None else list(argv))
 
 
@@ -207,6 +208,12 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     images = open_stack(args.images)
     labels = open_stack(args.labels) if args.labels else None
+    if args.slices:
+        if labels is not None:
+            check_shapes(images, labels)
+        indices = parse_slices(args.slices, images.shape[0], str(images.path))
+        images = SelectedSlices(images, indices)
+        labels = SelectedSlices(labels, indices) if labels is not None else None
     ingest(images, labels, args.out, label_kind=args.label_kind, num_classes=args.num_classes)
 
 

@@ -252,3 +252,39 @@ def _as_stack_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(shape) != 3:
         raise InputError(f"{path}: array has shape {shape}; expected (z, y, x) grayscale slices")
     return shape
+
+
+def parse_slices(spec: str | list[int] | None, count: int, where: str) -> list[int]:
+    """Slice indices from a selection: ``"0-17"``, ``"0,3,5-7"`` or a list; None = all."""
+    if spec is None or spec == "":
+        return list(range(count))
+    parts = spec if isinstance(spec, list) else str(spec).split(",")
+    indices: list[int] = []
+    try:
+        for part in parts:
+            if isinstance(part, str) and "-" in part.strip()[1:]:
+                first, last = part.split("-")
+                indices += range(int(first), int(last) + 1)
+            else:
+                indices.append(int(part))
+    except ValueError as error:
+        raise InputError(f"{where}: slice selection {spec!r} is not understood; write e.g. \"0-17\" or \"0,3,5-7\"") from error
+    outside = [index for index in indices if not 0 <= index < count]
+    if outside:
+        raise InputError(f"{where}: slices {outside} do not exist, the stack has {count} (0-{count - 1}); fix `slices`")
+    return indices
+
+
+class SelectedSlices:
+    """Some slices of a stack, in the given order."""
+
+    def __init__(self, stack: SliceStack, indices: list[int]):
+        self.stack, self.indices = stack, indices
+        self.path, self.dtype = stack.path, stack.dtype
+        self.shape = (len(indices), *stack.shape[1:])
+
+    def name_of(self, index: int) -> str:
+        return self.stack.name_of(self.indices[index])
+
+    def read(self, index: int) -> np.ndarray:
+        return self.stack.read(self.indices[index])

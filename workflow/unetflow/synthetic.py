@@ -182,7 +182,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out-dir", required=True, type=Path)
     parser.add_argument("--mode", choices=("em", "touching"), default="em")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-slices", type=int, default=8)
+    parser.add_argument("--train-slices", type=int, default=10)
     parser.add_argument("--test-slices", type=int, default=4)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--preview", type=Path, help="also write a PNG of the first training slice")

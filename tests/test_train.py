@@ -1,0 +1,175 @@
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from unetflow import checkpoint
+from unetflow.errors import InputError
+from unetflow.model import ModelConfig, UNet, model_input_size
+from unetflow.synthetic import generate_stack
+from unetflow.train import (
+    TrainSettings,
+    autocast_dtype,
+    learning_rate,
+    resolve_device,
+    train,
+    weighted_cross_entropy,
+)
+from unetflow.weights import class_weights, weight_map
+
+TINY = ModelConfig(depth=2, base_channels=8, dropout=0.3)
+
+
+class TileSamples:
+    """Samples cut from one synthetic slice: the same tile, or tiles at fixed places."""
+
+    def __init__(self, output_size: int, count: int, same_tile: bool = False):
+        images, binary, instances = generate_stack(1, 160, seed=2)
+        classes = (binary[0] == 255).astype(np.uint8)
+        weights = weight_map(classes, instances[0].astype(np.uint32),
+                             class_weight=class_weights(np.bincount(classes.ravel())))
+        image = ((images[0] - images[0].mean()) / images[0].std()).astype(np.float32)
+        self.output_size = output_size
+        self.input_size = model_input_size(TINY, output_size)
+        border = (self.input_size - output_size) // 2
+        self.items = []
+        for index in range(count):
+            top = 0 if same_tile else (index * 17) % (160 - self.input_size)
+            window = (slice(top, top + self.input_size), slice(top, top + self.input_size))
+            inner = (slice(top + border, top + border + output_size),) * 2
+            self.items.append((image[window], classes[inner], weights[inner]))
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+def test_weighted_loss_equals_a_hand_computation():
+    logits = torch.tensor([[[[2.0, 0.0]], [[0.0, 1.0]]]])  # (1, K=2, 1, 2): two pixels
+    labels = torch.tensor([[[0, 0]]])
+    weights = torch.tensor([[[1.0, 3.0]]])
+    first = -math.log(math.exp(2) / (math.exp(2) + 1))
+    second = -math.log(1 / (1 + math.e))
+    expected = (1.0 * first + 3.0 * second) / 2
+    assert weighted_cross_entropy(logits, labels, weights).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_small_model_overfits_one_tile(tmp_path):
+    samples = TileSamples(output_size=36, count=1, same_tile=True)
+    settings = TrainSettings(iterations=150, batch_size=1, optimizer="adam", lr=3e-3, device="cpu",
+                             validate_every=1000, checkpoint_every=1000, log_every=10)
+    metrics = train(model_config=ModelConfig(depth=2, base_channels=8, dropout=0.0), settings=settings,
+                    samples=samples, validation=[], out_dir=tmp_path, fingerprint_of={})
+    assert metrics["loss"].iloc[0] / metrics["loss"].iloc[-1] >= 10
+
+
+def run(out_dir, iterations, on_iteration=None, **options):
+    settings = TrainSettings(iterations=iterations, batch_size=2, lr=0.01, momentum=0.99, device="cpu",
+                             validate_every=10, checkpoint_every=5, log_every=5, **options)
+    samples = TileSamples(output_size=20, count=6)
+    validation = [(np.random.default_rng(0).normal(size=(44, 50)).astype(np.float32),
+                   np.random.default_rng(1).integers(0, 2, (44, 50)).astype(np.uint8))]
+    return train(model_config=TINY, settings=settings, samples=samples, validation=validation,
+                 out_dir=out_dir, fingerprint_of={"test": 1}, on_iteration=on_iteration)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def weights_of(path):
+    return torch.load(path / "model.pt", weights_only=False)["state_dict"]
+
+
+def test_resumed_training_ends_with_the_same_weights(tmp_path):
+    torch.set_num_threads(1)
+    run(tmp_path / "whole", 20)
+
+    def interrupt_at_12(iteration):
+        if iteration == 12:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(tmp_path / "resumed", 20, interrupt_at_12)
+    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    assert saved["iteration"] == 10  # the last checkpoint before the interruption
+    metrics = run(tmp_path / "resumed", 20)
+    whole, resumed = weights_of(tmp_path / "whole"), weights_of(tmp_path / "resumed")
+    assert all(torch.equal(whole[name], resumed[name]) for name in whole)
+    assert list(metrics["iteration"]) == [5, 10, 15, 20]
+    pd.testing.assert_frame_equal(
+        metrics.drop(columns=["seconds", "data_wait_fraction"]),
+        pd.read_csv(tmp_path / "whole" / "metrics.csv").drop(columns=["seconds", "data_wait_fraction"]),
+    )
+    assert not (tmp_path / "resumed" / "checkpoint.pt").exists()  # removed once training finished
+
+
+def test_outputs_hold_everything_prediction_needs(tmp_path):
+    run(tmp_path, 10)
+    saved = torch.load(tmp_path / "model.pt", weights_only=False)
+    model = UNet(ModelConfig(**saved["model_config"]))
+    model.load_state_dict(saved["state_dict"])
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    assert {"iteration", "loss", "lr", "seconds", "val_loss", "val_pixel_error", "val_foreground_iou"} <= set(metrics)
+    assert metrics["val_pixel_error"].notna().iloc[-1]
+    assert (tmp_path / "loss.png").stat().st_size > 5000
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tmp_path):
+    def stop(iteration):
+        if iteration == 6:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(tmp_path, 20, stop)
+    metrics = run(tmp_path, 20, seed=1)  # other settings: starts from iteration 0
+    assert metrics["iteration"].iloc[0] == 5
+
+
+def test_time_budget_stops_training_early(tmp_path):
+    metrics = run(tmp_path, 100000, max_minutes=0.05)
+    assert metrics["iteration"].iloc[-1] < 100000
+    assert metrics["seconds"].iloc[-1] == pytest.approx(3.0, abs=2.0)
+
+
+def test_learning_rate_schedules():
+    settings = TrainSettings(lr=0.1, schedule="cosine", warmup=0.1)
+    assert learning_rate(settings, 0.05) == pytest.approx(0.05)
+    assert learning_rate(settings, 0.1) == pytest.approx(0.1)
+    assert learning_rate(settings, 1.0) == pytest.approx(0.0, abs=1e-12)
+    assert learning_rate(TrainSettings(lr=0.1), 0.7) == 0.1
+    assert learning_rate(TrainSettings(lr=0.1, schedule="poly"), 0.5) == pytest.approx(0.1 * 0.5**0.9)
+
+
+def test_devices_and_precisions_are_checked():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="'cuda' is not available on this machine; set device to auto or cpu"):
+            resolve_device("cuda")
+    with pytest.raises(InputError, match="is unknown"):
+        resolve_device("tpu")
+    with pytest.raises(InputError, match="fp16 needs a CUDA GPU"):
+        autocast_dtype("fp16", torch.device("cpu"))
+    assert autocast_dtype("auto", torch.device("cpu")) is None
+    assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
+
+
+def test_a_checkpoint_torn_while_writing_never_replaces_the_last_good_one(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    checkpoint.save(path, {"iteration": 10, "fingerprint": "f"})
+
+    def torn_save(state, target):
+        with open(target, "wb") as handle:
+            handle.write(b"partial")
+        raise KeyboardInterrupt  # the process dies mid-write
+
+    monkeypatch.setattr(torch, "save", torn_save)
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save(path, {"iteration": 20, "fingerprint": "f"})
+    monkeypatch.undo()
+    assert checkpoint.load(path, "f")["iteration"] == 10

@@ -1,0 +1,27 @@
+# Augmented samples (or data + weights, online) -> a trained U-Net per model.
+
+
+rule train:
+    input:
+        unpack(training_inputs),
+    output:
+        model="results/models/{model}/model.pt",
+        metrics="results/models/{model}/metrics.csv",
+        loss="results/models/{model}/loss.png",
+    params:
+        model=lambda wildcards: json.dumps(config["models"][wildcards.model], sort_keys=True),
+        settings=json.dumps(config["train"], sort_keys=True),
+        online=online_option,
+        num_classes=config["num_classes"],
+        out_dir=lambda wildcards: f"results/models/{wildcards.model}",
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    log:
+        "logs/train/{model}.log",
+    benchmark:
+        "benchmarks/runs/train/{model}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m unetflow.train --samples {input.samples} --data {input.data} --weights {input.weights} --validation {input.validation} --out-dir {params.out_dir} --model '{params.model}' --settings '{params.settings}' {params.online} --num-classes {params.num_classes} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,63 @@
+"""Training checkpoints: everything needed to resume bit for bit, written atomically."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+log = logging.getLogger(__name__)
+
+
+def fingerprint(settings: dict[str, Any]) -> str:
+    """A short hash of the settings a checkpoint belongs to; a checkpoint of other settings is
+    not resumed."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def rng_states() -> dict[str, Any]:
+    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    np.random.set_state(states["numpy"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save(path: Path, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` via a temporary file and an atomic rename, so a process
+    killed while writing never replaces the last good checkpoint."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    torch.save(state, temporary)
+    with open(temporary, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def load(path: Path, expected_fingerprint: str) -> dict[str, Any] | None:
+    """The checkpoint at ``path`` if it exists, is readable and belongs to these settings."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # a torn or foreign file: start over rather than fail
+        log.warning("checkpoint %s is unreadable (%s); training starts from iteration 0", path, error)
+        return None
+    if state.get("fingerprint") != expected_fingerprint:
+        log.warning("checkpoint %s belongs to other settings; training starts from iteration 0", path)
+        return None
+    return state

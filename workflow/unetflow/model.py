@@ -1,0 +1,147 @@
+"""The U-Net of Ronneberger et al. (2015) in PyTorch.
+
+Defaults are the paper's network: depth 4 (four 2x2 max-poolings), 64
+channels doubling to 1024, two unpadded 3x3 convolutions + ReLU per block, 2x2
+up-convolutions halving the channels, crop-and-concatenate skip connections,
+drop-out at the end of the contracting path, a 1x1 convolution to K classes:
+23 convolutional layers, 572x572 in, 388x388 out, about 31.0 million weights.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .geometry import input_size_for, margin, output_size, valid_output_size
+
+__all__ = ["ModelConfig", "UNet", "margin", "output_size", "input_size_for", "valid_output_size", "center_crop"]
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a U-Net (the config's ``models.<name>``)."""
+
+    depth: int = 4
+    base_channels: int = 64
+    padding: str = "valid"
+    batch_norm: bool = False
+    dropout: float = 0.5
+    in_channels: int = 1
+    num_classes: int = 2
+
+    @property
+    def margin(self) -> int:
+        return margin(self.depth, self.padding)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def center_crop(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """The central ``size`` region of an (N, C, H, W) tensor."""
+    top = (tensor.shape[-2] - size[0]) // 2
+    left = (tensor.shape[-1] - size[1]) // 2
+    return tensor[..., top : top + size[0], left : left + size[1]]
+
+
+class ConvBlock(nn.Sequential):
+    """Two 3x3 convolutions, each followed by (optional batch norm and) ReLU."""
+
+    def __init__(self, in_channels: int, out_channels: int, *, padding: str, batch_norm: bool):
+        layers: list[nn.Module] = []
+        for channels in (in_channels, out_channels):
+            layers.append(nn.Conv2d(channels, out_channels, 3, padding=1 if padding == "same" else 0))
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out_channels))
+            layers.append(nn.ReLU(inplace=True))
+        super().__init__(*layers)
+
+
+class UNet(nn.Module):
+    """U-Net for K-class per-pixel classification; see :class:`ModelConfig` for the options.
+
+    Drop-out follows the paper's Caffe model: on the last contracting block and
+    on the bottleneck ("drop-out layers at the end of the contracting path").
+    """
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = config
+        channels = [config.base_channels * 2**level for level in range(config.depth + 1)]
+        options = {"padding": config.padding, "batch_norm": config.batch_norm}
+        self.down = nn.ModuleList()
+        previous = config.in_channels
+        for level in range(config.depth):
+            self.down.append(ConvBlock(previous, channels[level], **options))
+            previous = channels[level]
+        self.pool = nn.MaxPool2d(2)
+        self.bottom = ConvBlock(channels[-2] if config.depth else config.in_channels, channels[-1], **options)
+        self.dropout = nn.Dropout(config.dropout)
+        self.upsample = nn.ModuleList(
+            nn.ConvTranspose2d(channels[level + 1], channels[level], 2, stride=2) for level in reversed(range(config.depth))
+        )
+        self.up = nn.ModuleList(
+            ConvBlock(2 * channels[level], channels[level], **options) for level in reversed(range(config.depth))
+        )
+        self.head = nn.Conv2d(channels[0], config.num_classes, 1)
+        self.apply(initialise)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        skips = []
+        features = image
+        for level, block in enumerate(self.down):
+            features = block(features)
+            if level == self.config.depth - 1:
+                features = self.dropout(features)
+            skips.append(features)
+            features = self.pool(features)
+        features = self.dropout(self.bottom(features))
+        for upsample, block, skip in zip(self.upsample, self.up, reversed(skips)):
+            features = upsample(features)
+            features = block(torch.cat([center_crop(skip, features.shape[-2:]), features], dim=1))
+        return self.head(features)
+
+
+def initialise(module: nn.Module) -> None:
+    """Weights from N(0, sqrt(2/N)), N the incoming nodes of a neuron (paper); biases 0.
+
+    For a 3x3 convolution N = 9 x input channels; for the 2x2 up-convolution
+    with stride 2 each output pixel receives one tap per input channel, so
+    N = input channels.
+    """
+    if isinstance(module, nn.Conv2d):
+        fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
+    elif isinstance(module, nn.ConvTranspose2d):
+        taps = module.kernel_size[0] * module.kernel_size[1] // (module.stride[0] * module.stride[1])
+        fan_in = module.in_channels * max(taps, 1)
+    else:
+        return
+    nn.init.normal_(module.weight, mean=0.0, std=math.sqrt(2.0 / fan_in))
+    nn.init.zeros_(module.bias)
+
+
+def count_convolutions(model: nn.Module) -> int:
+    """Convolutional layers, up-convolutions included (the paper counts 23)."""
+    return sum(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(parameter.numel() for parameter in model.parameters())
+
+
+def model_input_size(config: ModelConfig, output: int) -> int:
+    """Input edge length the model needs to produce an ``output`` tile (plus what it crops).
+
+    Valid padding: ``output + 2 * margin``. Same padding: the smallest multiple of
+    ``2**depth`` that is at least ``output`` and has the same parity.
+    """
+    if config.padding == "valid":
+        return input_size_for(output, config.depth)
+    step = 2**config.depth
+    size = valid_output_size(output, config.depth, "same")
+    while (size - output) % 2:
+        size += step
+    return size

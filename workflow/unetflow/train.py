@@ -1,0 +1,328 @@
+"""Training of a U-Net on augmented samples: weighted loss, checkpoints, resume, metrics.
+
+Loss: pixel-wise softmax cross-entropy weighted by the U-Net weight map,
+``mean_x w(x) * -log p_label(x)(x)``. Optimiser: SGD with momentum 0.99 as in
+the paper (Adam as an option). Training stops at ``iterations`` or after
+``max_minutes`` of training time, whichever comes first, and the learning-rate
+schedule follows whichever of the two is further along. A checkpoint every
+``checkpoint_every`` iterations holds the model, optimiser, grad scaler, RNG
+states and iteration, so rerunning an interrupted job resumes where it stopped
+and, on the CPU, ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from . import checkpoint, cli, io
+from .augment import AugmentSettings, OnlineSamples
+from .errors import InputError
+from .metrics import foreground_iou, pixel_error
+from .model import ModelConfig, UNet, center_crop, model_input_size
+from .tiling import predict_slice
+from .training_data import IterationBatches, SampleBank, load_validation
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The config's ``train`` section."""
+
+    iterations: int = 1000
+    max_minutes: float | None = None
+    batch_size: int = 1
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.99
+    weight_decay: float = 0.0
+    schedule: str = "constant"
+    warmup: float = 0.0
+    precision: str = "auto"
+    device: str = "auto"
+    seed: int = 0
+    validate_every: int = 100
+    checkpoint_every: int = 100
+    log_every: int = 10
+    workers: int = 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA, then Apple MPS, then the CPU; or the named device, checked to exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise InputError(f"device {name!r} is unknown ({error}); use auto, cpu, cuda, cuda:N or mps") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} is not available on this machine; set device to auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {name!r} is not available on this machine; set device to auto or cpu")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a precision setting (None = fp32). ``auto``: bf16 on GPUs that
+    support it, else fp16 on CUDA, fp32 on the CPU."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        raise InputError(f"precision fp16 needs a CUDA GPU, the device is {device}; use bf16 or fp32")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def learning_rate(settings: TrainSettings, progress: float) -> float:
+    """Learning rate at ``progress`` in [0, 1]: linear warm-up, then constant, cosine or poly."""
+    if settings.warmup > 0 and progress < settings.warmup:
+        return settings.lr * progress / settings.warmup
+    rest = (progress - settings.warmup) / max(1e-12, 1.0 - settings.warmup)
+    rest = min(max(rest, 0.0), 1.0)
+    if settings.schedule == "cosine":
+        return settings.lr * 0.5 * (1.0 + math.cos(math.pi * rest))
+    if settings.schedule == "poly":
+        return settings.lr * (1.0 - rest) ** 0.9
+    return settings.lr
+
+
+def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``mean_x w(x) * -log softmax(logits)[label(x)](x)`` over every pixel of the batch."""
+    return (F.cross_entropy(logits.float(), labels.long(), reduction="none") * weights).mean()
+
+
+def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    return torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
+                           weight_decay=settings.weight_decay)
+
+
+def inference_geometry(config: ModelConfig, tile: int) -> tuple[int, int]:
+    """(output tile, margin) for tiled inference: valid models use their own margin; same-padded
+    models get 2**depth px of context on each side, cropped from their output."""
+    if config.padding == "valid":
+        from .geometry import valid_output_size
+
+        return valid_output_size(tile, config.depth), config.margin
+    step = 2**config.depth
+    return -(-tile // step) * step, step
+
+
+def tiled_forward(model: UNet, device: torch.device, dtype: torch.dtype | None, tile: int) -> Callable:
+    """numpy (B, 1, h, w) -> class probabilities (B, K, tile, tile), in inference mode."""
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        with torch.inference_mode(), autocast(device, dtype):
+            logits = model(torch.from_numpy(batch).to(device))
+        return torch.softmax(center_crop(logits.float(), (tile, tile)), dim=1).cpu().numpy()
+
+    return forward
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def validate(model: UNet, slices: list, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+    """Mean loss (unweighted cross-entropy), pixel error and foreground IoU over whole slices."""
+    model.eval()
+    tile, margin = inference_geometry(model.config, 128)
+    forward = tiled_forward(model, device, dtype, tile)
+    losses, errors, ious = [], [], []
+    for image, classes in slices:
+        probabilities = predict_slice(forward, image, tile=tile, margin=margin, num_classes=model.config.num_classes)
+        picked = np.take_along_axis(probabilities, classes[None].astype(np.int64), axis=0)[0]
+        losses.append(float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()))
+        predicted = probabilities.argmax(axis=0)
+        errors.append(pixel_error(predicted, classes))
+        ious.append(foreground_iou(predicted, classes))
+    model.train()
+    return {"val_loss": float(np.mean(losses)), "val_pixel_error": float(np.mean(errors)),
+            "val_foreground_iou": float(np.mean(ious))}
+
+
+def write_loss_plot(path: Path, metrics: pd.DataFrame, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(6, 4))
+    axis.plot(metrics["iteration"], metrics["loss"], label="training loss (weighted)")
+    if "val_loss" in metrics and metrics["val_loss"].notna().any():
+        validated = metrics.dropna(subset=["val_loss"])
+        axis.plot(validated["iteration"], validated["val_loss"], "o-", label="validation loss")
+        axis.plot(validated["iteration"], validated["val_pixel_error"], "s--", label="validation pixel error")
+    axis.set_xlabel("iteration")
+    axis.set_yscale("log")
+    axis.set_title(title)
+    axis.legend()
+    figure.tight_layout()
+    with io.atomic_store(path) as temporary:
+        figure.savefig(temporary, format="png", dpi=90)
+    plt.close(figure)
+
+
+def train(
+    *,
+    model_config: ModelConfig,
+    settings: TrainSettings,
+    samples: SampleBank | OnlineSamples,
+    validation: list[tuple[np.ndarray, np.ndarray]],
+    out_dir: Path,
+    fingerprint_of: dict,
+    on_iteration: Callable[[int], None] | None = None,
+) -> pd.DataFrame:
+    """Train (or resume training) and write ``model.pt``, ``metrics.csv`` and ``loss.png``.
+
+    ``on_iteration(i)`` is called after iteration ``i`` and its checkpoint (tests use
+    it to interrupt a run).
+    """
+    device = resolve_device(settings.device)
+    dtype = autocast_dtype(settings.precision, device)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True)
+    torch.manual_seed(settings.seed)
+    model = UNet(model_config).to(device)
+    optimizer = make_optimizer(model, settings)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    checkpoint_path = out_dir / "checkpoint.pt"
+    key = checkpoint.fingerprint({**fingerprint_of, "model": model_config.to_dict(), "train": asdict(settings)})
+    state = checkpoint.load(checkpoint_path, key)
+    start, elapsed, rows = 0, 0.0, []
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        checkpoint.restore_rng_states(state["rng"])
+        start, elapsed, rows = state["iteration"], state["elapsed"], state["metrics"]
+        log.info("resuming from %s at iteration %d", checkpoint_path, start)
+    input_size = model_input_size(model_config, samples.output_size)
+    loader = DataLoader(
+        samples, num_workers=settings.workers, pin_memory=device.type == "cuda",
+        batch_sampler=IterationBatches(seed=settings.seed, start=start, stop=settings.iterations,
+                                       batch_size=settings.batch_size, count=len(samples)),
+        generator=torch.Generator().manual_seed(settings.seed),
+    )
+    budget = settings.max_minutes * 60 if settings.max_minutes else math.inf
+    model.train()
+    losses, data_wait, interval_start = [], 0.0, time.perf_counter()
+    iteration = start
+    batches = iter(loader)
+    while iteration < settings.iterations and elapsed < budget:
+        step_start = time.perf_counter()
+        progress = max(iteration / settings.iterations, elapsed / budget)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(settings, progress)
+        image, labels, weights = next(batches)
+        data_wait += time.perf_counter() - step_start
+        image = center_crop(image[:, None], (input_size, input_size)).to(device, non_blocking=True)
+        with autocast(device, dtype):
+            logits = model(image)
+        loss = weighted_cross_entropy(center_crop(logits, labels.shape[-2:]), labels.to(device), weights.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        losses.append(float(loss.detach()))
+        iteration += 1
+        elapsed += time.perf_counter() - step_start
+        finished = iteration == settings.iterations or elapsed >= budget
+        if iteration % settings.log_every == 0 or finished or iteration % settings.validate_every == 0:
+            row = {"iteration": iteration, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"],
+                   "seconds": elapsed, "data_wait_fraction": data_wait / max(1e-9, time.perf_counter() - interval_start)}
+            if validation and (iteration % settings.validate_every == 0 or finished):
+                validation_start = time.perf_counter()
+                row.update(validate(model, validation, device, dtype))
+                elapsed += time.perf_counter() - validation_start  # the budget is wall-clock time
+            rows.append(row)
+            log.info("iteration %d/%d loss %.4f lr %.2e %.1f s%s", iteration, settings.iterations, row["loss"],
+                     row["lr"], elapsed, "".join(f" {k} {v:.4f}" for k, v in row.items() if k.startswith("val_")))
+            losses, data_wait, interval_start = [], 0.0, time.perf_counter()
+        if iteration % settings.checkpoint_every == 0 and not finished:
+            checkpoint.save(checkpoint_path, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                "rng": checkpoint.rng_states(), "iteration": iteration, "elapsed": elapsed, "metrics": rows,
+                "fingerprint": key,
+            })
+        if on_iteration is not None:
+            on_iteration(iteration)
+    metrics = pd.DataFrame(rows)
+    write_outputs(out_dir, model, model_config, settings, metrics, samples.output_size, iteration)
+    checkpoint_path.unlink(missing_ok=True)
+    return metrics
+
+
+def write_outputs(out_dir: Path, model: UNet, model_config: ModelConfig, settings: TrainSettings,
+                  metrics: pd.DataFrame, sample_output_size: int, iterations: int) -> None:
+    """``model.pt`` (weights + configuration, all prediction needs), ``metrics.csv``, ``loss.png``."""
+    with io.atomic_store(out_dir / "metrics.csv") as temporary:
+        metrics.to_csv(temporary, index=False)
+    write_loss_plot(out_dir / "loss.png", metrics, out_dir.name)
+    with io.atomic_store(out_dir / "model.pt") as temporary:
+        torch.save({"format": "unetflow-model-1", "model_config": model_config.to_dict(),
+                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
+                    "train_settings": asdict(settings), "iterations": iterations,
+                    "sample_output_size": sample_output_size}, temporary)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m unetflow.train", description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=Path, nargs="*", default=[], help="augmented.zarr stores (precomputed)")
+    parser.add_argument("--data", type=Path, nargs="*", default=[], help="data.zarr stores (online mode)")
+    parser.add_argument("--weights", type=Path, nargs="*", default=[], help="weights.zarr stores (online mode)")
+    parser.add_argument("--validation", type=Path, nargs="*", default=[], help="labelled data.zarr stores")
+    parser.add_argument("--out-dir", type=Path, required=True)
+    parser.add_argument("--model", default="{}", help="model architecture as JSON")
+    parser.add_argument("--settings", default="{}", help="train settings as JSON")
+    parser.add_argument("--online", default=None, help="augment settings as JSON: draw samples on the fly")
+    parser.add_argument("--sample-sizes", type=int, nargs=2, metavar=("INPUT", "OUTPUT"))
+    parser.add_argument("--num-classes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = its default)")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model_config = ModelConfig(**json.loads(args.model), num_classes=args.num_classes)
+    settings = TrainSettings(**json.loads(args.settings))
+    if args.online is not None:
+        online = json.loads(args.online)
+        samples = OnlineSamples(args.data, args.weights, settings=AugmentSettings.from_config(online["transforms"]),
+                                input_size=args.sample_sizes[0], output_size=args.sample_sizes[1],
+                                seed=online["seed"], length=online["samples"])
+        sources = [str(p) for p in args.data]
+    else:
+        samples = SampleBank(args.samples)
+        sources = [str(p) for p in args.samples]
+    validation = load_validation(args.validation)
+    log.info("training %s on %d samples (%s), validating on %d slices", args.out_dir.name, len(samples),
+             ", ".join(sources), len(validation))
+    train(model_config=model_config, settings=settings, samples=samples, validation=validation,
+          out_dir=args.out_dir, fingerprint_of={"sources": sources, "validation": [str(p) for p in args.validation]})
+
+
+if __name__ == "__main__":
+    cli.run(main)
