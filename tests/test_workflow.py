@@ -3,6 +3,8 @@
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
+import torch
 import yaml
 import zarr
 from ome_zarr.io import parse_url
@@ -107,3 +109,22 @@ def test_isbi_png_folders_ingest(workflow_dir, isbi_dir):
     first = np.asarray(Image.open(isbi_dir / "train/image/00.png"))
     np.testing.assert_array_equal(store["raw"][0], first)
     assert store["labels/objects/0"][0].max() > 100  # ISBI slices hold hundreds of cells
+
+
+QUICK = {
+    "augment": {"samples": 16},
+    "train": {"iterations": 12, "batch_size": 2, "validate_every": 6, "checkpoint_every": 6, "log_every": 3},
+}
+
+
+def test_train_rule_runs_on_the_demo(workflow_dir):
+    extra = write_config(workflow_dir, QUICK)
+    snakemake(workflow_dir, "--cores", "2", "results/models/small/model.pt", "--configfile", extra)
+    model_dir = workflow_dir / "results/models/small"
+    metrics = pd.read_csv(model_dir / "metrics.csv")
+    assert list(metrics["iteration"]) == [3, 6, 9, 12]
+    assert metrics["val_pixel_error"].notna().sum() == 2
+    assert (model_dir / "loss.png").exists() and not (model_dir / "checkpoint.pt").exists()
+    saved = torch.load(model_dir / "model.pt", weights_only=False)
+    assert saved["model_config"]["depth"] == 3 and saved["model_config"]["base_channels"] == 16
+    assert "iteration 12/12" in (workflow_dir / "logs/train/small.log").read_text()
