@@ -18,6 +18,8 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/weights.smk"
 include: "workflow/rules/augment.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/predict.smk"
+include: "workflow/rules/segment.smk"
 
 
 rule all:
@@ -26,4 +28,5 @@ rule all:
         expand("results/{dataset}/weights.zarr", dataset=training_datasets()),
         expand("results/{dataset}/augmented.zarr", dataset=augmented_datasets()),
         expand("results/models/{model}/model.pt", model=config["models"]),
+        expand("results/segmentation/{model}/{dataset}.zarr", model=config["models"], dataset=prediction_datasets()),
     default_target: True

@@ -9,14 +9,8 @@ from unetflow import checkpoint
 from unetflow.errors import InputError
 from unetflow.model import ModelConfig, UNet, model_input_size
 from unetflow.synthetic import generate_stack
-from unetflow.train import (
-    TrainSettings,
-    autocast_dtype,
-    learning_rate,
-    resolve_device,
-    train,
-    weighted_cross_entropy,
-)
+from unetflow.inference import autocast_dtype, resolve_device
+from unetflow.train import TrainSettings, learning_rate, train, weighted_cross_entropy
 from unetflow.weights import class_weights, weight_map
 
 TINY = ModelConfig(depth=2, base_channels=8, dropout=0.3)

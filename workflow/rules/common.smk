@@ -39,6 +39,14 @@ def validation_datasets():
     return config["validate_on"]
 
 
+def prediction_datasets():
+    """Datasets named in predict_on, each checked to exist."""
+    for name in config["predict_on"]:
+        if name not in config["datasets"]:
+            raise ValueError(f"config: predict_on names '{name}', which is not in datasets; add it there or fix the name")
+    return config["predict_on"]
+
+
 def training_inputs(wildcards):
     """Samples (precomputed) or data + weight maps (online), and the validation data."""
     online = config["augment"]["mode"] == "online"

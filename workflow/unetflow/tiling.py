@@ -1,10 +1,18 @@
 """The overlap-tile strategy (paper, Fig. 2): a slice of any size, tile by tile.
 
-Output tiles cover the slice; each input tile is its output tile grown by the
-network's margin on every side; where that reaches past the slice border the
-input is mirrored. A valid-padded network sees, for every output pixel,
+Valid-padded networks: output tiles cover the slice; each input tile is its
+output tile grown by the network's margin on every side; where that reaches
+past the slice border, the input is mirrored. Every output pixel then sees
 exactly the context it would see in one pass over the whole mirror-padded
 slice, so the tiled result equals the whole-slice result.
+
+Same-padded networks see zero padding at every tile edge, so their tiles
+overlap by half and are blended with Gaussian weights (as nnU-Net and MONAI
+do) on one global grid, which hides the seams.
+
+Work is done block by block (a block is one output chunk of the Zarr store),
+reading only the input windows each block needs, so memory stays bounded
+whatever the slice size.
 """
 
 from __future__ import annotations
@@ -13,33 +21,57 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from .transforms import mirrored_window
+from .transforms import mirror_indices
 
 Forward = Callable[[np.ndarray], np.ndarray]
+WindowReader = Callable[[tuple[int, int], tuple[int, int]], np.ndarray]
 
 
-def tile_origins(length: int, tile: int) -> list[int]:
-    """Origins of output tiles of edge ``tile`` that cover ``0 .. length-1``.
+def tile_origins(length: int, tile: int, align: int = 1) -> list[int]:
+    """Origins of output tiles of edge ``tile`` that cover ``0 .. length-1``, all multiples of
+    ``align``.
 
-    Tiles are placed every ``tile`` pixels; the last one is moved back to end at
-    the border (overlapping its neighbour) instead of hanging over it. A slice
-    shorter than a tile gets one tile at 0, cropped afterwards.
+    A U-Net is shift-equivariant only for shifts by multiples of ``2**depth``
+    (its pooling grid), so valid-padded tiles start at such multiples: they are
+    placed every ``tile`` px rounded down to a multiple of ``align``, and the
+    last one as far back as alignment allows; what hangs past the border is
+    mirrored input and cropped output.
     """
     if length <= tile:
         return [0]
-    origins = list(range(0, length - tile, tile))
-    return origins + [length - tile]
+    stride = max(align, tile // align * align)
+    last = -(-(length - tile) // align) * align
+    return [origin for origin in range(0, last, stride)] + [last]
 
 
-def tile_grid(shape: tuple[int, int], tile: int) -> list[tuple[int, int]]:
-    """(row, col) origins of the output tiles that cover a slice."""
-    return [(row, col) for row in tile_origins(shape[0], tile) for col in tile_origins(shape[1], tile)]
+def blend_origins(start: int, stop: int, tile: int, align: int = 1) -> list[int]:
+    """Origins of the half-overlapping tiles of the global grid (multiples of about
+    ``tile // 2``, aligned) whose extent meets ``start .. stop-1``."""
+    stride = max(align, tile // 2 // align * align)
+    first = -(-(start - tile + 1) // stride)
+    return [k * stride for k in range(first, (stop - 1) // stride + 1)]
 
 
-def input_tile(image: np.ndarray, origin: tuple[int, int], tile: int, margin: int) -> np.ndarray:
-    """The input tile of the output tile at ``origin``: grown by ``margin``, mirrored at borders."""
-    row, col = origin
-    return mirrored_window(image, (row - margin, row + tile + margin), (col - margin, col + tile + margin))
+def gaussian_window(tile: int) -> np.ndarray:
+    """Blending weights of a tile: a Gaussian of sigma tile/8 around its centre, floored at 1e-3."""
+    offsets = np.arange(tile) - (tile - 1) / 2
+    profile = np.exp(-(offsets**2) / (2 * (tile / 8) ** 2))
+    return np.maximum(np.outer(profile, profile), 1e-3).astype(np.float32)
+
+
+def array_window_reader(plane) -> WindowReader:
+    """Reads mirrored windows of a 2-D array-like (numpy or Zarr), touching only the rows and
+    columns the window needs."""
+    height, width = plane.shape
+
+    def read(rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
+        row_index = mirror_indices(*rows, height)
+        col_index = mirror_indices(*cols, width)
+        row_low, col_low = row_index.min(), col_index.min()
+        block = np.asarray(plane[row_low : row_index.max() + 1, col_low : col_index.max() + 1])
+        return block[(row_index - row_low)[:, None], (col_index - col_low)[None, :]]
+
+    return read
 
 
 def batches(items: list, size: int) -> Iterator[list]:
@@ -47,32 +79,67 @@ def batches(items: list, size: int) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def predict_slice(
-    forward: Forward, image: np.ndarray, *, tile: int, margin: int, num_classes: int, batch_size: int = 1
+def predict_block(
+    forward: Forward,
+    read: WindowReader,
+    block: tuple[int, int, int, int],
+    *,
+    tile: int,
+    margin: int,
+    num_classes: int,
+    batch_size: int = 1,
+    blend: bool = False,
+    align: int = 1,
 ) -> np.ndarray:
-    """Per-class outputs of a 2-D slice, tile by tile.
+    """Per-class outputs of the block ``(row0, row1, col0, col1)`` of a slice.
 
     Parameters
     ----------
     forward
-        Maps a batch of input tiles (B, 1, tile + 2 margin, tile + 2 margin) to
-        outputs (B, K, tile, tile).
-    image
-        The normalised slice (H, W), any size.
+        Maps input tiles (B, 1, tile + 2 margin, tile + 2 margin) to outputs (B, K, tile, tile).
+    read
+        Returns the normalised, mirrored input window for (row range, column range).
     tile, margin
-        Output tile edge and the context added on each side.
+        Output tile edge and the context added on each side (0 for blended tiles).
+    blend
+        Half-overlapping tiles blended with Gaussian weights (same-padded networks).
+    align
+        Tile origins are multiples of it (``2**depth``); blocks must start at one.
 
     Returns
     -------
     np.ndarray
-        (K, H, W) float32.
+        (K, row1 - row0, col1 - col0) float32.
     """
-    height, width = image.shape
-    out = np.empty((num_classes, height, width), np.float32)
-    for group in batches(tile_grid(image.shape, tile), batch_size):
-        inputs = np.stack([input_tile(image, origin, tile, margin) for origin in group])[:, None]
-        outputs = forward(inputs.astype(np.float32))
+    row0, row1, col0, col1 = block
+    if blend:
+        origins = [(r, c) for r in blend_origins(row0, row1, tile, align) for c in blend_origins(col0, col1, tile, align)]
+    else:
+        origins = [(row0 + r, col0 + c) for r in tile_origins(row1 - row0, tile, align)
+                   for c in tile_origins(col1 - col0, tile, align)]
+    out = np.zeros((num_classes, row1 - row0, col1 - col0), np.float32)
+    total_weight = np.zeros(out.shape[1:], np.float32)
+    window = gaussian_window(tile) if blend else np.ones((tile, tile), np.float32)
+    for group in batches(origins, batch_size):
+        inputs = np.stack([read((r - margin, r + tile + margin), (c - margin, c + tile + margin)) for r, c in group])
+        outputs = forward(inputs[:, None].astype(np.float32))
         for (row, col), output in zip(group, outputs):
-            rows, cols = min(tile, height - row), min(tile, width - col)
-            out[:, row : row + rows, col : col + cols] = output[:, :rows, :cols]
-    return out
+            top, left = max(row, row0), max(col, col0)
+            bottom, right = min(row + tile, row1), min(col + tile, col1)
+            source = (slice(top - row, bottom - row), slice(left - col, right - col))
+            target = (slice(top - row0, bottom - row0), slice(left - col0, right - col0))
+            weight = window[source]
+            if blend:
+                out[(slice(None), *target)] += output[(slice(None), *source)] * weight
+                total_weight[target] += weight
+            else:
+                out[(slice(None), *target)] = output[(slice(None), *source)]
+    return out / total_weight if blend else out
+
+
+def predict_slice(forward: Forward, image: np.ndarray, *, tile: int, margin: int, num_classes: int,
+                  batch_size: int = 1, blend: bool = False, align: int = 1) -> np.ndarray:
+    """Per-class outputs (K, H, W) of a whole in-memory slice; see :func:`predict_block`."""
+    height, width = image.shape
+    return predict_block(forward, array_window_reader(image), (0, height, 0, width), tile=tile, margin=margin,
+                         num_classes=num_classes, batch_size=batch_size, blend=blend, align=align)

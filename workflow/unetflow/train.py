@@ -18,7 +18,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,13 +29,14 @@ from torch.utils.data import DataLoader
 
 from . import checkpoint, cli, io
 from .augment import AugmentSettings, OnlineSamples
-from .errors import InputError
+from .inference import MODEL_FORMAT, autocast, autocast_dtype, make_forward, resolve_device, tile_geometry
 from .metrics import foreground_iou, pixel_error
 from .model import ModelConfig, UNet, center_crop, model_input_size
 from .tiling import predict_slice
 from .training_data import IterationBatches, SampleBank, load_validation
 
 log = logging.getLogger(__name__)
+VALIDATION_TILE = 128
 
 
 @dataclass(frozen=True)
@@ -59,37 +59,6 @@ class TrainSettings:
     checkpoint_every: int = 100
     log_every: int = 10
     workers: int = 0
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto``: CUDA, then Apple MPS, then the CPU; or the named device, checked to exist."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise InputError(f"device {name!r} is unknown ({error}); use auto, cpu, cuda, cuda:N or mps") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise InputError(f"device {name!r} is not available on this machine; set device to auto or cpu")
-    if device.type == "mps" and not torch.backends.mps.is_available():
-        raise InputError(f"device {name!r} is not available on this machine; set device to auto or cpu")
-    return device
-
-
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype of a precision setting (None = fp32). ``auto``: bf16 on GPUs that
-    support it, else fp16 on CUDA, fp32 on the CPU."""
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return None
-    if precision == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if precision == "fp16" and device.type != "cuda":
-        raise InputError(f"precision fp16 needs a CUDA GPU, the device is {device}; use bf16 or fp32")
-    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 def learning_rate(settings: TrainSettings, progress: float) -> float:
@@ -117,40 +86,17 @@ def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.opt
                            weight_decay=settings.weight_decay)
 
 
-def inference_geometry(config: ModelConfig, tile: int) -> tuple[int, int]:
-    """(output tile, margin) for tiled inference: valid models use their own margin; same-padded
-    models get 2**depth px of context on each side, cropped from their output."""
-    if config.padding == "valid":
-        from .geometry import valid_output_size
-
-        return valid_output_size(tile, config.depth), config.margin
-    step = 2**config.depth
-    return -(-tile // step) * step, step
-
-
-def tiled_forward(model: UNet, device: torch.device, dtype: torch.dtype | None, tile: int) -> Callable:
-    """numpy (B, 1, h, w) -> class probabilities (B, K, tile, tile), in inference mode."""
-
-    def forward(batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode(), autocast(device, dtype):
-            logits = model(torch.from_numpy(batch).to(device))
-        return torch.softmax(center_crop(logits.float(), (tile, tile)), dim=1).cpu().numpy()
-
-    return forward
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
-
-
 def validate(model: UNet, slices: list, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
-    """Mean loss (unweighted cross-entropy), pixel error and foreground IoU over whole slices."""
+    """Mean loss (unweighted cross-entropy), pixel error and foreground IoU over whole slices,
+    predicted tile by tile as the predict rule does."""
     model.eval()
-    tile, margin = inference_geometry(model.config, 128)
-    forward = tiled_forward(model, device, dtype, tile)
+    geometry = tile_geometry(model.config, VALIDATION_TILE)
+    forward = make_forward(model, device, dtype, geometry.tile)
     losses, errors, ious = [], [], []
     for image, classes in slices:
-        probabilities = predict_slice(forward, image, tile=tile, margin=margin, num_classes=model.config.num_classes)
+        probabilities = predict_slice(forward, image, tile=geometry.tile, margin=geometry.margin,
+                                      num_classes=model.config.num_classes, blend=geometry.blend,
+                                      align=geometry.align)
         picked = np.take_along_axis(probabilities, classes[None].astype(np.int64), axis=0)[0]
         losses.append(float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()))
         predicted = probabilities.argmax(axis=0)
@@ -280,7 +226,7 @@ def write_outputs(out_dir: Path, model: UNet, model_config: ModelConfig, setting
         metrics.to_csv(temporary, index=False)
     write_loss_plot(out_dir / "loss.png", metrics, out_dir.name)
     with io.atomic_store(out_dir / "model.pt") as temporary:
-        torch.save({"format": "unetflow-model-1", "model_config": model_config.to_dict(),
+        torch.save({"format": MODEL_FORMAT, "model_config": model_config.to_dict(),
                     "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
                     "train_settings": asdict(settings), "iterations": iterations,
                     "sample_output_size": sample_output_size}, temporary)

@@ -1,0 +1,27 @@
+# A trained model + data.zarr -> per-class probabilities (overlap-tile).
+
+
+rule predict:
+    input:
+        model="results/models/{model}/model.pt",
+        data="results/{dataset}/data.zarr",
+    output:
+        directory("results/predictions/{model}/{dataset}.zarr"),
+    params:
+        tile=config["predict"]["tile"],
+        batch_size=config["predict"]["batch_size"],
+        device=config["predict"]["device"],
+        precision=config["predict"]["precision"],
+        dtype=config["predict"]["dtype"],
+        tta="--test-time-augmentation" if config["predict"]["test_time_augmentation"] else "",
+    threads: workflow.cores
+    resources:
+        gpu=1,
+    log:
+        "logs/predict/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/predict/{model}/{dataset}.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    shell:
+        "python -m unetflow.predict {input.model} {input.data} {output} --tile {params.tile} --batch-size {params.batch_size} --device {params.device} --precision {params.precision} --dtype {params.dtype} {params.tta} --threads {threads} > {log} 2>&1"

@@ -1,0 +1,24 @@
+# Probabilities -> objects (seeded watershed or connected components).
+
+
+rule segment:
+    input:
+        "results/predictions/{model}/{dataset}.zarr",
+    output:
+        directory("results/segmentation/{model}/{dataset}.zarr"),
+    params:
+        method=config["segment"]["method"],
+        threshold=config["segment"]["threshold"],
+        seeds=config["segment"]["seeds"],
+        h=config["segment"]["h"],
+        min_size=config["segment"]["min_size"],
+        scheduler=config["dask"]["scheduler"],
+    threads: workflow.cores
+    log:
+        "logs/segment/{model}/{dataset}.log",
+    benchmark:
+        "benchmarks/runs/segment/{model}/{dataset}.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "python -m unetflow.segment {input} {output} --method {params.method} --threshold {params.threshold} --seeds {params.seeds} --h {params.h} --min-size {params.min_size} --scheduler {params.scheduler} --workers {threads} > {log} 2>&1"

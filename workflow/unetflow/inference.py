@@ -1,0 +1,135 @@
+"""Running a trained U-Net: devices, precision, tile geometry, test-time augmentation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .geometry import valid_output_size
+from .model import ModelConfig, UNet, center_crop
+
+MODEL_FORMAT = "unetflow-model-1"
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA, then Apple MPS, then the CPU; or the named device, checked to exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise InputError(f"device {name!r} is unknown ({error}); use auto, cpu, cuda, cuda:N or mps") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} is not available on this machine; set device to auto or cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(f"device {name!r} is not available on this machine; set device to auto or cpu")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a precision setting (None = fp32). ``auto``: bf16 on GPUs that
+    support it, else fp16 on CUDA, fp32 on the CPU."""
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return None
+    if precision == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        raise InputError(f"precision fp16 needs a CUDA GPU, the device is {device}; use bf16 or fp32")
+    return {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+@dataclass(frozen=True)
+class TileGeometry:
+    """Output tile edge, context margin per side, whether tiles are blended, and the alignment of
+    tile origins (the network's pooling grid, 2**depth)."""
+
+    tile: int
+    margin: int
+    blend: bool
+    align: int
+
+
+def tile_geometry(config: ModelConfig, tile: int) -> TileGeometry:
+    """Valid models: the next valid output size and their own margin (overlap-tile, exact).
+    Same-padded models: a multiple of 2**depth, no margin, Gaussian-blended half overlaps."""
+    step = 2**config.depth
+    if config.padding == "valid":
+        return TileGeometry(valid_output_size(tile, config.depth), config.margin, blend=False, align=step)
+    return TileGeometry(max(step, -(-tile // step) * step), 0, blend=True, align=step)
+
+
+def load_model(path: Path, device: torch.device) -> UNet:
+    """The U-Net saved by the train rule, on ``device``, in evaluation mode."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise InputError(f"{path}: not a readable model file ({type(error).__name__}: {error}); "
+                         "delete it and rerun the train rule") from error
+    if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
+        raise InputError(f"{path}: not a unetflow model (format {saved.get('format') if isinstance(saved, dict) else '?'}); "
+                         "give a model.pt written by the train rule")
+    model = UNet(ModelConfig(**saved["model_config"]))
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except RuntimeError as error:
+        raise InputError(f"{path}: its weights do not fit its architecture ({error}); retrain the model") from error
+    return model.to(device).eval()
+
+
+def dihedral(batch: np.ndarray, index: int) -> np.ndarray:
+    """Transform ``index`` (0-7) of the dihedral group: rotation by index % 4 quarter turns,
+    after a flip of the last axis for index >= 4."""
+    if index >= 4:
+        batch = batch[..., ::-1]
+    return np.rot90(batch, index % 4, axes=(-2, -1))
+
+
+def undo_dihedral(batch: np.ndarray, index: int) -> np.ndarray:
+    batch = np.rot90(batch, -(index % 4), axes=(-2, -1))
+    return batch[..., ::-1] if index >= 4 else batch
+
+
+def make_forward(model: UNet, device: torch.device, dtype: torch.dtype | None, tile: int, *,
+                 test_time_augmentation: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy input tiles (B, 1, h, w) -> class probabilities (B, K, tile, tile).
+
+    With test-time augmentation, the average over the 8 flips/rotations by 90
+    degrees, each undone on the output (the paper averaged rotated inputs).
+    """
+    channels_last = device.type == "cpu"
+
+    def probabilities(batch: np.ndarray) -> np.ndarray:
+        tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
+        if channels_last:
+            tensor = tensor.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(device, dtype):
+            logits = model(tensor)
+        return torch.softmax(center_crop(logits.float(), (tile, tile)), dim=1).cpu().numpy()
+
+    if not test_time_augmentation:
+        return probabilities
+
+    def averaged(batch: np.ndarray) -> np.ndarray:
+        total = sum(undo_dihedral(probabilities(dihedral(batch, index)), index) for index in range(8))
+        return np.ascontiguousarray(total / 8, dtype=np.float32)
+
+    return averaged
+
+
+def prepare_for_inference(model: UNet, device: torch.device) -> UNet:
+    """channels_last on the CPU, where oneDNN convolutions run fastest in that layout."""
+    return model.to(memory_format=torch.channels_last) if device.type == "cpu" else model

@@ -1,0 +1,145 @@
+"""Prediction: a trained U-Net over every slice of a dataset, overlap-tile, Zarr to Zarr.
+
+Writes per-class probabilities as OME-Zarr, an array (c, z, y, x) named
+``probabilities``, float32 or quantised to uint8 (probability x 255). Slices
+stream block by block (one output chunk at a time) and tile by tile, reading
+only the input windows each block needs, so memory does not grow with the
+slice or the stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from ome_zarr.format import FormatV04
+from ome_zarr.writer import write_multiscales_metadata
+
+from . import cli, io
+from .errors import InputError
+from .inference import (
+    TileGeometry,
+    autocast_dtype,
+    load_model,
+    make_forward,
+    prepare_for_inference,
+    resolve_device,
+    tile_geometry,
+)
+from .tiling import array_window_reader, predict_block
+
+log = logging.getLogger(__name__)
+CHANNEL_AXES = [{"name": "c", "type": "channel"}, *io.AXES]
+
+
+class NormalisedPlane:
+    """One slice of a Zarr image, normalised on read, indexable like a 2-D array."""
+
+    def __init__(self, raw: zarr.Array, z: int, stats: dict[str, float]):
+        self.raw, self.z, self.stats = raw, z, stats
+        self.shape = raw.shape[1:]
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        return io.normalize(self.raw[(self.z, *key)], self.stats)
+
+
+def output_blocks(shape: tuple[int, int], chunks: tuple[int, int]) -> list[tuple[int, int, int, int]]:
+    """The (row0, row1, col0, col1) regions of the output chunks of one slice."""
+    return [
+        (row, min(row + chunks[0], shape[0]), col, min(col + chunks[1], shape[1]))
+        for row in range(0, shape[0], chunks[0])
+        for col in range(0, shape[1], chunks[1])
+    ]
+
+
+def quantise(probabilities: np.ndarray, dtype: str) -> np.ndarray:
+    return np.round(probabilities * 255).astype(np.uint8) if dtype == "uint8" else probabilities
+
+
+def create_output(path: Path, shape: tuple[int, ...], dtype: str, attributes: dict) -> zarr.Array:
+    group = io.create_group(path)
+    chunks = (1, *io.slice_chunks(shape[1:]))
+    array = group.create_array("probabilities", shape=shape, chunks=chunks, dtype=dtype,
+                               compressors=io.COMPRESSOR, fill_value=0)
+    scale = [{"type": "scale", "scale": [1.0, 1.0, 1.0, 1.0]}]
+    write_multiscales_metadata(group, [{"path": "probabilities", "coordinateTransformations": scale}],
+                               fmt=FormatV04(), axes=CHANNEL_AXES, name="probabilities")
+    array.attrs["unetflow"] = attributes
+    return array
+
+
+def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, geometry: TileGeometry,
+                  batch_size: int, dtype: str) -> None:
+    """Predict every slice of ``raw`` into ``target`` (c, z, y, x), one output chunk at a time."""
+    num_classes = target.shape[0]
+    blocks = output_blocks(raw.shape[1:], target.chunks[2:])
+    for z in cli.progress(range(raw.shape[0]), desc="predicted slices"):
+        read = array_window_reader(NormalisedPlane(raw, z, stats))
+        for row0, row1, col0, col1 in blocks:
+            probabilities = predict_block(forward, read, (row0, row1, col0, col1), tile=geometry.tile,
+                                          margin=geometry.margin, num_classes=num_classes, batch_size=batch_size,
+                                          blend=geometry.blend, align=geometry.align)
+            target[:, z, row0:row1, col0:col1] = quantise(probabilities, dtype)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m unetflow.predict", description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="model.pt written by the train rule")
+    parser.add_argument("data", type=Path, help="data.zarr")
+    parser.add_argument("out", type=Path, help="output predictions .zarr")
+    parser.add_argument("--tile", type=int, default=256, help="output tile edge (rounded up to a valid size)")
+    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
+    parser.add_argument("--test-time-augmentation", action="store_true", help="average over 8 flips/rotations")
+    parser.add_argument("--dtype", default="float32", choices=("float32", "uint8"))
+    parser.add_argument("--threads", type=int, default=0)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.tile < 1 or args.batch_size < 1:
+        raise InputError(f"predict: tile ({args.tile}) and batch_size ({args.batch_size}) must be positive; fix the config")
+    device = resolve_device(args.device)
+    model = prepare_for_inference(load_model(args.model, device), device)
+    geometry = tile_geometry(model.config, args.tile)
+    raw = io.open_raw(io.open_store(args.data))
+    dtype = autocast_dtype(args.precision, device)
+    forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=args.test_time_augmentation)
+    shape = (model.config.num_classes, *raw.shape)
+    log.info("predicting %s with %s on %s: %d slices of %dx%d, tiles %d px (+%d margin%s), batch %d%s",
+             args.data, args.model, device, *raw.shape, geometry.tile, geometry.margin,
+             ", blended" if geometry.blend else "", args.batch_size, ", 8-fold TTA" if args.test_time_augmentation else "")
+    attributes = {"model": str(args.model), "tile": geometry.tile, "margin": geometry.margin,
+                  "test_time_augmentation": args.test_time_augmentation, "dtype": args.dtype,
+                  "scale": 255 if args.dtype == "uint8" else 1}
+    start = time.perf_counter()
+    with io.atomic_store(args.out) as temporary:
+        target = create_output(temporary, shape, args.dtype, attributes)
+        predict_stack(raw, io.normalization(raw), target, forward, geometry=geometry, batch_size=args.batch_size,
+                      dtype=args.dtype)
+    seconds = time.perf_counter() - start
+    log.info("%.1f s, %.2f megapixels/s", seconds, raw.size / seconds / 1e6)
+
+
+def open_probabilities(path: Path) -> np.ndarray | zarr.Array:
+    """The (c, z, y, x) probabilities of a prediction store (uint8 ones scaled back on read)."""
+    return io.open_store(path)["probabilities"]
+
+
+def read_probabilities(array: zarr.Array, z: int, channel: int) -> np.ndarray:
+    """One class's probabilities of slice ``z`` as float32 in [0, 1]."""
+    values = array[channel, z]
+    return values.astype(np.float32) / 255 if array.dtype == np.uint8 else values
+
+
+if __name__ == "__main__":
+    cli.run(main)
