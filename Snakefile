@@ -12,6 +12,9 @@ configfile: "config/config.yaml"
 validate(config, "workflow/schemas/config.schema.yaml", set_default=True)
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
@@ -20,13 +23,11 @@ include: "workflow/rules/augment.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/predict.smk"
 include: "workflow/rules/segment.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
-        expand("results/{dataset}/data.zarr", dataset=config["datasets"]),
-        expand("results/{dataset}/weights.zarr", dataset=training_datasets()),
-        expand("results/{dataset}/augmented.zarr", dataset=augmented_datasets()),
-        expand("results/models/{model}/model.pt", model=config["models"]),
-        expand("results/segmentation/{model}/{dataset}.zarr", model=config["models"], dataset=prediction_datasets()),
+        "results/report/metrics.html",
     default_target: True

@@ -47,6 +47,11 @@ def prediction_datasets():
     return config["predict_on"]
 
 
+def evaluated_datasets():
+    """Predicted datasets that have labels."""
+    return [name for name in prediction_datasets() if "labels" in config["datasets"][name]]
+
+
 def training_inputs(wildcards):
     """Samples (precomputed) or data + weight maps (online), and the validation data."""
     online = config["augment"]["mode"] == "online"

@@ -78,10 +78,13 @@ def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, 
     """Predict every slice of ``raw`` into ``target`` (c, z, y, x), one output chunk at a time."""
     num_classes = target.shape[0]
     blocks = output_blocks(raw.shape[1:], target.chunks[2:])
+    whole_slices = raw.chunks[1:] == raw.shape[1:]
     for z in cli.progress(range(raw.shape[0]), desc="predicted slices"):
-        read = array_window_reader(NormalisedPlane(raw, z, stats))
+        # a slice stored as one chunk (up to 2048 px) is decoded once; larger ones window by window
+        plane = io.normalize(raw[z], stats) if whole_slices else NormalisedPlane(raw, z, stats)
+        read = array_window_reader(plane)
         for row0, row1, col0, col1 in blocks:
-            probabilities = predict_block(forward, read, (row0, row1, col0, col1), tile=geometry.tile,
+            probabilities = predict_block(forward, read, (row0, row1, col0, col1), raw.shape[1:], tile=geometry.tile,
                                           margin=geometry.margin, num_classes=num_classes, batch_size=batch_size,
                                           blend=geometry.blend, align=geometry.align)
             target[:, z, row0:row1, col0:col1] = quantise(probabilities, dtype)

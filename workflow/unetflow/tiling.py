@@ -27,7 +27,7 @@ Forward = Callable[[np.ndarray], np.ndarray]
 WindowReader = Callable[[tuple[int, int], tuple[int, int]], np.ndarray]
 
 
-def tile_origins(length: int, tile: int, align: int = 1) -> list[int]:
+def tile_origins(length: int, tile: int, align: int = 1, stride: int | None = None) -> list[int]:
     """Origins of output tiles of edge ``tile`` that cover ``0 .. length-1``, all multiples of
     ``align``.
 
@@ -39,17 +39,21 @@ def tile_origins(length: int, tile: int, align: int = 1) -> list[int]:
     """
     if length <= tile:
         return [0]
-    stride = max(align, tile // align * align)
+    stride = stride or max(align, tile // align * align)
     last = -(-(length - tile) // align) * align
     return [origin for origin in range(0, last, stride)] + [last]
 
 
-def blend_origins(start: int, stop: int, tile: int, align: int = 1) -> list[int]:
-    """Origins of the half-overlapping tiles of the global grid (multiples of about
-    ``tile // 2``, aligned) whose extent meets ``start .. stop-1``."""
-    stride = max(align, tile // 2 // align * align)
-    first = -(-(start - tile + 1) // stride)
-    return [k * stride for k in range(first, (stop - 1) // stride + 1)]
+def blend_origins(length: int, tile: int, align: int = 1) -> list[int]:
+    """Origins of half-overlapping tiles that cover ``0 .. length-1`` (aligned); see
+    :func:`tile_origins`."""
+    return tile_origins(length, tile, align, stride=max(align, tile // 2 // align * align))
+
+
+def tile_grid_for(shape: tuple[int, int], geometry) -> list[tuple[int, int]]:
+    """Every (row, col) tile origin of a slice, for a :class:`~unetflow.inference.TileGeometry`."""
+    grid = blend_origins if geometry.blend else tile_origins
+    return [(r, c) for r in grid(shape[0], geometry.tile, geometry.align) for c in grid(shape[1], geometry.tile, geometry.align)]
 
 
 def gaussian_window(tile: int) -> np.ndarray:
@@ -83,6 +87,7 @@ def predict_block(
     forward: Forward,
     read: WindowReader,
     block: tuple[int, int, int, int],
+    shape: tuple[int, int],
     *,
     tile: int,
     margin: int,
@@ -91,7 +96,10 @@ def predict_block(
     blend: bool = False,
     align: int = 1,
 ) -> np.ndarray:
-    """Per-class outputs of the block ``(row0, row1, col0, col1)`` of a slice.
+    """Per-class outputs of the block ``(row0, row1, col0, col1)`` of a slice of ``shape``.
+
+    Tiles lie on one grid over the whole slice, and a block runs the tiles that
+    meet it, so blocks join without seams.
 
     Parameters
     ----------
@@ -104,7 +112,7 @@ def predict_block(
     blend
         Half-overlapping tiles blended with Gaussian weights (same-padded networks).
     align
-        Tile origins are multiples of it (``2**depth``); blocks must start at one.
+        Tile origins are multiples of it (``2**depth``).
 
     Returns
     -------
@@ -112,11 +120,10 @@ def predict_block(
         (K, row1 - row0, col1 - col0) float32.
     """
     row0, row1, col0, col1 = block
-    if blend:
-        origins = [(r, c) for r in blend_origins(row0, row1, tile, align) for c in blend_origins(col0, col1, tile, align)]
-    else:
-        origins = [(row0 + r, col0 + c) for r in tile_origins(row1 - row0, tile, align)
-                   for c in tile_origins(col1 - col0, tile, align)]
+    grid = blend_origins if blend else tile_origins
+    rows = [r for r in grid(shape[0], tile, align) if r < row1 and r + tile > row0]
+    cols = [c for c in grid(shape[1], tile, align) if c < col1 and c + tile > col0]
+    origins = [(r, c) for r in rows for c in cols]
     out = np.zeros((num_classes, row1 - row0, col1 - col0), np.float32)
     total_weight = np.zeros(out.shape[1:], np.float32)
     window = gaussian_window(tile) if blend else np.ones((tile, tile), np.float32)
@@ -141,5 +148,5 @@ def predict_slice(forward: Forward, image: np.ndarray, *, tile: int, margin: int
                   batch_size: int = 1, blend: bool = False, align: int = 1) -> np.ndarray:
     """Per-class outputs (K, H, W) of a whole in-memory slice; see :func:`predict_block`."""
     height, width = image.shape
-    return predict_block(forward, array_window_reader(image), (0, height, 0, width), tile=tile, margin=margin,
+    return predict_block(forward, array_window_reader(image), (0, height, 0, width), (height, width), tile=tile, margin=margin,
                          num_classes=num_classes, batch_size=batch_size, blend=blend, align=align)

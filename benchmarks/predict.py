@@ -1,0 +1,140 @@
+"""Prediction speed: our overlap-tile predictor against the raw forward passes and MONAI.
+
+Run: python benchmarks/predict.py [--slices N] [--depth D --channels C] [--gpu]
+(MONAI is a benchmark-only dependency: `pip install monai`.)
+
+On the same slices (ISBI 2012 test slices, synthetic where absent), with the
+same network weights, in one process, output megapixels/s of:
+
+1. valid-padded U-Net (the paper's): `unetflow.predict.predict_stack` (Zarr in,
+   Zarr out) against the raw model forward on exactly the tiles it runs (the
+   limit);
+2. the same architecture with same padding: ours (half-overlapping tiles,
+   Gaussian blending) against MONAI's `sliding_window_inference` at the same
+   tile size, overlap 0.5 and Gaussian blending;
+3. on the CPU, our predictor in bf16 against fp32: speed-up and the share of
+   thresholded (0.5) pixels that differ.
+Each time is the best of 3 runs (bf16: one run).
+With --gpu: 512x512 slices/s of the paper model in fp32 and mixed precision.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from common import ISBI, machine
+from unetflow import io
+from unetflow.inference import make_forward, prepare_for_inference, tile_geometry
+from unetflow.model import ModelConfig, UNet
+from unetflow.predict import create_output, predict_stack
+from unetflow.tiling import array_window_reader, tile_grid_for
+
+
+def slices(count: int) -> np.ndarray:
+    files = sorted((ISBI / "test").glob("*.png"))[:count]
+    if files:
+        return np.stack([np.asarray(Image.open(f)) for f in files])
+    return np.random.default_rng(0).integers(0, 255, (count, 512, 512), dtype=np.uint8)
+
+
+def data_store(folder: Path, stack: np.ndarray):
+    group = io.create_group(folder / "data.zarr")
+    raw = io.create_image(group, "raw", stack.shape, stack.dtype)
+    raw[:] = stack
+    return raw
+
+
+def ours(model, raw, device, dtype, tile: int, folder: Path, name: str) -> tuple[float, np.ndarray]:
+    geometry = tile_geometry(model.config, tile)
+    forward = make_forward(model, device, dtype, geometry.tile)
+    stats = {"mean": float(raw[:].mean()), "std": float(raw[:].std())}
+    target = create_output(folder / f"{name}.zarr", (2, *raw.shape), "float32", {})
+    start = time.perf_counter()
+    predict_stack(raw, stats, target, forward, geometry=geometry, batch_size=1, dtype="float32")
+    return time.perf_counter() - start, target[1]
+
+
+def raw_forward(model, raw, device, tile: int) -> float:
+    """The model alone on the tiles our predictor runs, inputs prepared beforehand."""
+    geometry = tile_geometry(model.config, tile)
+    stats = {"mean": float(raw[:].mean()), "std": float(raw[:].std())}
+    inputs = []
+    for z in range(raw.shape[0]):
+        read = array_window_reader(io.normalize(raw[z], stats))
+        inputs += [read((r - geometry.margin, r + geometry.tile + geometry.margin),
+                        (c - geometry.margin, c + geometry.tile + geometry.margin))
+                   for r, c in tile_grid_for(raw.shape[1:], geometry)]
+    tensors = [torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device) for x in inputs]
+    if device.type == "cpu":
+        tensors = [t.contiguous(memory_format=torch.channels_last) for t in tensors]
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for tensor in tensors:
+            model(tensor)
+    return time.perf_counter() - start
+
+
+def monai(model, raw, device, tile: int) -> float:
+    from monai.inferers import sliding_window_inference
+
+    stats = {"mean": float(raw[:].mean()), "std": float(raw[:].std())}
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for z in range(raw.shape[0]):
+            image = torch.from_numpy(io.normalize(raw[z], stats))[None, None].to(device)
+            logits = sliding_window_inference(image, (tile, tile), 1, model, overlap=0.5, mode="gaussian")
+            torch.softmax(logits, dim=1).cpu()
+    return time.perf_counter() - start
+
+
+REPEATS = 3
+
+
+def best_of(measure) -> float:
+    """Fastest of REPEATS runs: the least disturbed by other load on a shared machine."""
+    return min(measure() for _ in range(REPEATS))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--slices", type=int, default=2)
+    parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=64)
+    parser.add_argument("--tile", type=int, default=512)
+    args = parser.parse_args()
+    device = torch.device("cpu")
+    stack = slices(args.slices)
+    megapixels = stack.size / 1e6
+    print(f"machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"data: {stack.shape[0]} slices of {stack.shape[1]}x{stack.shape[2]}; network depth {args.depth}, "
+          f"{args.channels} channels; tile {args.tile}")
+    with tempfile.TemporaryDirectory() as folder:
+        raw = data_store(Path(folder), stack)
+        torch.manual_seed(0)
+        valid = prepare_for_inference(UNet(ModelConfig(depth=args.depth, base_channels=args.channels)).eval(), device)
+        _, fp32 = ours(valid, raw, device, None, args.tile, Path(folder), "valid")
+        seconds = best_of(lambda: ours(valid, raw, device, None, args.tile, Path(folder), "valid")[0])
+        limit = best_of(lambda: raw_forward(valid, raw, device, args.tile))
+        print(f"valid: ours {megapixels / seconds:.3f} MP/s, raw forward {megapixels / limit:.3f} MP/s, "
+              f"ratio {limit / seconds:.2f}")
+        bf16_seconds, bf16 = ours(valid, raw, device, torch.bfloat16, args.tile, Path(folder), "bf16")
+        differing = np.mean((bf16 >= 0.5) != (fp32 >= 0.5))
+        print(f"valid bf16: {megapixels / bf16_seconds:.3f} MP/s, speed-up {seconds / bf16_seconds:.2f}x, "
+              f"thresholded pixels differing from fp32: {differing:.2e}")
+        torch.manual_seed(0)
+        same = prepare_for_inference(UNet(ModelConfig(depth=args.depth, base_channels=args.channels, padding="same")).eval(), device)
+        same_seconds = best_of(lambda: ours(same, raw, device, None, args.tile, Path(folder), "same")[0])
+        monai_seconds = best_of(lambda: monai(same, raw, device, args.tile))
+        print(f"same: ours {megapixels / same_seconds:.3f} MP/s, MONAI {megapixels / monai_seconds:.3f} MP/s, "
+              f"ratio ours/MONAI {monai_seconds / same_seconds:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+import numpy as np
+import pytest
+
+from unetflow.evaluate import object_scores, pixel_scores
+from unetflow.isbi_scores import best_scores, contingency, slice_scores, thinned_segments, v_info, v_rand
+
+
+def two_cells() -> np.ndarray:
+    truth = np.zeros((20, 21), np.uint32)
+    truth[:, :10], truth[:, 11:] = 1, 2  # membrane (0) in column 10
+    return truth
+
+
+def test_perfect_segmentation_scores_one():
+    truth = two_cells()
+    joint = contingency(truth, truth)
+    assert v_rand(joint) == pytest.approx((1.0, 1.0, 1.0))
+    assert v_info(joint) == pytest.approx((1.0, 1.0, 1.0))
+
+
+def test_a_merge_lowers_only_the_merge_scores():
+    truth = two_cells()
+    merged = np.ones_like(truth)
+    rand, split, merge = v_rand(contingency(merged, truth))
+    # p = (1/2, 1/2) in one segment: sum p^2 = 1/2, sum s^2 = 1, sum t^2 = 1/2
+    assert (split, merge) == pytest.approx((1.0, 0.5))
+    assert rand == pytest.approx(2 * 0.5 / (1 + 0.5))
+    info, info_split, info_merge = v_info(contingency(merged, truth))
+    assert info_split == pytest.approx(1.0) and info_merge == pytest.approx(0.0) and info == pytest.approx(0.0)
+
+
+def test_a_split_lowers_only_the_split_scores():
+    truth = two_cells()
+    split_image = truth.copy()
+    split_image[10:, :10] = 3  # cell 1 cut in two halves
+    rand, split, merge = v_rand(contingency(split_image, truth))
+    # p = (1/4, 1/4, 1/2): sum p^2 = 3/8 = sum s^2; sum t^2 = 1/2
+    assert (split, merge) == pytest.approx((0.75, 1.0))
+    info, info_split, info_merge = v_info(contingency(split_image, truth))
+    assert info_merge == pytest.approx(1.0) and info_split < 1.0
+
+
+def test_thinning_gives_border_pixels_to_segments_and_keeps_them_apart():
+    truth = two_cells()
+    probability = np.where(truth > 0, 0.9, 0.1)
+    probability[:, 9:12] = 0.1  # a 3-px wide predicted membrane
+    segments = thinned_segments(probability, 0.5)
+    assert segments.min() > 0 and segments.max() == 2
+    assert v_rand(contingency(segments, truth))[0] == pytest.approx(1.0)
+
+
+def test_the_best_threshold_of_the_sweep_is_taken():
+    truth = two_cells()
+    probability = np.where(truth > 0, 0.9, 0.1)
+    probability[5, 10] = 0.6  # a gap in the membrane: merges at thresholds below 0.6
+    scores = slice_scores(probability, truth)
+    assert scores[5, 0] < 1.0 and scores[6, 0] == pytest.approx(1.0)  # thresholds 0.5 and 0.6
+    best = best_scores([scores])
+    assert best["v_rand"] == pytest.approx(1.0) and best["v_rand_threshold"] >= 0.6
+
+
+def test_object_and_pixel_scores():
+    truth = two_cells()
+    found = object_scores(truth, truth)
+    assert found["adapted_rand_error"] == pytest.approx(0.0)
+    assert found["vi_split"] == pytest.approx(0.0) and found["vi_merge"] == pytest.approx(0.0)
+    merged = object_scores(truth, np.ones_like(truth))
+    assert merged["vi_merge"] > 0 and merged["vi_split"] == pytest.approx(0.0)
+    pixels = pixel_scores(np.where(truth > 0, 1.0, 0.0), (truth > 0).astype(np.uint8))
+    assert pixels == pytest.approx({"pixel_error": 0.0, "foreground_iou": 1.0, "foreground_dice": 1.0})

@@ -1,0 +1,83 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+from unetflow import io
+from unetflow.errors import InputError
+from unetflow.inference import MODEL_FORMAT
+from unetflow.model import ModelConfig, UNet
+from unetflow.predict import main
+
+TINY = ModelConfig(depth=1, base_channels=4, dropout=0.0)
+
+
+def save_model(path: Path, config: ModelConfig = TINY) -> Path:
+    torch.manual_seed(0)
+    model = UNet(config)
+    torch.save({"format": MODEL_FORMAT, "model_config": config.to_dict(), "state_dict": model.state_dict()}, path)
+    return path
+
+
+def save_data(path: Path, shape: tuple[int, int, int]) -> Path:
+    store = io.create_group(path)
+    raw = io.create_image(store, "raw", shape, np.dtype(np.uint8))
+    rng = np.random.default_rng(0)
+    for z in range(shape[0]):
+        raw[z] = rng.integers(0, 255, shape[1:], dtype=np.uint8)
+    raw.attrs["unetflow"] = {"normalization": {"mean": 127.0, "std": 73.0}}
+    return path
+
+
+def test_prediction_store_is_ome_zarr_with_class_probabilities(tmp_path):
+    model, data = save_model(tmp_path / "model.pt"), save_data(tmp_path / "data.zarr", (3, 50, 70))
+    main([str(model), str(data), str(tmp_path / "p.zarr"), "--tile", "24", "--device", "cpu"])
+    main([str(model), str(data), str(tmp_path / "q.zarr"), "--tile", "24", "--device", "cpu", "--dtype", "uint8"])
+    group = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
+    probabilities = group["probabilities"][:]
+    assert probabilities.shape == (2, 3, 50, 70)
+    np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
+    assert [axis["name"] for axis in group.attrs["multiscales"][0]["axes"]] == ["c", "z", "y", "x"]
+    quantised = zarr.open_group(str(tmp_path / "q.zarr"), mode="r")["probabilities"][:]
+    assert quantised.dtype == np.uint8
+    assert np.abs(quantised / 255 - probabilities).max() <= 0.5 / 255 + 1e-6
+
+
+def test_a_corrupted_or_foreign_model_file_is_refused(tmp_path):
+    data = save_data(tmp_path / "data.zarr", (1, 20, 20))
+    (tmp_path / "broken.pt").write_bytes(b"not a model")
+    with pytest.raises(InputError, match=r"broken\.pt: not a readable model file .* rerun the train rule"):
+        main([str(tmp_path / "broken.pt"), str(data), str(tmp_path / "p.zarr"), "--device", "cpu"])
+    torch.save({"weights": 1}, tmp_path / "foreign.pt")
+    with pytest.raises(InputError, match=r"foreign\.pt: not a unetflow model"):
+        main([str(tmp_path / "foreign.pt"), str(data), str(tmp_path / "p.zarr"), "--device", "cpu"])
+    assert not (tmp_path / "p.zarr").exists()
+
+
+PEAK_MEMORY_SCRIPT = """
+import resource, sys
+from unetflow.predict import main
+main(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)  # MiB
+"""
+
+
+@pytest.mark.slow
+def test_a_4096_square_slice_predicts_in_bounded_memory(tmp_path):
+    config = ModelConfig(depth=1, base_channels=16, dropout=0.0)
+    model, data = save_model(tmp_path / "model.pt", config), save_data(tmp_path / "data.zarr", (1, 4096, 4096))
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY_SCRIPT, str(model), str(data), str(tmp_path / "p.zarr"),
+         "--tile", "256", "--device", "cpu", "--dtype", "uint8", "--threads", "2"],
+        capture_output=True, text=True, check=True,
+    )
+    peak_mib = int(result.stdout.strip().splitlines()[-1])
+    # one full-resolution feature map of this network alone: 16 x 4096 x 4096 float32 = 1024 MiB
+    whole_slice_feature_map_mib = 16 * 4096 * 4096 * 4 / 2**20
+    assert peak_mib < 0.75 * whole_slice_feature_map_mib, result.stderr[-2000:]
+    written = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["probabilities"]
+    assert written.shape == (2, 1, 4096, 4096) and written.chunks == (1, 1, 1024, 1024)

@@ -1,0 +1,25 @@
+# All evaluations, loss curves and segmentations -> results/report/ (also `snakemake --report`).
+
+
+rule report:
+    input:
+        evaluations=expand("results/evaluation/{model}/{dataset}.csv", model=config["models"], dataset=evaluated_datasets()),
+        metrics=expand("results/models/{model}/metrics.csv", model=config["models"]),
+        segmentations=expand("results/segmentation/{model}/{dataset}.zarr", model=config["models"], dataset=prediction_datasets()),
+    output:
+        table=report("results/report/metrics.html", caption="../report/metrics.rst", category="Metrics"),
+        markdown="results/report/metrics.md",
+        loss=report("results/report/loss_curves.png", caption="../report/loss_curves.rst", category="Training"),
+        overlays=report("results/report/overlays.png", caption="../report/overlays.rst", category="Segmentation"),
+    params:
+        models=list(config["models"]),
+        predicted=prediction_datasets(),
+        evaluated=evaluated_datasets(),
+    log:
+        "logs/report.log",
+    benchmark:
+        "benchmarks/runs/report.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "python -m unetflow.report --results results --out-dir results/report --models {params.models} --predicted {params.predicted} --evaluated {params.evaluated} > {log} 2>&1"

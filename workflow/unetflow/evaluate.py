@@ -1,0 +1,95 @@
+"""Evaluation of predictions and segmentations against ground truth, per slice and per dataset.
+
+Per slice: pixel error, foreground IoU and Dice of the thresholded probability
+(0.5); adapted Rand error with its precision and recall
+(``skimage.metrics.adapted_rand_error``) and variation of information split
+into its split and merge parts (``skimage.metrics.variation_of_information``)
+of the segment rule's objects against the ground-truth objects (membrane /
+background pixels of the ground truth ignored); and the ISBI 2012 challenge's
+V_Rand and V_Info (thinned), see :mod:`unetflow.isbi_scores`. The dataset row
+averages the slices; V_Rand and V_Info there take the threshold that is best
+for the whole dataset, as the challenge did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from skimage.metrics import adapted_rand_error, variation_of_information
+
+from . import cli, io
+from .errors import InputError
+from .isbi_scores import THRESHOLDS, best_scores, slice_scores
+from .metrics import foreground_dice, foreground_iou, pixel_error
+from .predict import open_probabilities
+from .segment import foreground_probability
+
+log = logging.getLogger(__name__)
+
+
+def object_scores(truth: np.ndarray, objects: np.ndarray) -> dict[str, float]:
+    """Adapted Rand error (precision, recall) and VI (split, merge) of objects vs ground truth."""
+    error, precision, recall = adapted_rand_error(truth, objects, ignore_labels=(0,))
+    split, merge = variation_of_information(truth, objects, ignore_labels=(0,))
+    # skimage returns (H(objects | truth), H(truth | objects)): over- and under-segmentation
+    return {"adapted_rand_error": float(error), "adapted_rand_precision": float(precision),
+            "adapted_rand_recall": float(recall), "vi_split": float(split), "vi_merge": float(merge)}
+
+
+def pixel_scores(foreground: np.ndarray, classes: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
+    predicted = foreground >= threshold
+    truth = classes > 0
+    return {"pixel_error": pixel_error(predicted, truth), "foreground_iou": foreground_iou(predicted, truth),
+            "foreground_dice": foreground_dice(predicted, truth)}
+
+
+def evaluate(data: Path, predictions: Path, segmentation: Path) -> pd.DataFrame:
+    """One row per slice and a final ``all`` row with the dataset's scores."""
+    store = io.open_store(data)
+    classes, truth = io.open_labels(store, "classes"), io.open_labels(store, "objects")
+    if classes is None:
+        raise InputError(f"{data}: has no labels, so it cannot be evaluated; remove it from the evaluation")
+    probabilities = open_probabilities(predictions)
+    objects = io.open_store(segmentation)["objects"]
+    rows, isbi = [], []
+    for z in cli.progress(range(classes.shape[0]), desc="evaluated slices"):
+        foreground = foreground_probability(probabilities, z)
+        true_objects = truth[z]
+        per_threshold = slice_scores(foreground, true_objects)
+        isbi.append(per_threshold)
+        rows.append({"slice": str(z), **pixel_scores(foreground, classes[z]), **object_scores(true_objects, objects[z]),
+                     "v_rand": float(per_threshold[:, 0].max()), "v_info": float(per_threshold[:, 1].max())})
+    table = pd.DataFrame(rows)
+    overall = {"slice": "all", **table.drop(columns="slice").mean().to_dict(), **best_scores(isbi, THRESHOLDS)}
+    return pd.concat([table, pd.DataFrame([overall])], ignore_index=True)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m unetflow.evaluate", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, required=True, help="data.zarr with labels")
+    parser.add_argument("--predictions", type=Path, required=True)
+    parser.add_argument("--segmentation", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="output CSV")
+    parser.add_argument("--model", default="")
+    parser.add_argument("--dataset", default="")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    table = evaluate(args.data, args.predictions, args.segmentation)
+    table.insert(0, "dataset", args.dataset)
+    table.insert(0, "model", args.model)
+    with io.atomic_store(args.out) as temporary:
+        table.to_csv(temporary, index=False)
+    overall = table.iloc[-1]
+    log.info("%s: pixel error %.4f, adapted Rand error %.4f, V_Rand %.4f, V_Info %.4f", args.out,
+             overall["pixel_error"], overall["adapted_rand_error"], overall["v_rand"], overall["v_info"])
+
+
+if __name__ == "__main__":
+    cli.run(main)
