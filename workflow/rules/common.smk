@@ -20,6 +20,34 @@ def dataset(name):
     return config["datasets"][name]
 
 
+def active_models():
+    """The models to train and apply: run_models, or all models."""
+    names = config["run_models"] or list(config["models"])
+    for name in names:
+        if name not in config["models"]:
+            raise ValueError(f"config: run_models names '{name}', which is not in models; add it there or fix the name")
+    return names
+
+
+def model_train_settings(model):
+    """The global train section with the model's own overrides, checked against the schema."""
+    import jsonschema
+    import yaml
+
+    settings = {**config["train"], **config["models"][model].get("train", {})}
+    with open(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml") as handle:
+        schema = yaml.safe_load(handle)["properties"]["train"]
+    try:
+        jsonschema.validate(settings, schema)
+    except jsonschema.ValidationError as error:
+        raise ValueError(f"config: models.{model}.train: {error.message}") from None
+    return settings
+
+
+def model_architecture(model):
+    return {key: value for key, value in config["models"][model].items() if key != "train"}
+
+
 def training_datasets():
     """Datasets named in train_on, each checked to exist and have labels."""
     names = config.get("train_on", [])
@@ -97,4 +125,6 @@ def labels_option(wildcards):
     return f"--labels '{labels}'" if labels else ""
 
 
-SAMPLE_INPUT_SIZE, SAMPLE_OUTPUT_SIZE = sample_sizes(config["models"], config["augment"]["output_size"])
+SAMPLE_INPUT_SIZE, SAMPLE_OUTPUT_SIZE = sample_sizes(
+    {name: model_architecture(name) for name in active_models()}, config["augment"]["output_size"]
+)

@@ -3,16 +3,16 @@
 
 rule report:
     input:
-        evaluations=expand("results/evaluation/{model}/{dataset}.csv", model=config["models"], dataset=evaluated_datasets()),
-        metrics=expand("results/models/{model}/metrics.csv", model=config["models"]),
-        segmentations=expand("results/segmentation/{model}/{dataset}.zarr", model=config["models"], dataset=prediction_datasets()),
+        evaluations=expand("results/evaluation/{model}/{dataset}.csv", model=active_models(), dataset=evaluated_datasets()),
+        metrics=expand("results/models/{model}/metrics.csv", model=active_models()),
+        segmentations=expand("results/segmentation/{model}/{dataset}.zarr", model=active_models(), dataset=prediction_datasets()),
     output:
         table=report("results/report/metrics.html", caption="../report/metrics.rst", category="Metrics"),
         markdown="results/report/metrics.md",
         loss=report("results/report/loss_curves.png", caption="../report/loss_curves.rst", category="Training"),
         overlays=report("results/report/overlays.png", caption="../report/overlays.rst", category="Segmentation"),
     params:
-        models=list(config["models"]),
+        models=active_models(),
         predicted=prediction_datasets(),
         evaluated=evaluated_datasets(),
     log:

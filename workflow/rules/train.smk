@@ -9,8 +9,8 @@ rule train:
         metrics="results/models/{model}/metrics.csv",
         loss="results/models/{model}/loss.png",
     params:
-        model=lambda wildcards: json.dumps(config["models"][wildcards.model], sort_keys=True),
-        settings=json.dumps(config["train"], sort_keys=True),
+        model=lambda wildcards: json.dumps(model_architecture(wildcards.model), sort_keys=True),
+        settings=lambda wildcards: json.dumps(model_train_settings(wildcards.model), sort_keys=True),
         online=online_option,
         num_classes=config["num_classes"],
         out_dir=lambda wildcards: f"results/models/{wildcards.model}",

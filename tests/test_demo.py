@@ -1,0 +1,92 @@
+"""The whole demo through the snakemake CLI, and reruns of only what is stale.
+
+One complete run in a temporary copy is shared by the tests; each rerun
+scenario is a dry run whose job list is compared with what must rerun.
+"""
+
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import tifffile
+import yaml
+
+from conftest import copy_workflow, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def complete_run(tmp_path_factory) -> Path:
+    directory = copy_workflow(tmp_path_factory.mktemp("demo") / "workflow")
+    snakemake(directory, "--cores", "2")
+    return directory
+
+
+def planned_jobs(directory: Path, *options: str) -> Counter:
+    """Rule -> number of jobs a dry run would execute."""
+    result = snakemake(directory, "-n", *options)
+    output = result.stdout + result.stderr
+    if "Nothing to be done" in output:
+        return Counter()
+    table = output.split("Job stats:")[1].split("total")[0]
+    return Counter({rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)})
+
+
+def override(directory: Path, name: str, config: dict) -> tuple[str, str]:
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return "--configfile", str(path)
+
+
+def test_demo_segments_the_synthetic_test_stack_well(complete_run):
+    table = pd.read_csv(complete_run / "results/evaluation/small/demo_test.csv", dtype={"slice": str})
+    overall = table[table["slice"] == "all"].iloc[0]
+    assert overall["pixel_error"] <= 0.05
+    assert overall["adapted_rand_error"] <= 0.10
+    report = (complete_run / "results/report/metrics.md").read_text()
+    assert "| small | demo_test |" in report
+    for name in ("metrics.html", "loss_curves.png", "overlays.png"):
+        assert (complete_run / "results/report" / name).stat().st_size > 500
+
+
+def test_nothing_to_do_right_after_a_complete_run(complete_run):
+    assert planned_jobs(complete_run) == Counter()
+
+
+def test_a_changed_predict_setting_reruns_predict_and_what_follows(complete_run):
+    for setting in ({"tile": 124}, {"test_time_augmentation": True}):
+        jobs = planned_jobs(complete_run, *override(complete_run, "predict", {"predict": setting}))
+        assert jobs == Counter({"predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
+
+
+def test_a_changed_training_setting_reruns_training_and_what_follows(complete_run):
+    jobs = planned_jobs(complete_run, *override(complete_run, "train", {"train": {"lr": 0.001}}))
+    assert jobs == Counter({"train": 1, "predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
+
+
+def test_a_new_prediction_dataset_runs_only_its_own_jobs(complete_run):
+    config = {
+        "datasets": {"demo_more": {"images": "resources/demo/test-volume.tif", "labels": "resources/demo/test-labels.tif",
+                                   "slices": "0-1"}},
+        "predict_on": ["demo_test", "demo_more"],
+    }
+    jobs = planned_jobs(complete_run, *override(complete_run, "more", config))
+    assert jobs == Counter({"ingest": 1, "predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
+
+
+def test_a_modified_raw_test_slice_reruns_its_dataset_but_not_training(complete_run):
+    path = complete_run / "resources/demo/test-volume.tif"
+    original, times = path.read_bytes(), (path.stat().st_atime, path.stat().st_mtime)
+    stack = tifffile.imread(path)
+    stack[1] = 255 - stack[1]
+    tifffile.imwrite(path, stack, imagej=True, metadata={"axes": "ZYX"})
+    try:
+        jobs = planned_jobs(complete_run)
+    finally:
+        path.write_bytes(original)
+        os.utime(path, times)
+    assert jobs == Counter({"ingest": 1, "predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
