@@ -16,6 +16,8 @@ rule augment:
         settings=json.dumps(config["augment"]["transforms"], sort_keys=True),
         scheduler=config["dask"]["scheduler"],
     threads: workflow.cores
+    resources:
+        mem_mb=memory_mb(2000, 2),
     log:
         "logs/augment/{dataset}.log",
     benchmark:

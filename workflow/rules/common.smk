@@ -128,3 +128,19 @@ def labels_option(wildcards):
 SAMPLE_INPUT_SIZE, SAMPLE_OUTPUT_SIZE = sample_sizes(
     {name: model_architecture(name) for name in active_models()}, config["augment"]["output_size"]
 )
+
+
+def input_megabytes(input):
+    """Size of a job's inputs in MB, folders (Zarr stores) counted file by file."""
+    total = 0
+    for path in map(Path, input):
+        if path.is_dir():
+            total += sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+        elif path.exists():
+            total += path.stat().st_size
+    return total / 1e6
+
+
+def memory_mb(base, per_input_mb):
+    """mem_mb resource: base + per_input_mb x input size, doubled on each retry (SLURM)."""
+    return lambda wildcards, input, attempt: int((base + per_input_mb * input_megabytes(input)) * attempt)

@@ -8,6 +8,8 @@ rule evaluate:
         segmentation="results/segmentation/{model}/{dataset}.zarr",
     output:
         "results/evaluation/{model}/{dataset}.csv",
+    resources:
+        mem_mb=memory_mb(2000, 2),
     log:
         "logs/evaluate/{model}/{dataset}.log",
     benchmark:

@@ -12,6 +12,8 @@ rule ingest:
         label_kind=lambda wildcards: dataset(wildcards.dataset)["label_kind"],
         num_classes=config["num_classes"],
         slices=lambda wildcards: dataset(wildcards.dataset)["slices"],
+    resources:
+        mem_mb=memory_mb(2000, 2),
     log:
         "logs/ingest/{dataset}.log",
     benchmark:

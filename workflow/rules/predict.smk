@@ -17,6 +17,7 @@ rule predict:
     threads: workflow.cores
     resources:
         gpu=1,
+        mem_mb=memory_mb(4000, 2),
     log:
         "logs/predict/{model}/{dataset}.log",
     benchmark:

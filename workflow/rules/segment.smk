@@ -14,6 +14,8 @@ rule segment:
         min_size=config["segment"]["min_size"],
         scheduler=config["dask"]["scheduler"],
     threads: workflow.cores
+    resources:
+        mem_mb=memory_mb(2000, 4),
     log:
         "logs/segment/{model}/{dataset}.log",
     benchmark:

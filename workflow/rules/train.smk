@@ -17,6 +17,7 @@ rule train:
     threads: workflow.cores
     resources:
         gpu=1,
+        mem_mb=memory_mb(8000, 1),
     log:
         "logs/train/{model}.log",
     benchmark:

@@ -14,6 +14,8 @@ rule weights:
         num_classes=config["num_classes"],
         scheduler=config["dask"]["scheduler"],
     threads: workflow.cores
+    resources:
+        mem_mb=memory_mb(2000, 4),
     log:
         "logs/weights/{dataset}.log",
     benchmark:

@@ -1,0 +1,71 @@
+"""The workflow through `snakemake --profile profiles/slurm` on a real one-node SLURM cluster.
+
+tests/cluster/start-slurm.sh installs SLURM (with slurmdbd and MariaDB, as real
+clusters have) from Debian's packages and starts it; the test runs the demo,
+checks that every rule ran as a SLURM job, and that its metrics equal a local
+run's. Skipped where the machine lacks root or apt.
+"""
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import REPO, copy_workflow, snakemake
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+QUICK = {
+    "augment": {"samples": 16},
+    "train": {"iterations": 12, "batch_size": 2, "validate_every": 6, "checkpoint_every": 6, "log_every": 3},
+}
+RULES = ("demo_data", "ingest", "weights", "augment", "train", "predict", "segment", "evaluate", "report")
+# the shipped profile asks for 8 cores per heavy job; the test node has 2
+SMALL_NODE = [
+    "--set-threads", *(f"{rule}=2" for rule in ("weights", "augment", "segment", "train", "predict")),
+    "--set-resources", *(f"{rule}:cpus_per_task=2" for rule in ("weights", "augment", "segment", "train", "predict")),
+    *(f"{rule}:mem_mb=3000" for rule in ("train", "predict")),
+    "--slurm-init-seconds-before-status-checks", "5",
+]
+
+
+@pytest.fixture(scope="module")
+def slurm_cluster(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("starting a SLURM cluster needs root")
+    if shutil.which("apt-get") is None and shutil.which("slurmctld") is None:
+        pytest.skip("SLURM is not installed and apt-get is not available to install it")
+    state = tmp_path_factory.mktemp("slurm-state")
+    environment = {**os.environ, "SLURM_TEST_STATE": str(state)}
+    started = subprocess.run(["bash", str(REPO / "tests/cluster/start-slurm.sh")], env=environment,
+                             capture_output=True, text=True, timeout=900)
+    try:
+        if started.returncode != 0:
+            pytest.fail(f"SLURM did not start:\n{started.stdout[-3000:]}\n{started.stderr[-3000:]}")
+        yield state
+    finally:
+        subprocess.run(["bash", str(REPO / "tests/cluster/stop-slurm.sh")], env=environment, timeout=120)
+
+
+def quick_config(directory: Path) -> str:
+    path = directory / "quick.yaml"
+    path.write_text(yaml.safe_dump(QUICK))
+    return str(path)
+
+
+def test_demo_runs_as_slurm_jobs_with_the_results_of_a_local_run(slurm_cluster, tmp_path):
+    local = copy_workflow(tmp_path / "local")
+    snakemake(local, "--cores", "2", "--configfile", quick_config(local))
+    cluster = copy_workflow(tmp_path / "cluster")
+    snakemake(cluster, "--profile", "profiles/slurm", *SMALL_NODE, "--configfile", quick_config(cluster))
+    for rule in RULES:
+        logs = list((cluster / "logs/slurm").glob(f"rule_{rule}/**/*.log"))
+        assert logs, f"rule {rule} did not run as a SLURM job"
+    accounting = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State"], capture_output=True, text=True,
+                                check=True).stdout
+    states = [line.split("|")[1] for line in accounting.splitlines() if line]
+    assert len(states) >= 11 and set(states) == {"COMPLETED"}
+    assert (cluster / "results/report/metrics.md").read_text() == (local / "results/report/metrics.md").read_text()
