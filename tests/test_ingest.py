@@ -157,3 +157,17 @@ def test_cli_exits_non_zero_with_the_message(tmp_path, capsys):
     assert exit_info.value.code == 1
     assert "missing.tif: no such file or folder" in capsys.readouterr().err
     assert not (tmp_path / "d.zarr").exists()
+
+
+def test_a_store_with_a_missing_chunk_is_refused(tmp_path, images):
+    out = tmp_path / "data.zarr"
+    run_ingest(images, binary_labels(), out)
+    (out / "raw" / "1.0.0").unlink()  # one slice's chunk lost
+    with pytest.raises(InputError, match=r"data\.zarr/raw: 1 of 3 chunks are missing .* delete the store and rerun"):
+        io.open_raw(io.open_store(out))
+
+
+def test_an_all_zero_slice_is_still_written_as_a_chunk(tmp_path):
+    stack = np.zeros((2, 8, 8), dtype=np.uint8)
+    store = run_ingest(save(tmp_path / "zeros.tif", stack), None, tmp_path / "data.zarr")
+    assert io.open_raw(store).nchunks_initialized == 2

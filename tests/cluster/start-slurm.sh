@@ -40,9 +40,10 @@ mariadbd --user=root --datadir="$STATE/mysql" --socket="$STATE/mysql.sock" --pid
   --port=3307 --bind-address=127.0.0.1 >"$STATE/log/mysql.log" 2>&1 &
 for _ in $(seq 60); do [ -S "$STATE/mysql.sock" ] && break; sleep 0.5; done
 cat "$STATE/mysql.pid" >> "$STATE/pids"
+# slurmdbd reaches it over TCP on 127.0.0.1:3307, so as not to touch the system's own socket
 mariadb --socket="$STATE/mysql.sock" -uroot -e "CREATE DATABASE IF NOT EXISTS slurm_acct_db; \
-  CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm'; \
-  GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;"
+  CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm'; \
+  GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;"
 
 mkdir -p /etc/slurm
 cat > /etc/slurm/slurmdbd.conf <<CONF
@@ -52,7 +53,7 @@ SlurmUser=root
 PidFile=$STATE/slurmdbd.pid
 LogFile=$STATE/log/slurmdbd.log
 StorageType=accounting_storage/mysql
-StorageHost=localhost
+StorageHost=127.0.0.1
 StoragePort=3307
 StorageUser=slurm
 StoragePass=slurm
@@ -71,8 +72,9 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu
 AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=localhost
+AccountingStorageHost=127.0.0.1
 JobAcctGatherType=jobacct_gather/none
+AccountingStoreFlags=job_comment
 StateSaveLocation=$STATE/state
 SlurmdSpoolDir=$STATE/spool
 SlurmctldPidFile=$STATE/slurmctld.pid
@@ -91,16 +93,19 @@ NodeName=$HOST Name=gpu File=/dev/null
 CONF
 
 slurmdbd
-for _ in $(seq 60); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.5; done
+for _ in $(seq 60); do
+  [ -s "$STATE/slurmdbd.pid" ] && timeout 5 sacctmgr -n list cluster >/dev/null 2>&1 && break
+  sleep 0.5
+done
 cat "$STATE/slurmdbd.pid" >> "$STATE/pids"
-sacctmgr -i add cluster "$CLUSTER" >/dev/null 2>&1 || true
-sacctmgr -i add account tests Cluster="$CLUSTER" >/dev/null 2>&1 || true
-sacctmgr -i add user root Account=tests Cluster="$CLUSTER" >/dev/null 2>&1 || true
+timeout 10 sacctmgr -i add cluster "$CLUSTER" >/dev/null 2>&1 || true
+timeout 10 sacctmgr -i add account tests Cluster="$CLUSTER" >/dev/null 2>&1 || true
+timeout 10 sacctmgr -i add user root Account=tests Cluster="$CLUSTER" >/dev/null 2>&1 || true
 
 slurmctld
 slurmd
 for _ in $(seq 120); do
-  if sinfo -h -o %T 2>/dev/null | grep -qx idle; then break; fi
+  if timeout 5 sinfo -h -o %T 2>/dev/null | grep -qx idle; then break; fi
   sleep 0.5
 done
 cat "$STATE/slurmctld.pid" "$STATE/slurmd.pid" >> "$STATE/pids"

@@ -105,11 +105,17 @@ def augmented_datasets():
     return training_datasets() if config["augment"]["mode"] == "precomputed" else []
 
 
+def made_by_a_rule(path):
+    return any(str(path) == str(output) for rule in workflow.rules for output in rule.output)
+
+
 def stack_files(path):
     """The files of a raw stack, so that editing one slice makes ingest stale."""
     if path is None:
         return []
     stack = Path(path)
+    if not stack.exists() and not made_by_a_rule(path):
+        raise ValueError(f"{path}: no such file or folder; check the path in the config's datasets section")
     if stack.is_dir():
         return sorted(str(f) for f in stack.rglob("*") if f.is_file())
     return [path]

@@ -191,7 +191,7 @@ def open_training_arrays(data: Path, weights: Path) -> tuple[zarr.Array, zarr.Ar
     if classes is None:
         raise InputError(f"{data}: has no labels; training samples need them: add labels to the dataset")
     raw = io.open_raw(store)
-    return raw, classes, io.open_store(weights)["weights"], io.normalization(raw)
+    return raw, classes, io.checked_array(io.open_store(weights), "weights"), io.normalization(raw)
 
 
 def write_samples(samples: OnlineSamples, target: zarr.Group, start: int, stop: int) -> int:
@@ -207,7 +207,7 @@ def create_sample_store(path: Path, count: int, input_size: int, output_size: in
     for name, size, dtype in (("image", input_size, np.float32), ("labels", output_size, np.uint8),
                               ("weights", output_size, np.float32)):
         group.create_array(name, shape=(count, size, size), chunks=(1, size, size), dtype=dtype,
-                           compressors=SAMPLE_COMPRESSOR, fill_value=0)
+                           compressors=SAMPLE_COMPRESSOR, fill_value=0, config=io.ARRAY_CONFIG)
     group.attrs["unetflow"] = attributes
     return group
 

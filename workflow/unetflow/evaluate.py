@@ -54,7 +54,7 @@ def evaluate(data: Path, predictions: Path, segmentation: Path) -> pd.DataFrame:
     if classes is None:
         raise InputError(f"{data}: has no labels, so it cannot be evaluated; remove it from the evaluation")
     probabilities = open_probabilities(predictions)
-    objects = io.open_store(segmentation)["objects"]
+    objects = io.checked_array(io.open_store(segmentation), "objects")
     rows, isbi = [], []
     for z in cli.progress(range(classes.shape[0]), desc="evaluated slices"):
         foreground = foreground_probability(probabilities, z)

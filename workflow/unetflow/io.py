@@ -36,6 +36,8 @@ TILE_CHUNK_EDGE = 1024
 AXES = [{"name": "z", "type": "space"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
 COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 LABEL_NAMES = ("objects", "classes")
+# Every chunk is written, even one of zeros, so that a missing chunk file means a damaged store.
+ARRAY_CONFIG = {"write_empty_chunks": True}
 
 
 def slice_chunks(shape: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -80,7 +82,8 @@ def create_image(
 ) -> zarr.Array:
     """Create the (z, y, x) array ``name`` in ``group`` with OME-Zarr image metadata."""
     array = group.create_array(
-        name, shape=shape, chunks=slice_chunks(shape), dtype=dtype, compressors=COMPRESSOR, fill_value=0
+        name, shape=shape, chunks=slice_chunks(shape), dtype=dtype, compressors=COMPRESSOR, fill_value=0,
+        config=ARRAY_CONFIG,
     )
     datasets = [{"path": name, "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}]
     write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=AXES, name=name)
@@ -109,9 +112,26 @@ def open_store(path: str | Path) -> zarr.Group:
         ) from error
 
 
+def checked_array(store: zarr.Group, key: str) -> zarr.Array:
+    """``store[key]``, after checking that the array exists and none of its chunks is missing
+    (Zarr would silently read a missing chunk as zeros)."""
+    where = f"{store.store_path}/{key}".replace("file://", "")
+    try:
+        array = store[key]
+    except KeyError:
+        raise InputError(f"{where}: the array is missing; delete the store and rerun the workflow to rewrite it") from None
+    missing = array.nchunks - array.nchunks_initialized
+    if missing:
+        raise InputError(
+            f"{where}: {missing} of {array.nchunks} chunks are missing (a damaged or half-copied store); "
+            "delete the store and rerun the workflow so the step that writes it runs again"
+        )
+    return array
+
+
 def open_raw(store: zarr.Group) -> zarr.Array:
     """The image of a ``data.zarr`` store."""
-    return store["raw"]
+    return checked_array(store, "raw")
 
 
 def open_labels(store: zarr.Group, name: str = "classes") -> zarr.Array | None:
@@ -119,7 +139,7 @@ def open_labels(store: zarr.Group, name: str = "classes") -> zarr.Array | None:
     if name not in LABEL_NAMES:
         raise ValueError(f"unknown label image {name!r}; choose one of {LABEL_NAMES}")
     key = f"labels/{name}/0"
-    return store[key] if key in store else None
+    return checked_array(store, key) if "labels" in store and key in store else None
 
 
 def normalization(raw: zarr.Array) -> dict[str, float]:

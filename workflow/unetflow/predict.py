@@ -65,7 +65,7 @@ def create_output(path: Path, shape: tuple[int, ...], dtype: str, attributes: di
     group = io.create_group(path)
     chunks = (1, *io.slice_chunks(shape[1:]))
     array = group.create_array("probabilities", shape=shape, chunks=chunks, dtype=dtype,
-                               compressors=io.COMPRESSOR, fill_value=0)
+                               compressors=io.COMPRESSOR, fill_value=0, config=io.ARRAY_CONFIG)
     scale = [{"type": "scale", "scale": [1.0, 1.0, 1.0, 1.0]}]
     write_multiscales_metadata(group, [{"path": "probabilities", "coordinateTransformations": scale}],
                                fmt=FormatV04(), axes=CHANNEL_AXES, name="probabilities")
@@ -114,6 +114,12 @@ def main(argv: list[str] | None = None) -> None:
     device = resolve_device(args.device)
     model = prepare_for_inference(load_model(args.model, device), device)
     geometry = tile_geometry(model.config, args.tile)
+    if geometry.tile < model.config.margin:
+        raise InputError(
+            f"predict: tile {args.tile} px is smaller than the network's margin of {model.config.margin} px, so "
+            f"most of every input tile would be context; set predict.tile to at least {model.config.margin} "
+            f"(better {4 * model.config.margin} or the slice size)"
+        )
     raw = io.open_raw(io.open_store(args.data))
     dtype = autocast_dtype(args.precision, device)
     forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=args.test_time_augmentation)
@@ -135,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def open_probabilities(path: Path) -> np.ndarray | zarr.Array:
     """The (c, z, y, x) probabilities of a prediction store (uint8 ones scaled back on read)."""
-    return io.open_store(path)["probabilities"]
+    return io.checked_array(io.open_store(path), "probabilities")
 
 
 def read_probabilities(array: zarr.Array, z: int, channel: int) -> np.ndarray:

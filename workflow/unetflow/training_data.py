@@ -41,6 +41,8 @@ class SampleBank:
         group = io.open_store(path)
         if not {"image", "labels", "weights"} <= set(group.array_keys()):
             raise InputError(f"{path}: not an augmented sample store (image/labels/weights missing); rerun augment")
+        for name in ("image", "labels", "weights"):
+            io.checked_array(group, name)
         return group
 
     def __len__(self) -> int:

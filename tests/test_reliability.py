@@ -1,0 +1,261 @@
+"""Bad input, interruptions, concurrency and determinism, through the snakemake CLI.
+
+Each bad input must fail its rule with a message naming the file and the fix,
+exit non-zero, and leave no output that Snakemake or a later step would take
+as complete. docs/reliability.md tabulates the cases.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+import yaml
+import zarr
+from PIL import Image
+
+from conftest import copy_workflow, snakemake
+
+pytestmark = pytest.mark.slow
+
+QUICK = {
+    "augment": {"samples": 16},
+    "train": {"iterations": 12, "batch_size": 2, "validate_every": 6, "checkpoint_every": 6, "log_every": 3},
+}
+
+
+def configure(directory: Path, name: str, config: dict) -> list[str]:
+    path = directory / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return ["--configfile", str(path)]
+
+
+def fails_with(directory: Path, target: str, config: dict, *messages: str) -> None:
+    result = snakemake(directory, "--cores", "2", target, *configure(directory, "case", config), check=False)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output[-3000:]
+    for message in messages:
+        assert message in output, output[-3000:]
+    assert not (directory / target).exists()
+    assert not list((directory / target).parent.glob(f".{Path(target).name}.tmp-*"))
+
+
+def stack(directory: Path, name: str, data: np.ndarray, **options) -> str:
+    tifffile.imwrite(directory / name, data, **options)
+    return name
+
+
+def noise(shape, dtype=np.uint8) -> np.ndarray:
+    return np.random.default_rng(0).integers(0, 200, shape).astype(dtype)
+
+
+def test_truncated_tiff(workflow_dir):
+    name = stack(workflow_dir, "cut.tif", noise((3, 64, 64)), photometric="minisblack")
+    path = workflow_dir / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    fails_with(workflow_dir, "results/bad/data.zarr", {"datasets": {"bad": {"images": name}}},
+               "cut.tif: cannot be read", "truncated or corrupt: export or copy it again")
+
+
+def test_png_folder_with_a_slice_of_another_size(workflow_dir):
+    (workflow_dir / "pngs").mkdir()
+    for index, size in enumerate((32, 32, 40)):
+        Image.fromarray(noise((size, size))).save(workflow_dir / "pngs" / f"{index}.png")
+    fails_with(workflow_dir, "results/bad/data.zarr", {"datasets": {"bad": {"images": "pngs"}}},
+               "pngs/2.png: slice is 40x40 but 0.png is 32x32", "crop or pad it")
+
+
+def test_images_and_labels_of_different_slice_counts(workflow_dir):
+    images = stack(workflow_dir, "img.tif", noise((3, 32, 32)), photometric="minisblack")
+    labels = stack(workflow_dir, "lab.tif", noise((2, 32, 32)) > 100, photometric="minisblack")
+    fails_with(workflow_dir, "results/bad/data.zarr", {"datasets": {"bad": {"images": images, "labels": labels}}},
+               "lab.tif: labels have shape (2, 32, 32)", "give one label slice per image slice")
+
+
+def test_labels_with_fractions(workflow_dir):
+    images = stack(workflow_dir, "img.tif", noise((2, 32, 32)), photometric="minisblack")
+    labels = stack(workflow_dir, "lab.tif", np.full((2, 32, 32), 0.5, np.float32), photometric="minisblack")
+    fails_with(workflow_dir, "results/bad/data.zarr", {"datasets": {"bad": {"images": images, "labels": labels}}},
+               "lab.tif (page 0): labels hold fractional", "save them as an integer type")
+
+
+@pytest.mark.parametrize("dtype", [np.uint16, np.float32])
+def test_sixteen_bit_and_float32_images_work(workflow_dir, dtype):
+    images = stack(workflow_dir, "img.tif", noise((2, 32, 32), dtype) * 100, photometric="minisblack")
+    snakemake(workflow_dir, "--cores", "1", "results/ok/data.zarr",
+              *configure(workflow_dir, "ok", {"datasets": {"ok": {"images": images}}}))
+    assert zarr.open_group(str(workflow_dir / "results/ok/data.zarr"), mode="r")["raw"].dtype == dtype
+
+
+def test_rgb_image(workflow_dir):
+    images = stack(workflow_dir, "rgb.tif", noise((2, 32, 32, 3)), photometric="rgb")
+    fails_with(workflow_dir, "results/bad/data.zarr", {"datasets": {"bad": {"images": images}}},
+               "rgb.tif: the TIFF has colour samples", "convert the stack to grayscale")
+
+
+def test_empty_folder(workflow_dir):
+    (workflow_dir / "empty").mkdir()
+    fails_with(workflow_dir, "results/bad/data.zarr", {"datasets": {"bad": {"images": "empty"}}},
+               "empty: the folder holds no PNG or TIFF slices", "put one 2-D image per slice")
+
+
+def test_path_that_does_not_exist(workflow_dir):
+    fails_with(workflow_dir, "results/bad/data.zarr", {"datasets": {"bad": {"images": "nowhere.tif"}}},
+               "nowhere.tif: no such file or folder; check the path in the config's datasets section")
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"weights": {"sigma": -1}}, "-1 is less than or equal to the minimum of 0"),
+    ({"predict": {"device": "gpu0"}}, "'gpu0' does not match"),
+    ({"train": {"iterations": "many"}}, "'many' is not of type 'integer'"),
+])
+def test_config_values_of_the_wrong_type_or_range(workflow_dir, config, message):
+    result = snakemake(workflow_dir, "-n", *configure(workflow_dir, "bad", config), check=False)
+    assert result.returncode != 0 and message in result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> Path:
+    """A workflow copy with the quick demo model trained and the test data ingested."""
+    directory = copy_workflow(tmp_path_factory.mktemp("trained") / "workflow")
+    snakemake(directory, "--cores", "2", "results/models/small/model.pt", "results/demo_test/data.zarr",
+              *configure(directory, "quick", QUICK))
+    return directory
+
+
+PREDICTION = "results/predictions/small/demo_test.zarr"
+
+
+def test_tile_smaller_than_the_network_margin(trained):
+    fails_with(trained, PREDICTION, {**QUICK, "predict": {"tile": 20}},
+               "tile 20 px is smaller than the network's margin of 44 px", "set predict.tile to at least 44")
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda path: path.write_bytes(b"\x00" * 100), "not a readable model file"),
+    (lambda path: torch.save({"format": "unetflow-model-1", "model_config": {"depth": 2, "base_channels": 8},
+                              "state_dict": torch.load(path.with_suffix(".good"), weights_only=False)["state_dict"]},
+                             path), "its weights do not fit its architecture"),
+])
+def test_corrupted_model_or_one_of_another_architecture(trained, damage, message):
+    model = trained / "results/models/small/model.pt"
+    good = model.with_suffix(".good")
+    if not good.exists():
+        good.write_bytes(model.read_bytes())
+    try:
+        damage(model)
+        fails_with(trained, PREDICTION, QUICK, "model.pt", message)
+    finally:
+        model.write_bytes(good.read_bytes())
+
+
+def test_zarr_store_with_a_missing_chunk(trained):
+    chunk = trained / "results/demo_test/data.zarr/raw/2.0.0"
+    saved = chunk.read_bytes()
+    chunk.unlink()
+    try:
+        fails_with(trained, PREDICTION, QUICK, "data.zarr/raw: 1 of 4 chunks are missing", "delete the store and rerun")
+    finally:
+        chunk.write_bytes(saved)
+
+
+def start(directory: Path, *arguments: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "snakemake", *arguments], cwd=directory, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def wait_for(path: Path, text: str, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"{text!r} did not appear in {path}")
+
+
+def kill(process: subprocess.Popen) -> None:
+    os.killpg(process.pid, signal.SIGKILL)  # snakemake and the job it runs, no clean-up
+    process.wait()
+
+
+LONGER = {**QUICK, "train": {**QUICK["train"], "iterations": 60, "checkpoint_every": 10, "log_every": 5,
+                             "validate_every": 30}}
+
+
+def state_dict(path: Path) -> dict:
+    return torch.load(path, weights_only=False)["state_dict"]
+
+
+def test_killed_training_resumes_from_its_checkpoint_with_the_same_weights(tmp_path):
+    whole = copy_workflow(tmp_path / "whole")
+    snakemake(whole, "--cores", "2", "results/models/small/model.pt", *configure(whole, "longer", LONGER))
+    killed = copy_workflow(tmp_path / "killed")
+    options = ["--cores", "2", "results/models/small/model.pt", *configure(killed, "longer", LONGER)]
+    process = start(killed, *options)
+    wait_for(killed / "logs/train/small.log", "iteration 35/60")
+    kill(process)
+    assert not (killed / "results/models/small/model.pt").exists()
+    snakemake(killed, "--unlock", *options[2:])
+    snakemake(killed, *options)
+    log = (killed / "logs/train/small.log").read_text()
+    resumed_at = int(log.split("at iteration ")[1].split()[0])
+    assert resumed_at in (30, 40)
+    first, second = state_dict(whole / "results/models/small/model.pt"), state_dict(killed / "results/models/small/model.pt")
+    assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_killed_prediction_reruns_to_the_same_output(trained, tmp_path):
+    options = ["--cores", "1", PREDICTION, *configure(trained, "tta", {**QUICK, "predict": {"test_time_augmentation": True}})]
+    process = start(trained, *options)
+    wait_for(trained / "logs/train/small.log", "iteration 12/12")  # already there: the model is trained
+    time.sleep(8)  # inside prediction (test-time augmentation makes it slow enough)
+    kill(process)
+    assert not (trained / PREDICTION).exists()
+    snakemake(trained, "--unlock", *options[2:])
+    snakemake(trained, *options)
+    rerun = zarr.open_group(str(trained / PREDICTION), mode="r")["probabilities"][:]
+    from unetflow.predict import main as predict_main
+
+    predict_main([str(trained / "results/models/small/model.pt"), str(trained / "results/demo_test/data.zarr"),
+                  str(tmp_path / "reference.zarr"), "--test-time-augmentation", "--tile", "256"])
+    reference = zarr.open_group(str(tmp_path / "reference.zarr"), mode="r")["probabilities"][:]
+    np.testing.assert_allclose(rerun, reference, atol=1e-6)
+
+
+def test_a_second_run_in_the_same_directory_is_refused_by_the_lock(tmp_path):
+    directory = copy_workflow(tmp_path / "locked")
+    options = ["--cores", "2", "results/models/small/model.pt", *configure(directory, "quick", QUICK)]
+    first = start(directory, *options)
+    deadline = time.monotonic() + 120
+    while not list((directory / ".snakemake/locks").glob("*")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    second = snakemake(directory, *options, check=False)
+    assert second.returncode != 0
+    assert "Directory cannot be locked" in second.stdout + second.stderr
+    output, _ = first.communicate(timeout=900)
+    assert first.returncode == 0, output[-2000:]
+    assert (directory / "results/models/small/model.pt").exists()
+
+
+def test_two_runs_with_one_seed_give_identical_results(tmp_path):
+    runs = []
+    for name in ("first", "second"):
+        directory = copy_workflow(tmp_path / name)
+        snakemake(directory, "--cores", "2", *configure(directory, "quick", QUICK))
+        runs.append(directory)
+    first, second = runs
+    for store, arrays in (("results/demo_train/weights.zarr", ["weights"]),
+                          ("results/demo_train/augmented.zarr", ["image", "labels", "weights"])):
+        a, b = (zarr.open_group(str(run / store), mode="r") for run in runs)
+        for name in arrays:
+            np.testing.assert_array_equal(a[name][:], b[name][:])
+    one, two = state_dict(first / "results/models/small/model.pt"), state_dict(second / "results/models/small/model.pt")
+    assert all(torch.equal(one[name], two[name]) for name in one)
+    a, b = (zarr.open_group(str(run / PREDICTION), mode="r")["probabilities"][:] for run in runs)
+    np.testing.assert_allclose(a, b, atol=1e-6)
