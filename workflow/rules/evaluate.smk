@@ -8,6 +8,8 @@ rule evaluate:
         segmentation="results/segmentation/{model}/{dataset}.zarr",
     output:
         "results/evaluation/{model}/{dataset}.csv",
+    params:
+        threshold=config["segment"]["threshold"],
     resources:
         mem_mb=memory_mb(2000, 2),
     log:
@@ -17,4 +19,4 @@ rule evaluate:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.evaluate --data {input.data} --predictions {input.predictions} --segmentation {input.segmentation} --out {output} --model {wildcards.model} --dataset {wildcards.dataset} > {log} 2>&1"
+        "python -m unetflow.evaluate --data {input.data} --predictions {input.predictions} --segmentation {input.segmentation} --out {output} --threshold {params.threshold} --model {wildcards.model} --dataset {wildcards.dataset} > {log} 2>&1"

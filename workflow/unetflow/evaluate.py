@@ -1,7 +1,7 @@
 """Evaluation of predictions and segmentations against ground truth, per slice and per dataset.
 
-Per slice: pixel error, foreground IoU and Dice of the thresholded probability
-(0.5); adapted Rand error with its precision and recall
+Per slice: pixel error, foreground IoU and Dice of the foreground probability
+thresholded at the segment rule's threshold; adapted Rand error with its precision and recall
 (``skimage.metrics.adapted_rand_error``) and variation of information split
 into its split and merge parts (``skimage.metrics.variation_of_information``)
 of the segment rule's objects against the ground-truth objects (membrane /
@@ -47,8 +47,9 @@ def pixel_scores(foreground: np.ndarray, classes: np.ndarray, threshold: float =
             "foreground_dice": foreground_dice(predicted, truth)}
 
 
-def evaluate(data: Path, predictions: Path, segmentation: Path) -> pd.DataFrame:
-    """One row per slice and a final ``all`` row with the dataset's scores."""
+def evaluate(data: Path, predictions: Path, segmentation: Path, *, threshold: float = 0.5) -> pd.DataFrame:
+    """One row per slice and a final ``all`` row with the dataset's scores; pixel scores
+    threshold the foreground probability at ``threshold`` (the segment rule's)."""
     store = io.open_store(data)
     classes, truth = io.open_labels(store, "classes"), io.open_labels(store, "objects")
     if classes is None:
@@ -61,7 +62,7 @@ def evaluate(data: Path, predictions: Path, segmentation: Path) -> pd.DataFrame:
         true_objects = truth[z]
         per_threshold = slice_scores(foreground, true_objects)
         isbi.append(per_threshold)
-        rows.append({"slice": str(z), **pixel_scores(foreground, classes[z]), **object_scores(true_objects, objects[z]),
+        rows.append({"slice": str(z), **pixel_scores(foreground, classes[z], threshold), **object_scores(true_objects, objects[z]),
                      "v_rand": float(per_threshold[:, 0].max()), "v_info": float(per_threshold[:, 1].max())})
     table = pd.DataFrame(rows)
     overall = {"slice": "all", **table.drop(columns="slice").mean().to_dict(), **best_scores(isbi, THRESHOLDS)}
@@ -74,6 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--predictions", type=Path, required=True)
     parser.add_argument("--segmentation", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="output CSV")
+    parser.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of the pixel scores")
     parser.add_argument("--model", default="")
     parser.add_argument("--dataset", default="")
     return parser.parse_args(argv)
@@ -81,7 +83,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    table = evaluate(args.data, args.predictions, args.segmentation)
+    table = evaluate(args.data, args.predictions, args.segmentation, threshold=args.threshold)
     table.insert(0, "dataset", args.dataset)
     table.insert(0, "model", args.model)
     with io.atomic_store(args.out) as temporary:
