@@ -29,6 +29,7 @@ import zarr
 from . import cli, io
 from .errors import InputError
 from .parallel import TaskProgress, dask_config
+from .plots import pyplot, save_figure
 from .transforms import (
     PAPER_ELASTIC_GRID,
     PAPER_ELASTIC_SIGMA,
@@ -214,11 +215,7 @@ def create_sample_store(path: Path, count: int, input_size: int, output_size: in
 
 def write_preview(path: Path, store: zarr.Group, count: int = 6) -> None:
     """A grid of samples: image tiles (output region framed), their labels and weights."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     count = min(count, store["image"].shape[0])
     figure, axes = plt.subplots(3, count, figsize=(2.4 * count, 7.4), squeeze=False)
     border = (store["image"].shape[1] - store["labels"].shape[1]) / 2
@@ -233,10 +230,7 @@ def write_preview(path: Path, store: zarr.Group, count: int = 6) -> None:
         axis.axis("off")
     for row, name in enumerate(("image (output region framed)", "labels", "weights")):
         axes[row, 0].text(-0.1, 0.5, name, rotation=90, va="center", ha="right", transform=axes[row, 0].transAxes)
-    figure.tight_layout()
-    with io.atomic_store(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=70)
-    plt.close(figure)
+    save_figure(figure, path, dpi=70)
 
 
 def precompute(samples: OnlineSamples, out: Path, *, scheduler: str, workers: int) -> None:

@@ -17,6 +17,7 @@ import pandas as pd
 from skimage.segmentation import find_boundaries
 
 from . import cli, io
+from .plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 TABLE_COLUMNS = ["model", "dataset", "pixel_error", "foreground_iou", "foreground_dice", "adapted_rand_error",
@@ -38,12 +39,7 @@ def markdown(table: pd.DataFrame) -> str:
 
 
 def plot_loss_curves(path: Path, metrics: dict[str, Path]) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 2, figsize=(11, 4))
+    figure, axes = pyplot().subplots(1, 2, figsize=(11, 4))
     for model, csv in metrics.items():
         frame = pd.read_csv(csv)
         axes[0].plot(frame["iteration"], frame["loss"], label=f"{model}")
@@ -54,19 +50,11 @@ def plot_loss_curves(path: Path, metrics: dict[str, Path]) -> None:
     axes[1].set(xlabel="iteration", ylabel="pixel error", title="validation pixel error")
     for axis in axes:
         axis.legend()
-    figure.tight_layout()
-    with io.atomic_store(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    plt.close(figure)
+    save_figure(figure, path, dpi=90)
 
 
 def plot_overlays(path: Path, pairs: list[tuple[str, str]], results: Path, slices_per_pair: int = 2) -> None:
     """Image with ground-truth borders (green) and segmentation borders (magenta)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels = []
     for model, dataset in pairs:
         store = io.open_store(results / dataset / "data.zarr")
@@ -74,7 +62,7 @@ def plot_overlays(path: Path, pairs: list[tuple[str, str]], results: Path, slice
         objects = io.open_store(results / "segmentation" / model / f"{dataset}.zarr")["objects"]
         for z in range(min(slices_per_pair, raw.shape[0])):
             panels.append((f"{model} / {dataset} / slice {z}", raw[z], None if truth is None else truth[z], objects[z]))
-    figure, axes = plt.subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 5), squeeze=False)
+    figure, axes = pyplot().subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 5), squeeze=False)
     for axis, (title, image, truth, objects) in zip(axes[0], panels):
         rgb = np.repeat(((image - image.min()) / max(1e-9, np.ptp(image)))[..., None], 3, axis=2)
         if truth is not None:
@@ -83,10 +71,7 @@ def plot_overlays(path: Path, pairs: list[tuple[str, str]], results: Path, slice
         axis.imshow(rgb)
         axis.set_title(title, fontsize=9)
         axis.axis("off")
-    figure.tight_layout()
-    with io.atomic_store(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=80)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -28,6 +28,7 @@ from scipy.spatial import cKDTree
 from skimage.measure import label as connected_components
 
 from . import cli, io
+from .plots import pyplot, save_figure
 
 SPLITS = {"train": 0, "test": 1}
 MEMBRANE_WIDTH_RANGE = (1.0, 6.0)
@@ -159,22 +160,14 @@ def write_tiff(path: Path, stack: np.ndarray) -> None:
 
 def write_preview(path: Path, image: np.ndarray, binary: np.ndarray, instances: np.ndarray) -> None:
     """A PNG of one slice beside its binary and instance labels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 3, figsize=(12, 4.3))
+    figure, axes = pyplot().subplots(1, 3, figsize=(12, 4.3))
     axes[0].imshow(image, cmap="gray", vmin=0, vmax=255)
     axes[1].imshow(binary, cmap="gray", vmin=0, vmax=255)
     axes[2].imshow(np.ma.masked_equal(instances % 20 + (instances > 0), 0), cmap="tab20", interpolation="nearest")
     for axis, title in zip(axes, ("synthetic image", "binary labels (255 = cell)", "instance labels")):
         axis.set_title(title)
         axis.axis("off")
-    figure.tight_layout()
-    with io.atomic_store(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    plt.close(figure)
+    save_figure(figure, path, dpi=90)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -32,6 +32,7 @@ from .augment import AugmentSettings, OnlineSamples
 from .inference import MODEL_FORMAT, autocast, autocast_dtype, make_forward, resolve_device, tile_geometry
 from .metrics import foreground_iou, pixel_error
 from .model import ModelConfig, UNet, center_crop, model_input_size
+from .plots import pyplot, save_figure
 from .tiling import predict_slice
 from .training_data import IterationBatches, SampleBank, load_validation
 
@@ -108,12 +109,7 @@ def validate(model: UNet, slices: list, device: torch.device, dtype: torch.dtype
 
 
 def write_loss_plot(path: Path, metrics: pd.DataFrame, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = pyplot().subplots(figsize=(6, 4))
     axis.plot(metrics["iteration"], metrics["loss"], label="training loss (weighted)")
     if "val_loss" in metrics and metrics["val_loss"].notna().any():
         validated = metrics.dropna(subset=["val_loss"])
@@ -123,10 +119,7 @@ def write_loss_plot(path: Path, metrics: pd.DataFrame, title: str) -> None:
     axis.set_yscale("log")
     axis.set_title(title)
     axis.legend()
-    figure.tight_layout()
-    with io.atomic_store(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=90)
-    plt.close(figure)
+    save_figure(figure, path, dpi=90)
 
 
 def train(

@@ -26,6 +26,7 @@ from . import cli, io
 from .distances import nearest_two_distances
 from .errors import InputError
 from .parallel import dask_config, store_progress
+from .plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -176,12 +177,7 @@ def weight_map_stack(
 
 def write_preview(path: Path, image: np.ndarray, classes: np.ndarray, weights: np.ndarray) -> None:
     """Image, labels and weight map of one slice side by side, like the paper's Figure 3."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axes = plt.subplots(1, 3, figsize=(13, 4.4))
+    figure, axes = pyplot().subplots(1, 3, figsize=(13, 4.4))
     axes[0].imshow(image, cmap="gray")
     axes[1].imshow(classes, cmap="gray", interpolation="nearest")
     shown = axes[2].imshow(weights, cmap="jet")
@@ -189,10 +185,7 @@ def write_preview(path: Path, image: np.ndarray, classes: np.ndarray, weights: n
     for axis, title in zip(axes, ("image", "labels (training target)", "weight map")):
         axis.set_title(title)
         axis.axis("off")
-    figure.tight_layout()
-    with io.atomic_store(path) as temporary:
-        figure.savefig(temporary, format="png", dpi=80)
-    plt.close(figure)
+    save_figure(figure, path)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
