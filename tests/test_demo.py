@@ -90,3 +90,9 @@ def test_a_modified_raw_test_slice_reruns_its_dataset_but_not_training(complete_
         path.write_bytes(original)
         os.utime(path, times)
     assert jobs == Counter({"ingest": 1, "predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
+
+
+def test_snakemake_report_bundles_the_outputs(complete_run):
+    snakemake(complete_run, "--report", "report.html")
+    html = (complete_run / "report.html").read_text(errors="replace")
+    assert "metrics.html" in html and "loss_curves.png" in html and "overlays.png" in html
