@@ -17,7 +17,10 @@ if ! command -v slurmctld >/dev/null || ! command -v slurmdbd >/dev/null || ! co
 fi
 
 HOST=$(hostname -s)
-CPUS=$(nproc)
+# all CPUs of the machine, not the affinity this script inherited (a test runner may have
+# narrowed it); the daemons started below inherit the widened affinity
+CPUS=$(grep -c ^processor /proc/cpuinfo)
+if command -v taskset >/dev/null; then taskset -a -p -c "0-$((CPUS - 1))" $$ >/dev/null; fi
 # RealMemory above what slurmd detects would drain the node: stay well below
 MEMORY=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 * 8 / 10 ))
 
