@@ -11,11 +11,11 @@ from contextlib import contextmanager
 import dask
 from dask.callbacks import Callback
 
+from .cli import LOG_INTERVAL_S
 from .errors import InputError
 
 log = logging.getLogger(__name__)
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")
-LOG_INTERVAL_S = 10.0
 
 
 @contextmanager

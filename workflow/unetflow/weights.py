@@ -65,12 +65,11 @@ def class_weights(class_counts: np.ndarray) -> np.ndarray:
     return weights
 
 
-def border_term(objects: np.ndarray, background: np.ndarray, *, w0: float, sigma: float) -> np.ndarray:
+def border_term(d1: np.ndarray, d2: np.ndarray, background: np.ndarray, *, w0: float, sigma: float) -> np.ndarray:
     """``w0 * exp(-(d1 + d2)^2 / (2 sigma^2))`` on background pixels, 0 elsewhere.
 
     Pixels with fewer than two objects within reach get 0 (d2 is infinite).
     """
-    d1, d2 = nearest_two_distances(objects, max_distance=border_cutoff(w0, sigma), mask=background)
     with np.errstate(invalid="ignore", over="ignore"):
         term = w0 * np.exp(-np.square(d1 + d2) / (2.0 * sigma**2))
     return np.where(background & np.isfinite(term), term, 0.0)
@@ -114,9 +113,9 @@ def weight_map(
     Image Segmentation. MICCAI 2015, eq. 2.
     """
     background = classes == 0
-    foreground_objects = np.where(background, 0, objects)
-    weights = class_weight[classes] + border_term(foreground_objects, background, w0=w0, sigma=sigma)
-    return weights.astype(np.float32)
+    d1, d2 = nearest_two_distances(np.where(background, 0, objects), max_distance=border_cutoff(w0, sigma),
+                                   mask=background)
+    return (class_weight[classes] + border_term(d1, d2, background, w0=w0, sigma=sigma)).astype(np.float32)
 
 
 def naive_weight_map(
@@ -127,10 +126,7 @@ def naive_weight_map(
 
     background = classes == 0
     d1, d2 = naive_nearest_two_distances(np.where(background, 0, objects))
-    with np.errstate(invalid="ignore", over="ignore"):
-        term = w0 * np.exp(-np.square(d1 + d2) / (2.0 * sigma**2))
-    term = np.where(background & np.isfinite(term), term, 0.0)
-    return (class_weight[classes] + term).astype(np.float32)
+    return (class_weight[classes] + border_term(d1, d2, background, w0=w0, sigma=sigma)).astype(np.float32)
 
 
 def slice_class_weights(classes: da.Array, num_classes: int, *, per_slice: bool) -> np.ndarray:
