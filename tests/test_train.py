@@ -10,7 +10,8 @@ from unetflow.errors import InputError
 from unetflow.model import ModelConfig, UNet, model_input_size
 from unetflow.synthetic import generate_stack
 from unetflow.inference import autocast_dtype, resolve_device
-from unetflow.train import TrainSettings, learning_rate, train, weighted_cross_entropy
+from unetflow.optimisation import optimisation_step, weighted_cross_entropy
+from unetflow.train import TrainSettings, train
 from unetflow.weights import class_weights, weight_map
 
 TINY = ModelConfig(depth=2, base_channels=8, dropout=0.3)
@@ -132,11 +133,11 @@ def test_time_budget_stops_training_early(tmp_path):
 
 def test_learning_rate_schedules():
     settings = TrainSettings(lr=0.1, schedule="cosine", warmup=0.1)
-    assert learning_rate(settings, 0.05) == pytest.approx(0.05)
-    assert learning_rate(settings, 0.1) == pytest.approx(0.1)
-    assert learning_rate(settings, 1.0) == pytest.approx(0.0, abs=1e-12)
-    assert learning_rate(TrainSettings(lr=0.1), 0.7) == 0.1
-    assert learning_rate(TrainSettings(lr=0.1, schedule="poly"), 0.5) == pytest.approx(0.1 * 0.5**0.9)
+    assert settings.learning_rate(0.05) == pytest.approx(0.05)
+    assert settings.learning_rate(0.1) == pytest.approx(0.1)
+    assert settings.learning_rate(1.0) == pytest.approx(0.0, abs=1e-12)
+    assert TrainSettings(lr=0.1).learning_rate(0.7) == 0.1
+    assert TrainSettings(lr=0.1, schedule="poly").learning_rate(0.5) == pytest.approx(0.1 * 0.5**0.9)
 
 
 def test_devices_and_precisions_are_checked():
@@ -167,3 +168,45 @@ def test_a_checkpoint_torn_while_writing_never_replaces_the_last_good_one(tmp_pa
         checkpoint.save(path, {"iteration": 20, "fingerprint": "f"})
     monkeypatch.undo()
     assert checkpoint.load(path, "f")["iteration"] == 10
+
+
+def test_an_absurd_learning_rate_stops_training_within_a_few_iterations(tmp_path):
+    settings = TrainSettings(iterations=500, batch_size=2, lr=1e4, momentum=0.99, device="cpu", validate_every=1000,
+                             checkpoint_every=5, log_every=5, max_nonfinite_steps=5)
+    (tmp_path / "model.pt").write_bytes(b"an earlier run's model")
+    with pytest.raises(InputError) as raised:
+        train(model_config=TINY, settings=settings, samples=TileSamples(output_size=20, count=6), validation=[],
+              out_dir=tmp_path, fingerprint_of={})
+    message = str(raised.value)
+    assert f"training of model '{tmp_path.name}' diverged at iteration" in message
+    assert "learning rate 1e+04" in message and "No model.pt was written" in message
+    assert "lower the learning rate" in message and "set train.grad_clip" in message
+    assert not (tmp_path / "model.pt").exists()  # not even the stale one, which would look like this run's
+    metrics = pd.read_csv(tmp_path / "metrics.csv")
+    stopped_at = int(message.split("diverged at iteration ")[1].split()[0])
+    assert stopped_at <= 10 and metrics["iteration"].iloc[-1] == stopped_at
+    assert metrics["skipped_steps"].sum() >= 5
+
+
+def test_a_model_with_a_non_finite_weight_is_never_written(tmp_path, monkeypatch):
+    import unetflow.train
+
+    def step_that_breaks_a_weight(model, optimizer, scaler, loss, *, grad_clip):
+        outcome = optimisation_step(model, optimizer, scaler, loss, grad_clip=grad_clip)
+        with torch.no_grad():
+            model.head.bias[0] = math.inf  # a fault no gradient check sees
+        return outcome
+
+    monkeypatch.setattr(unetflow.train, "optimisation_step", step_that_breaks_a_weight)
+    settings = TrainSettings(iterations=3, batch_size=2, device="cpu", validate_every=1000, checkpoint_every=2,
+                             log_every=1)
+    with pytest.raises(InputError, match=r"1 weight tensors hold NaN or infinity \(head.bias\)"):
+        train(model_config=TINY, settings=settings, samples=TileSamples(output_size=20, count=6), validation=[],
+              out_dir=tmp_path, fingerprint_of={})
+    assert not (tmp_path / "model.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_clipped_training_logs_the_gradient_norm_and_no_skipped_steps(tmp_path):
+    metrics = run(tmp_path, 10, grad_clip=0.5)
+    assert (metrics["grad_norm"] > 0).all() and (metrics["grad_norm_max"] >= metrics["grad_norm"]).all()
+    assert (metrics["skipped_steps"] == 0).all()

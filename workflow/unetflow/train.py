@@ -2,12 +2,16 @@
 
 Loss: pixel-wise softmax cross-entropy weighted by the U-Net weight map,
 ``mean_x w(x) * -log p_label(x)(x)``. Optimiser: SGD with momentum 0.99 as in
-the paper (Adam as an option). Training stops at ``iterations`` or after
-``max_minutes`` of training time, whichever comes first, and the learning-rate
-schedule follows whichever of the two is further along. A checkpoint every
-``checkpoint_every`` iterations holds the model, optimiser, grad scaler, RNG
-states and iteration, so rerunning an interrupted job resumes where it stopped
-and, on the CPU, ends with the same weights as an uninterrupted run.
+the paper (Adam as an option), gradients clipped to ``grad_clip``. A step whose
+loss or gradient is not finite is skipped (see :mod:`unetflow.optimisation`);
+``max_nonfinite_steps`` of them in a row stop training with an error, and no
+model with a non-finite weight is ever written. Training stops at
+``iterations`` or after ``max_minutes`` of training time, whichever comes
+first, and the learning-rate schedule follows whichever of the two is further
+along. A checkpoint every ``checkpoint_every`` iterations holds the model,
+optimiser, grad scaler, RNG states and iteration, so rerunning an interrupted
+job resumes where it stopped and, on the CPU, ends with the same weights as an
+uninterrupted run.
 """
 
 from __future__ import annotations
@@ -24,14 +28,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from . import checkpoint, cli, io
 from .augment import AugmentSettings, OnlineSamples
+from .errors import InputError
 from .inference import MODEL_FORMAT, autocast, autocast_dtype, make_forward, resolve_device, tile_geometry
 from .metrics import foreground_iou, pixel_error
-from .model import ModelConfig, UNet, center_crop, model_input_size
+from .model import ModelConfig, UNet, center_crop, model_input_size, non_finite_tensors
+from .optimisation import (
+    DivergenceGuard,
+    StepOutcome,
+    divergence_error,
+    learning_rate,
+    make_optimizer,
+    optimisation_step,
+    weighted_cross_entropy,
+)
 from .plots import pyplot, save_figure
 from .tiling import predict_slice
 from .training_data import IterationBatches, SampleBank, load_validation
@@ -53,6 +66,8 @@ class TrainSettings:
     weight_decay: float = 0.0
     schedule: str = "constant"
     warmup: float = 0.0
+    grad_clip: float | None = None
+    max_nonfinite_steps: int = 20
     precision: str = "auto"
     device: str = "auto"
     seed: int = 0
@@ -61,30 +76,37 @@ class TrainSettings:
     log_every: int = 10
     workers: int = 0
 
-
-def learning_rate(settings: TrainSettings, progress: float) -> float:
-    """Learning rate at ``progress`` in [0, 1]: linear warm-up, then constant, cosine or poly."""
-    if settings.warmup > 0 and progress < settings.warmup:
-        return settings.lr * progress / settings.warmup
-    rest = (progress - settings.warmup) / max(1e-12, 1.0 - settings.warmup)
-    rest = min(max(rest, 0.0), 1.0)
-    if settings.schedule == "cosine":
-        return settings.lr * 0.5 * (1.0 + math.cos(math.pi * rest))
-    if settings.schedule == "poly":
-        return settings.lr * (1.0 - rest) ** 0.9
-    return settings.lr
+    def learning_rate(self, progress: float) -> float:
+        return learning_rate(progress, lr=self.lr, schedule=self.schedule, warmup=self.warmup)
 
 
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``mean_x w(x) * -log softmax(logits)[label(x)](x)`` over every pixel of the batch."""
-    return (F.cross_entropy(logits.float(), labels.long(), reduction="none") * weights).mean()
+class IntervalLog:
+    """What happened since the last metrics row: losses and gradient norms of applied steps,
+    skipped steps, and time spent waiting for data."""
+
+    def __init__(self):
+        self.losses: list[float] = []
+        self.grad_norms: list[float] = []
+        self.skipped = 0
+        self.data_wait = 0.0
+        self.start = time.perf_counter()
+
+    def add(self, outcome: StepOutcome) -> None:
+        if outcome.applied:
+            self.losses.append(outcome.loss)
+            self.grad_norms.append(outcome.grad_norm)
+        else:
+            self.skipped += 1
+
+    def row(self, *, iteration: int, lr: float, seconds: float) -> dict[str, float]:
+        return {"iteration": iteration, "loss": _mean(self.losses), "lr": lr, "seconds": seconds,
+                "grad_norm": _mean(self.grad_norms), "grad_norm_max": max(self.grad_norms, default=math.nan),
+                "skipped_steps": self.skipped,
+                "data_wait_fraction": self.data_wait / max(1e-9, time.perf_counter() - self.start)}
 
 
-def make_optimizer(model: torch.nn.Module, settings: TrainSettings) -> torch.optim.Optimizer:
-    if settings.optimizer == "adam":
-        return torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    return torch.optim.SGD(model.parameters(), lr=settings.lr, momentum=settings.momentum,
-                           weight_decay=settings.weight_decay)
+def _mean(values: list[float]) -> float:
+    return float(np.mean(values)) if values else math.nan
 
 
 def validate(model: UNet, slices: list, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
@@ -135,81 +157,139 @@ def train(
     """Train (or resume training) and write ``model.pt``, ``metrics.csv`` and ``loss.png``.
 
     ``on_iteration(i)`` is called after iteration ``i`` and its checkpoint (tests use
-    it to interrupt a run).
+    it to interrupt a run). Raises :class:`~unetflow.errors.InputError` when training
+    diverges (see :class:`~unetflow.optimisation.DivergenceGuard`); then no
+    ``model.pt`` exists and the last good checkpoint stays.
     """
+    model_name = out_dir.name
+    check_sample_sizes(model_name, model_config, samples)
     device = resolve_device(settings.device)
     dtype = autocast_dtype(settings.precision, device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     torch.manual_seed(settings.seed)
     model = UNet(model_config).to(device)
-    optimizer = make_optimizer(model, settings)
+    optimizer = make_optimizer(model, optimizer=settings.optimizer, lr=settings.lr, momentum=settings.momentum,
+                               weight_decay=settings.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
     checkpoint_path = out_dir / "checkpoint.pt"
     key = checkpoint.fingerprint({**fingerprint_of, "model": model_config.to_dict(), "train": asdict(settings)})
     state = checkpoint.load(checkpoint_path, key)
-    start, elapsed, rows = 0, 0.0, []
+    start, elapsed, rows, checkpointed = 0, 0.0, [], None
     if state is not None:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scaler.load_state_dict(state["scaler"])
         checkpoint.restore_rng_states(state["rng"])
         start, elapsed, rows = state["iteration"], state["elapsed"], state["metrics"]
+        checkpointed = start
         log.info("resuming from %s at iteration %d", checkpoint_path, start)
-    input_size = model_input_size(model_config, samples.output_size)
     loader = DataLoader(
         samples, num_workers=settings.workers, pin_memory=device.type == "cuda",
         batch_sampler=IterationBatches(seed=settings.seed, start=start, stop=settings.iterations,
                                        batch_size=settings.batch_size, count=len(samples)),
         generator=torch.Generator().manual_seed(settings.seed),
     )
+    precision = f"{settings.precision} ({str(dtype).removeprefix('torch.') if dtype else 'float32'})"
+    guard = DivergenceGuard(settings.max_nonfinite_steps)
+
+    def diverged(iteration: int, lr: float, problem: str) -> InputError:
+        kept = (f"the last good checkpoint (iteration {checkpointed}) is kept in {checkpoint_path}"
+                if checkpointed is not None else "no checkpoint had been written yet")
+        write_failed_run(out_dir, pd.DataFrame(rows))
+        return divergence_error(model_name, iteration=iteration, lr=lr, precision=precision,
+                                grad_clip=settings.grad_clip, problem=problem, kept=kept)
+
     budget = settings.max_minutes * 60 if settings.max_minutes else math.inf
     model.train()
-    losses, data_wait, interval_start = [], 0.0, time.perf_counter()
-    iteration = start
+    interval = IntervalLog()
+    iteration, lr = start, optimizer.param_groups[0]["lr"]
     batches = iter(loader)
     while iteration < settings.iterations and elapsed < budget:
         step_start = time.perf_counter()
-        progress = max(iteration / settings.iterations, elapsed / budget)
+        lr = settings.learning_rate(max(iteration / settings.iterations, elapsed / budget))
         for group in optimizer.param_groups:
-            group["lr"] = learning_rate(settings, progress)
+            group["lr"] = lr
         image, labels, weights = next(batches)
-        data_wait += time.perf_counter() - step_start
-        image = center_crop(image[:, None], (input_size, input_size)).to(device, non_blocking=True)
+        interval.data_wait += time.perf_counter() - step_start
         with autocast(device, dtype):
-            logits = model(image)
+            logits = model(image[:, None].to(device, non_blocking=True))
+        # same-padded models may produce a few more pixels than the label tile (model_input_size)
         loss = weighted_cross_entropy(center_crop(logits, labels.shape[-2:]), labels.to(device), weights.to(device))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        losses.append(float(loss.detach()))
+        outcome = optimisation_step(model, optimizer, scaler, loss, grad_clip=settings.grad_clip)
+        guard.record(outcome)
+        interval.add(outcome)
         iteration += 1
         elapsed += time.perf_counter() - step_start
+        if not outcome.applied:
+            log.warning("iteration %d: loss %s, gradient norm %s: step skipped (%d in a row)", iteration,
+                        outcome.loss, outcome.grad_norm, guard.in_a_row)
+        if guard.diverged:
+            rows.append(interval.row(iteration=iteration, lr=lr, seconds=elapsed))
+            raise diverged(iteration, lr, f"the last {guard.in_a_row} steps had a non-finite loss or gradient "
+                                          f"(last: loss {outcome.loss}, gradient norm {outcome.grad_norm}) "
+                                          "and were skipped")
         finished = iteration == settings.iterations or elapsed >= budget
         if iteration % settings.log_every == 0 or finished or iteration % settings.validate_every == 0:
-            row = {"iteration": iteration, "loss": float(np.mean(losses)), "lr": optimizer.param_groups[0]["lr"],
-                   "seconds": elapsed, "data_wait_fraction": data_wait / max(1e-9, time.perf_counter() - interval_start)}
+            row = interval.row(iteration=iteration, lr=lr, seconds=elapsed)
             if validation and (iteration % settings.validate_every == 0 or finished):
                 validation_start = time.perf_counter()
                 row.update(validate(model, validation, device, dtype))
                 elapsed += time.perf_counter() - validation_start  # the budget is wall-clock time
             rows.append(row)
-            log.info("iteration %d/%d loss %.4f lr %.2e %.1f s%s", iteration, settings.iterations, row["loss"],
-                     row["lr"], elapsed, "".join(f" {k} {v:.4f}" for k, v in row.items() if k.startswith("val_")))
-            losses, data_wait, interval_start = [], 0.0, time.perf_counter()
-        if iteration % settings.checkpoint_every == 0 and not finished:
+            log.info("iteration %d/%d loss %.4f lr %.2e grad norm %.3g%s %.1f s%s", iteration, settings.iterations,
+                     row["loss"], lr, row["grad_norm"],
+                     f" skipped {row['skipped_steps']}" if row["skipped_steps"] else "", elapsed,
+                     "".join(f" {k} {v:.4f}" for k, v in row.items() if k.startswith("val_")))
+            interval = IntervalLog()
+        if iteration % settings.checkpoint_every == 0 and not finished and guard.in_a_row == 0:
+            refuse_non_finite_weights(model, lambda problem: diverged(iteration, lr, problem))
             checkpoint.save(checkpoint_path, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                 "rng": checkpoint.rng_states(), "iteration": iteration, "elapsed": elapsed, "metrics": rows,
                 "fingerprint": key,
             })
+            checkpointed = iteration
         if on_iteration is not None:
             on_iteration(iteration)
+    refuse_non_finite_weights(model, lambda problem: diverged(iteration, lr, problem))
     metrics = pd.DataFrame(rows)
+    if guard.total:
+        log.warning("%d of %d steps were skipped (non-finite loss or gradient); see skipped_steps in metrics.csv",
+                    guard.total, iteration - start)
     write_outputs(out_dir, model, model_config, settings, metrics, samples.output_size, iteration)
     checkpoint_path.unlink(missing_ok=True)
     return metrics
+
+
+def check_sample_sizes(model_name: str, model_config: ModelConfig, samples: SampleBank | OnlineSamples) -> None:
+    """Samples must be exactly the model's input and output tiles."""
+    needed = model_input_size(model_config, samples.output_size)
+    if samples.input_size != needed:
+        raise InputError(
+            f"model '{model_name}': its samples are {samples.input_size} -> {samples.output_size} px, but the "
+            f"model needs {needed} px of input for {samples.output_size} px of output; rerun augment with "
+            f"--input-size {needed} (the workflow picks each model's sizes itself)"
+        )
+
+
+def refuse_non_finite_weights(model: UNet, error: Callable[[str], InputError]) -> None:
+    """Raise ``error(problem)`` if any weight is NaN or infinite: such a model is never written."""
+    broken = non_finite_tensors(model)
+    if broken:
+        raise error(f"{len(broken)} weight tensors hold NaN or infinity ({', '.join(broken[:3])}"
+                    f"{', ...' if len(broken) > 3 else ''})")
+
+
+def write_failed_run(out_dir: Path, metrics: pd.DataFrame) -> None:
+    """After divergence: ``metrics.csv`` (with the skipped steps) for the post-mortem, and no
+    ``model.pt``, not even one of an earlier run, which would look like this run's result."""
+    with io.atomic_store(out_dir / "metrics.csv") as temporary:
+        metrics.to_csv(temporary, index=False)
+    stale = out_dir / "model.pt"
+    if stale.exists():
+        stale.unlink()
+        log.warning("removed %s of an earlier run: it does not belong to these settings", stale)
 
 
 def write_outputs(out_dir: Path, model: UNet, model_config: ModelConfig, settings: TrainSettings,

@@ -1,0 +1,86 @@
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from unetflow.optimisation import DivergenceGuard, StepOutcome, make_optimizer, optimisation_step
+
+
+def small_network() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+
+
+def loss_of(network: nn.Module, scale: float = 1.0) -> torch.Tensor:
+    inputs = torch.linspace(-1, 1, 24).reshape(4, 6)
+    return scale * network(inputs).square().mean()
+
+
+def flat(network: nn.Module) -> torch.Tensor:
+    return torch.cat([parameter.detach().flatten() for parameter in network.parameters()])
+
+
+def true_gradient_norm(network: nn.Module, scale: float) -> float:
+    probe = copy.deepcopy(network)
+    loss_of(probe, scale).backward()
+    return float(torch.cat([p.grad.flatten() for p in probe.parameters()]).norm())
+
+
+def plain_sgd(network: nn.Module) -> torch.optim.Optimizer:
+    return make_optimizer(network, optimizer="sgd", lr=1.0, momentum=0.0, weight_decay=0.0)
+
+
+@pytest.mark.parametrize("loss_scaling", [False, True])
+def test_clipping_bounds_the_update_to_grad_clip(loss_scaling):
+    network = small_network()
+    gradient_norm = true_gradient_norm(network, scale=1000.0)
+    assert gradient_norm > 10
+    before = flat(network)
+    # a grad scaler multiplies the loss by 2**16: clipping must see the unscaled gradient
+    scaler = torch.amp.GradScaler("cpu", enabled=loss_scaling)
+    outcome = optimisation_step(network, plain_sgd(network), scaler, loss_of(network, 1000.0), grad_clip=2.5)
+    assert outcome.applied
+    assert outcome.grad_norm == pytest.approx(gradient_norm, rel=1e-4)  # logged before clipping
+    assert float((flat(network) - before).norm()) == pytest.approx(2.5, rel=1e-4)  # lr 1: update = gradient
+
+
+def test_without_clipping_the_whole_gradient_is_applied():
+    network = small_network()
+    gradient_norm = true_gradient_norm(network, scale=1000.0)
+    before = flat(network)
+    outcome = optimisation_step(network, plain_sgd(network), torch.amp.GradScaler("cpu", enabled=False),
+                                loss_of(network, 1000.0), grad_clip=None)
+    assert float((flat(network) - before).norm()) == pytest.approx(gradient_norm, rel=1e-4)
+    assert outcome.grad_norm == pytest.approx(gradient_norm, rel=1e-4)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("bad", [math.nan, math.inf])
+def test_a_non_finite_step_leaves_weights_and_optimiser_state_untouched(optimizer, bad):
+    network = small_network()
+    chosen = make_optimizer(network, optimizer=optimizer, lr=0.01, momentum=0.99, weight_decay=1e-4)
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    for _ in range(3):  # momentum buffers / Adam moments now hold something
+        assert optimisation_step(network, chosen, scaler, loss_of(network), grad_clip=1.0).applied
+    weights, state = copy.deepcopy(network.state_dict()), copy.deepcopy(chosen.state_dict())
+    outcome = optimisation_step(network, chosen, scaler, loss_of(network) * bad, grad_clip=1.0)
+    assert not outcome.applied and not math.isfinite(outcome.loss)
+    assert all(torch.equal(weights[name], value) for name, value in network.state_dict().items())
+    after = chosen.state_dict()["state"]
+    for index, saved in state["state"].items():
+        for key, value in saved.items():
+            assert torch.equal(value, after[index][key]), (index, key)
+    assert all(parameter.grad is None for parameter in network.parameters())  # nothing left for the next step
+    assert optimisation_step(network, chosen, scaler, loss_of(network), grad_clip=1.0).applied  # training goes on
+
+
+def test_the_guard_counts_skipped_steps_in_a_row_and_in_all():
+    guard = DivergenceGuard(max_in_a_row=3)
+    good, bad = StepOutcome(0.5, 1.0, True), StepOutcome(math.nan, math.nan, False)
+    for outcome in (bad, bad, good, bad, bad):
+        guard.record(outcome)
+    assert (guard.in_a_row, guard.total, guard.diverged) == (2, 4, False)
+    guard.record(bad)
+    assert guard.diverged and guard.total == 5
