@@ -16,7 +16,7 @@ import pandas as pd
 
 from unetflow import io
 from unetflow.evaluate import object_scores
-from unetflow.predict import open_probabilities
+from unetflow.io import open_probabilities
 from unetflow.segment import components, foreground_probability, watershed_fill
 
 

@@ -1,6 +1,10 @@
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
+from unetflow import io
 from unetflow.evaluate import object_scores, pixel_scores
 from unetflow.isbi_scores import best_scores, contingency, slice_scores, thinned_segments, v_info, v_rand
 
@@ -68,3 +72,27 @@ def test_object_and_pixel_scores():
     assert merged["vi_merge"] > 0 and merged["vi_split"] == pytest.approx(0.0)
     pixels = pixel_scores(np.where(truth > 0, 1.0, 0.0), (truth > 0).astype(np.uint8))
     assert pixels == pytest.approx({"pixel_error": 0.0, "foreground_iou": 1.0, "foreground_dice": 1.0})
+
+
+def test_non_finite_probabilities_are_refused_within_seconds(tmp_path):
+    truth = np.repeat(two_cells()[None], 2, axis=0)
+    data = io.create_group(tmp_path / "data.zarr")
+    io.create_image(data, "raw", truth.shape, np.dtype(np.uint8))[:] = 0
+    io.create_label(data, "objects", truth.shape, np.dtype(np.uint32))[:] = truth
+    io.create_label(data, "classes", truth.shape, np.dtype(np.uint8))[:] = truth > 0
+    segmentation = io.create_group(tmp_path / "segmentation.zarr")
+    io.create_image(segmentation, "objects", truth.shape, np.dtype(np.uint32))[:] = truth
+    predictions = io.create_group(tmp_path / "predictions.zarr")
+    probabilities = predictions.create_array("probabilities", shape=(2, *truth.shape), chunks=(1, 1, *truth.shape[1:]),
+                                             dtype="float32", fill_value=0, config=io.ARRAY_CONFIG)
+    probabilities[:] = np.stack([truth == 0, truth > 0]).astype(np.float32)
+    probabilities[1, 0, 3, 4] = np.inf
+    result = subprocess.run(
+        [sys.executable, "-m", "unetflow.evaluate", "--data", str(tmp_path / "data.zarr"), "--predictions",
+         str(tmp_path / "predictions.zarr"), "--segmentation", str(tmp_path / "segmentation.zarr"),
+         "--out", str(tmp_path / "scores.csv")],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert "predictions.zarr/probabilities: slice 0 (class 1) holds 1 non-finite probabilities" in result.stderr
+    assert not (tmp_path / "scores.csv").exists()

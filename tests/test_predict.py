@@ -86,3 +86,37 @@ def test_a_4096_square_slice_predicts_in_bounded_memory(tmp_path):
     assert peak_mib < whole_slice_feature_map_mib, (peak_mib, result.stderr[-2000:])
     written = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["probabilities"]
     assert written.shape == (2, 1, 4096, 4096) and written.chunks == (1, 1, 1024, 1024)
+
+
+def test_a_model_with_non_finite_weights_is_refused(tmp_path):
+    data = save_data(tmp_path / "data.zarr", (1, 20, 20))
+    saved = torch.load(save_model(tmp_path / "model.pt"), weights_only=False)
+    saved["state_dict"]["head.weight"][0, 0] = float("nan")
+    torch.save(saved, tmp_path / "nan.pt")
+    with pytest.raises(InputError, match=r"nan\.pt: 1 of its weight tensors hold NaN or infinity \(head\.weight\).*"
+                                         r"the training that wrote it diverged"):
+        main([str(tmp_path / "nan.pt"), str(data), str(tmp_path / "p.zarr"), "--device", "cpu"])
+    assert not (tmp_path / "p.zarr").exists()
+
+
+def test_prediction_stops_at_the_first_non_finite_output(tmp_path):
+    # finite weights, but a bias so large that the logits overflow float32 on every pixel
+    saved = torch.load(save_model(tmp_path / "model.pt"), weights_only=False)
+    saved["state_dict"]["head.weight"].fill_(3e38)
+    torch.save(saved, tmp_path / "overflowing.pt")
+    data = save_data(tmp_path / "data.zarr", (2, 20, 20))
+    with pytest.raises(InputError, match=r"overflowing\.pt on .*data\.zarr gives non-finite probabilities \(NaN or "
+                                         r"infinity\) on slice 0, rows 0-20, columns 0-20; no predictions were written"):
+        main([str(tmp_path / "overflowing.pt"), str(data), str(tmp_path / "p.zarr"), "--device", "cpu",
+              "--dtype", "uint8"])  # uint8 would have turned NaN into 0 without a word
+    assert not (tmp_path / "p.zarr").exists()
+    assert not list(tmp_path.glob(".p.zarr.tmp-*"))
+
+
+def test_a_model_of_the_earlier_format_is_refused_not_run_differently(tmp_path):
+    saved = torch.load(save_model(tmp_path / "model.pt"), weights_only=False)
+    torch.save({**saved, "format": "unetflow-model-1"}, tmp_path / "old.pt")
+    data = save_data(tmp_path / "data.zarr", (1, 20, 20))
+    with pytest.raises(InputError, match=r"old\.pt: written by an earlier unetflow \(a U-Net without the ReLU after its "
+                                         r"up-convolutions\).*rerun the train rule"):
+        main([str(tmp_path / "old.pt"), str(data), str(tmp_path / "p.zarr"), "--device", "cpu"])

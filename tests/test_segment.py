@@ -1,6 +1,11 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 from skimage.metrics import adapted_rand_error
 
+from unetflow import io
 from unetflow.segment import components, watershed_fill
 
 
@@ -46,3 +51,27 @@ def test_probability_seeds_also_find_the_cells():
     probability = np.where(objects > 0, 0.9, 0.1)
     filled = watershed_fill(probability, threshold=0.5, seeds="probability", h=0.05)
     assert adapted_rand_error(objects, filled)[0] == 0.0
+
+
+def nan_prediction_store(path: Path, poisoned_slice: int = 1) -> Path:
+    group = io.create_group(path)
+    probabilities = group.create_array("probabilities", shape=(2, 3, 64, 64), chunks=(1, 1, 64, 64), dtype="float32",
+                                       fill_value=0, config=io.ARRAY_CONFIG)
+    foreground = np.where(known_cells() > 0, 0.9, 0.1).astype(np.float32)
+    probabilities[:] = np.repeat(np.stack([1 - foreground, foreground])[:, None], 3, axis=1)
+    probabilities[:, poisoned_slice] = np.nan
+    return path
+
+
+def test_non_finite_probabilities_are_refused_within_seconds_naming_store_and_slice(tmp_path):
+    # before the check, a watershed of NaN probabilities did not finish in minutes
+    store = nan_prediction_store(tmp_path / "nan.zarr")
+    result = subprocess.run(
+        [sys.executable, "-m", "unetflow.segment", str(store), str(tmp_path / "objects.zarr"), "--method", "watershed",
+         "--seeds", "probability", "--h", "0.1", "--workers", "2"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 1
+    assert "nan.zarr/probabilities: slice 1 (class 1) holds 4096 non-finite probabilities" in result.stderr
+    assert "retrain the model and rerun predict" in result.stderr
+    assert not (tmp_path / "objects.zarr").exists() and not list(tmp_path.glob(".objects.zarr.tmp-*"))

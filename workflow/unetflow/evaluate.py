@@ -25,7 +25,6 @@ from . import cli, io
 from .errors import InputError
 from .isbi_scores import THRESHOLDS, best_scores, slice_scores
 from .metrics import foreground_dice, foreground_iou, pixel_error
-from .predict import open_probabilities
 from .segment import foreground_probability
 
 log = logging.getLogger(__name__)
@@ -54,7 +53,7 @@ def evaluate(data: Path, predictions: Path, segmentation: Path, *, threshold: fl
     classes, truth = io.open_labels(store, "classes"), io.open_labels(store, "objects")
     if classes is None:
         raise InputError(f"{data}: has no labels, so it cannot be evaluated; remove it from the evaluation")
-    probabilities = open_probabilities(predictions)
+    probabilities = io.open_probabilities(predictions)
     objects = io.checked_array(io.open_store(segmentation), "objects")
     rows, isbi = [], []
     for z in cli.progress(range(classes.shape[0]), desc="evaluated slices"):

@@ -115,7 +115,7 @@ def open_store(path: str | Path) -> zarr.Group:
 def checked_array(store: zarr.Group, key: str) -> zarr.Array:
     """``store[key]``, after checking that the array exists and none of its chunks is missing
     (Zarr would silently read a missing chunk as zeros)."""
-    where = f"{store.store_path}/{key}".replace("file://", "")
+    where = f"{location(store)}/{key}"
     try:
         array = store[key]
     except KeyError:
@@ -127,6 +127,11 @@ def checked_array(store: zarr.Group, key: str) -> zarr.Array:
             "delete the store and rerun the workflow so the step that writes it runs again"
         )
     return array
+
+
+def location(node: zarr.Group | zarr.Array) -> str:
+    """The file-system path of a Zarr group or array, for messages."""
+    return str(node.store_path).replace("file://", "")
 
 
 def open_raw(store: zarr.Group) -> zarr.Array:
@@ -150,3 +155,28 @@ def normalization(raw: zarr.Array) -> dict[str, float]:
 def normalize(image: np.ndarray, stats: dict[str, float]) -> np.ndarray:
     """Zero-mean, unit-variance float32 image from the stored statistics."""
     return ((image.astype(np.float32) - stats["mean"]) / stats["std"]).astype(np.float32)
+
+
+def open_probabilities(path: str | Path) -> zarr.Array:
+    """The (c, z, y, x) probabilities of a prediction store."""
+    return checked_array(open_store(path), "probabilities")
+
+
+def read_probabilities(array: zarr.Array, z: int, channel: int) -> np.ndarray:
+    """One class's probabilities of slice ``z`` as float32 in [0, 1] (uint8 stores scaled back).
+
+    Raises :class:`InputError` naming the store and slice when a value is NaN or
+    infinite: a diverged model's output, which would make every later step wrong
+    (and a watershed never finish).
+    """
+    values = array[channel, z]
+    if array.dtype == np.uint8:
+        return values.astype(np.float32) / 255
+    broken = np.count_nonzero(~np.isfinite(values))
+    if broken:
+        raise InputError(
+            f"{location(array)}: slice {z} (class {channel}) holds {broken} non-finite probabilities (NaN or "
+            "infinity), so the model that predicted them is broken (its training diverged, or it was written "
+            "by an older unetflow that did not check); retrain the model and rerun predict"
+        )
+    return values

@@ -6,6 +6,7 @@ import logging
 import math
 import time
 from collections.abc import Iterator
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 
 import dask
@@ -27,7 +28,8 @@ def dask_config(scheduler: str, workers: int) -> Iterator[None]:
     scheduler (``tcp://host:8786``), e.g. one started by dask-jobqueue.
     """
     if scheduler in LOCAL_SCHEDULERS:
-        with dask.config.set(scheduler=scheduler, num_workers=max(1, workers)):
+        with local_pool(scheduler, max(1, workers)) as pool, \
+                dask.config.set(scheduler=scheduler, num_workers=max(1, workers), pool=pool):
             yield
         return
     if "://" not in scheduler:
@@ -40,6 +42,25 @@ def dask_config(scheduler: str, workers: int) -> Iterator[None]:
     with Client(scheduler) as client:
         log.info("dask: computing on %s (%d workers)", scheduler, len(client.scheduler_info()["workers"]))
         yield
+
+
+@contextmanager
+def local_pool(scheduler: str, workers: int) -> Iterator[Executor | None]:
+    """For the ``threads`` scheduler, a thread pool that on leaving waits for the tasks still
+    running (Dask's ``processes`` scheduler already does).
+
+    When one task fails, ``dask.compute`` raises at once while the others run
+    on; without the wait they would go on writing into an output that the
+    failing step has already removed (see ``io.atomic_store``).
+    """
+    if scheduler != "threads":
+        yield None
+        return
+    pool = ThreadPoolExecutor(workers)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class TaskProgress(Callback):

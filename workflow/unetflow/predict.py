@@ -74,8 +74,12 @@ def create_output(path: Path, shape: tuple[int, ...], dtype: str, attributes: di
 
 
 def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, geometry: TileGeometry,
-                  batch_size: int, dtype: str) -> None:
-    """Predict every slice of ``raw`` into ``target`` (c, z, y, x), one output chunk at a time."""
+                  batch_size: int, dtype: str, source: str = "the model") -> None:
+    """Predict every slice of ``raw`` into ``target`` (c, z, y, x), one output chunk at a time.
+
+    Stops with :class:`InputError` at the first block whose output is not finite
+    (``source`` names the model and data in the message).
+    """
     num_classes = target.shape[0]
     blocks = output_blocks(raw.shape[1:], target.chunks[2:])
     whole_slices = raw.chunks[1:] == raw.shape[1:]
@@ -87,6 +91,12 @@ def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, 
             probabilities = predict_block(forward, read, (row0, row1, col0, col1), raw.shape[1:], tile=geometry.tile,
                                           margin=geometry.margin, num_classes=num_classes, batch_size=batch_size,
                                           blend=geometry.blend, align=geometry.align)
+            if not np.isfinite(probabilities).all():
+                raise InputError(
+                    f"predict: {source} gives non-finite probabilities (NaN or infinity) on slice {z}, rows "
+                    f"{row0}-{row1}, columns {col0}-{col1}; no predictions were written. If the input there is "
+                    "finite, the model overflows: predict with precision fp32, or retrain it"
+                )
             target[:, z, row0:row1, col0:col1] = quantise(probabilities, dtype)
 
 
@@ -134,20 +144,9 @@ def main(argv: list[str] | None = None) -> None:
     with io.atomic_store(args.out) as temporary:
         target = create_output(temporary, shape, args.dtype, attributes)
         predict_stack(raw, io.normalization(raw), target, forward, geometry=geometry, batch_size=args.batch_size,
-                      dtype=args.dtype)
+                      dtype=args.dtype, source=f"model {args.model} on {args.data}")
     seconds = time.perf_counter() - start
     log.info("%.1f s, %.2f megapixels/s", seconds, raw.size / seconds / 1e6)
-
-
-def open_probabilities(path: Path) -> np.ndarray | zarr.Array:
-    """The (c, z, y, x) probabilities of a prediction store (uint8 ones scaled back on read)."""
-    return io.checked_array(io.open_store(path), "probabilities")
-
-
-def read_probabilities(array: zarr.Array, z: int, channel: int) -> np.ndarray:
-    """One class's probabilities of slice ``z`` as float32 in [0, 1]."""
-    values = array[channel, z]
-    return values.astype(np.float32) / 255 if array.dtype == np.uint8 else values
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ from skimage.segmentation import relabel_sequential, watershed
 from . import cli, io
 from .errors import InputError
 from .parallel import TaskProgress, dask_config
-from .predict import open_probabilities, read_probabilities
 
 log = logging.getLogger(__name__)
 METHODS = ("watershed", "components")
@@ -96,8 +95,8 @@ def watershed_fill(
 def foreground_probability(probabilities, z: int) -> np.ndarray:
     """P(not background) of slice ``z``: class 1 for two classes, 1 - P(class 0) for more."""
     if probabilities.shape[0] == 2:
-        return read_probabilities(probabilities, z, 1)
-    return 1.0 - read_probabilities(probabilities, z, 0)
+        return io.read_probabilities(probabilities, z, 1)
+    return 1.0 - io.read_probabilities(probabilities, z, 0)
 
 
 def segment_slice(probabilities, target, z: int, method: str, options: dict) -> int:
@@ -128,7 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not 0 < args.threshold < 1:
         raise InputError(f"segment: threshold {args.threshold} must lie between 0 and 1; fix the config")
-    probabilities = open_probabilities(args.predictions)
+    probabilities = io.open_probabilities(args.predictions)
     options = {"threshold": args.threshold, "seeds": args.seeds, "h": args.h, "min_size": args.min_size}
     shape = probabilities.shape[1:]
     with io.atomic_store(args.out) as temporary:
