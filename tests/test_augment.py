@@ -100,8 +100,7 @@ def test_sample_i_is_the_same_with_one_or_two_workers_and_online(tmp_path, train
 
 def test_tile_shapes_match_the_configured_architecture(tmp_path, training_stores):
     data, weights = training_stores
-    models = {"small": {"depth": 3, "padding": "valid"}}
-    input_size, output = sample_sizes(models, 30)
+    input_size, output = sample_sizes(3, "valid", 30)
     assert output_size(input_size, 3) == output and input_size - output == 2 * margin(3)
     samples = OnlineSamples([data], [weights], settings=STRONG, input_size=input_size, output_size=output,
                             seed=0, length=3)

@@ -30,11 +30,18 @@ def test_same_padding_keeps_the_size_and_needs_multiples():
         output_size(100, 4, "same")
 
 
-def test_sample_sizes_fit_every_model():
-    models = {"a": {"depth": 3, "padding": "valid"}, "b": {"depth": 4, "padding": "valid"}, "c": {"depth": 2, "padding": "same"}}
-    input_size, output = sample_sizes(models, 100)
-    assert input_size - output == 2 * margin(4)
-    for config in models.values():
-        if config["padding"] == "valid":
-            crop = output + 2 * margin(config["depth"])
-            assert output_size(crop, config["depth"]) == output
+def test_each_model_gets_its_own_sample_sizes():
+    assert sample_sizes(4, "valid", 388) == (572, 388)  # the paper's tiles
+    assert sample_sizes(4, "valid", 100) == (284, 100)
+    assert sample_sizes(3, "valid", 100) == (188, 100)
+    assert sample_sizes(2, "same", 100) == (100, 100)
+    assert sample_sizes(4, "same", 100) == (112, 112)  # was 100 -> 100, which a depth-4 same-padded net cannot take
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_sample_sizes_are_exactly_what_the_model_takes_and_gives(depth, padding):
+    for wanted in range(4, 200, 9):
+        input_size, output = sample_sizes(depth, padding, wanted)
+        assert output >= wanted
+        assert output_size(input_size, depth, padding) == output

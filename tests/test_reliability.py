@@ -142,6 +142,8 @@ def test_tile_smaller_than_the_network_margin(trained):
     (lambda path: torch.save({"format": "unetflow-model-1", "model_config": {"depth": 2, "base_channels": 8},
                               "state_dict": torch.load(path.with_suffix(".good"), weights_only=False)["state_dict"]},
                              path), "its weights do not fit its architecture"),
+    (lambda path: torch.save(with_nan_weights(torch.load(path.with_suffix(".good"), weights_only=False)), path),
+     "hold NaN or infinity"),
 ])
 def test_corrupted_model_or_one_of_another_architecture(trained, damage, message):
     model = trained / "results/models/small/model.pt"
@@ -153,6 +155,35 @@ def test_corrupted_model_or_one_of_another_architecture(trained, damage, message
         fails_with(trained, PREDICTION, QUICK, "model.pt", message)
     finally:
         model.write_bytes(good.read_bytes())
+
+
+def with_nan_weights(saved: dict) -> dict:
+    saved["state_dict"]["head.bias"][:] = float("nan")
+    return saved
+
+
+def test_diverging_training_fails_with_the_message_and_no_model(workflow_dir):
+    diverging = {**QUICK, "train": {**QUICK["train"], "optimizer": "sgd", "lr": 1e4, "max_nonfinite_steps": 4}}
+    fails_with(workflow_dir, "results/models/small/model.pt", diverging,
+               "training of model 'small' diverged at iteration", "No model.pt was written",
+               "Fix: lower the learning rate (models.small.train.lr, or train.lr for every model)")
+    log = (workflow_dir / "logs/train/small.log").read_text()
+    assert "step skipped (4 in a row)" in log
+
+
+def test_nan_probabilities_stop_segment_in_seconds_with_no_store(trained):
+    snakemake(trained, "--cores", "2", PREDICTION, *configure(trained, "quick", QUICK))
+    probabilities = zarr.open_group(str(trained / PREDICTION), mode="r+")["probabilities"]
+    saved = probabilities[:]
+    probabilities[:, 2] = np.nan
+    try:
+        started = time.monotonic()
+        fails_with(trained, "results/segmentation/small/demo_test.zarr", QUICK,
+                   "demo_test.zarr/probabilities: slice 2 (class 1) holds 65536 non-finite probabilities",
+                   "retrain the model and rerun predict")
+        assert time.monotonic() - started < 60
+    finally:
+        probabilities[:] = saved
 
 
 def test_zarr_store_with_a_missing_chunk(trained):
@@ -251,7 +282,7 @@ def test_two_runs_with_one_seed_give_identical_results(tmp_path):
         runs.append(directory)
     first, second = runs
     for store, arrays in (("results/demo_train/weights.zarr", ["weights"]),
-                          ("results/demo_train/augmented.zarr", ["image", "labels", "weights"])):
+                          ("results/demo_train/augmented/188-100.zarr", ["image", "labels", "weights"])):
         a, b = (zarr.open_group(str(run / store), mode="r") for run in runs)
         for name in arrays:
             np.testing.assert_array_equal(a[name][:], b[name][:])

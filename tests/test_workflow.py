@@ -32,6 +32,33 @@ def test_lint_reports_nothing(workflow_dir):
     assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr
 
 
+def isbi_dry_run(directory: Path, run_models: str) -> str:
+    """The jobs of config/isbi2012.yaml, on stand-in files (a dry run reads none of them)."""
+    (directory / "resources/isbi2012").mkdir(parents=True)
+    for name in ("train-volume", "train-labels", "test-volume"):
+        (directory / f"resources/isbi2012/{name}.tif").touch()
+    result = snakemake(directory, "-n", "--configfile", "config/isbi2012.yaml", "--config", f"run_models={run_models}")
+    return result.stdout + result.stderr
+
+
+def train_job(jobs: str, model: str) -> str:
+    return next(job for job in jobs.split("\n\n") if f"output: results/models/{model}/model.pt" in job)
+
+
+def test_each_model_trains_on_its_own_sample_size(workflow_dir):
+    jobs = isbi_dry_run(workflow_dir, '["paper","cpu30"]')
+    paper, cpu30 = train_job(jobs, "paper"), train_job(jobs, "cpu30")
+    assert "input: results/isbi_train/augmented/572-388.zarr" in paper and '"batch_size": 1' in paper  # the paper's
+    assert "input: results/isbi_train/augmented/284-100.zarr" in cpu30  # depth 4, augment.output_size 100
+    assert jobs.count("rule augment:") == 2
+
+
+def test_the_paper_preset_alone_trains_on_572_to_388_tiles(workflow_dir):
+    jobs = isbi_dry_run(workflow_dir, '["paper"]')
+    assert "input: results/isbi_train/augmented/572-388.zarr" in train_job(jobs, "paper")
+    assert "284-100" not in jobs and jobs.count("rule augment:") == 1
+
+
 def test_demo_ingests_into_ome_zarr_stores(workflow_dir):
     snakemake(workflow_dir, "--cores", "2", "results/demo_train/data.zarr", "results/demo_test/data.zarr")
     for name, slices in (("demo_train", 8), ("demo_test", 4)):
@@ -49,7 +76,7 @@ def test_demo_ingests_into_ome_zarr_stores(workflow_dir):
 
 
 def test_demo_weights_and_augmented_samples(workflow_dir):
-    snakemake(workflow_dir, "--cores", "2", "results/demo_train/augmented.zarr")
+    snakemake(workflow_dir, "--cores", "2", "results/demo_train/augmented/188-100.zarr")
     data = zarr.open_group(str(workflow_dir / "results/demo_train/data.zarr"), mode="r")
     weights = zarr.open_group(str(workflow_dir / "results/demo_train/weights.zarr"), mode="r")["weights"]
     classes = data["labels/classes/0"]
@@ -59,13 +86,13 @@ def test_demo_weights_and_augmented_samples(workflow_dir):
     assert values[labels == 0].max() > 8  # narrow membranes between cells carry the border term
     assert (workflow_dir / "results/demo_train/weights_preview.png").stat().st_size > 10_000
     assert "weight maps: 8/8 slices done" in (workflow_dir / "logs/weights/demo_train.log").read_text()
-    samples = zarr.open_group(str(workflow_dir / "results/demo_train/augmented.zarr"), mode="r")
+    samples = zarr.open_group(str(workflow_dir / "results/demo_train/augmented/188-100.zarr"), mode="r")
     # demo model: depth 3, valid padding; output 100 px -> input 100 + 2 * 44
     assert samples["image"].shape == (200, 188, 188) and samples["image"].dtype == np.float32
     assert samples["labels"].shape == samples["weights"].shape == (200, 100, 100)
     assert set(np.unique(samples["labels"][:20])) == {0, 1}
-    assert (workflow_dir / "results/demo_train/augment_preview.png").stat().st_size > 10_000
-    assert "augmented samples: 25/25 batches of 8 done" in (workflow_dir / "logs/augment/demo_train.log").read_text()
+    assert (workflow_dir / "results/demo_train/augmented/188-100_preview.png").stat().st_size > 10_000
+    assert "augmented samples: 25/25 batches of 8 done" in (workflow_dir / "logs/augment/demo_train/188-100.log").read_text()
 
 
 def test_mistyped_config_key_is_a_schema_error(workflow_dir):

@@ -1,4 +1,5 @@
-# Data + weight maps -> augmented training samples (Dask), in precomputed mode.
+# Data + weight maps -> augmented training samples (Dask), in precomputed mode: one store per
+# sample size, so each model trains on its own tiles (models of one size share it).
 
 
 rule augment:
@@ -6,12 +7,13 @@ rule augment:
         data="results/{dataset}/data.zarr",
         weights="results/{dataset}/weights.zarr",
     output:
-        store=directory("results/{dataset}/augmented.zarr"),
-        preview="results/{dataset}/augment_preview.png",
+        store=directory("results/{dataset}/augmented/{input_size}-{output_size}.zarr"),
+        preview="results/{dataset}/augmented/{input_size}-{output_size}_preview.png",
+    wildcard_constraints:
+        input_size="[0-9]+",
+        output_size="[0-9]+",
     params:
         samples=config["augment"]["samples"],
-        input_size=SAMPLE_INPUT_SIZE,
-        output_size=SAMPLE_OUTPUT_SIZE,
         seed=config["augment"]["seed"],
         settings=json.dumps(config["augment"]["transforms"], sort_keys=True),
         scheduler=config["dask"]["scheduler"],
@@ -19,10 +21,10 @@ rule augment:
     resources:
         mem_mb=memory_mb(2000, 2),
     log:
-        "logs/augment/{dataset}.log",
+        "logs/augment/{dataset}/{input_size}-{output_size}.log",
     benchmark:
-        "benchmarks/runs/augment/{dataset}.tsv"
+        "benchmarks/runs/augment/{dataset}/{input_size}-{output_size}.tsv"
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.augment --data {input.data} --weights {input.weights} --out {output.store} --preview {output.preview} --samples {params.samples} --input-size {params.input_size} --output-size {params.output_size} --seed {params.seed} --settings '{params.settings}' --scheduler {params.scheduler} --workers {threads} > {log} 2>&1"
+        "python -m unetflow.augment --data {input.data} --weights {input.weights} --out {output.store} --preview {output.preview} --samples {params.samples} --input-size {wildcards.input_size} --output-size {wildcards.output_size} --seed {params.seed} --settings '{params.settings}' --scheduler {params.scheduler} --workers {threads} > {log} 2>&1"

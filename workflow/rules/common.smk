@@ -44,8 +44,24 @@ def model_train_settings(model):
     return settings
 
 
+MODEL_SETTING_SECTIONS = ("train", "augment")  # a model's own overrides, not architecture
+
+
 def model_architecture(model):
-    return {key: value for key, value in config["models"][model].items() if key != "train"}
+    return {key: value for key, value in config["models"][model].items() if key not in MODEL_SETTING_SECTIONS}
+
+
+def model_sample_sizes(model):
+    """(input, output) tile edges of the model's training samples: its own output_size
+    (models.<name>.augment.output_size, else augment.output_size), made valid for it."""
+    architecture = model_architecture(model)
+    at_least = config["models"][model].get("augment", {}).get("output_size", config["augment"]["output_size"])
+    return sample_sizes(architecture["depth"], architecture["padding"], at_least)
+
+
+def sample_store(dataset, model):
+    input_size, output_size = model_sample_sizes(model)
+    return f"results/{dataset}/augmented/{input_size}-{output_size}.zarr"
 
 
 def training_datasets():
@@ -85,7 +101,7 @@ def training_inputs(wildcards):
     online = config["augment"]["mode"] == "online"
     train = training_datasets()
     return {
-        "samples": [] if online else expand("results/{dataset}/augmented.zarr", dataset=train),
+        "samples": [] if online else [sample_store(name, wildcards.model) for name in train],
         "data": expand("results/{dataset}/data.zarr", dataset=train) if online else [],
         "weights": expand("results/{dataset}/weights.zarr", dataset=train) if online else [],
         "validation": expand("results/{dataset}/data.zarr", dataset=validation_datasets()),
@@ -93,16 +109,12 @@ def training_inputs(wildcards):
 
 
 def online_option(wildcards):
-    """--online with the augment settings and --sample-sizes, in online mode."""
+    """--online with the augment settings and the model's --sample-sizes, in online mode."""
     if config["augment"]["mode"] != "online":
         return ""
     settings = {key: config["augment"][key] for key in ("transforms", "seed", "samples")}
-    return f"--online '{json.dumps(settings, sort_keys=True)}' --sample-sizes {SAMPLE_INPUT_SIZE} {SAMPLE_OUTPUT_SIZE}"
-
-
-def augmented_datasets():
-    """Training datasets whose samples are precomputed (augment.mode: precomputed)."""
-    return training_datasets() if config["augment"]["mode"] == "precomputed" else []
+    input_size, output_size = model_sample_sizes(wildcards.model)
+    return f"--online '{json.dumps(settings, sort_keys=True)}' --sample-sizes {input_size} {output_size}"
 
 
 def made_by_a_rule(path):
@@ -129,11 +141,6 @@ def raw_inputs(wildcards):
 def labels_option(wildcards):
     labels = dataset(wildcards.dataset).get("labels")
     return f"--labels '{labels}'" if labels else ""
-
-
-SAMPLE_INPUT_SIZE, SAMPLE_OUTPUT_SIZE = sample_sizes(
-    {name: model_architecture(name) for name in active_models()}, config["augment"]["output_size"]
-)
 
 
 def input_megabytes(input):

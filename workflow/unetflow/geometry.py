@@ -11,9 +11,6 @@ input must be divisible by ``2**depth``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
-
 
 def margin(depth: int, padding: str = "valid") -> int:
     """Pixels of context a valid-padded U-Net consumes on each side (0 for same padding)."""
@@ -53,15 +50,28 @@ def input_size_for(output: int, depth: int, padding: str = "valid") -> int:
     return size
 
 
-def sample_sizes(models: Mapping[str, Mapping[str, Any]], at_least: int) -> tuple[int, int]:
-    """(input, output) tile edge lengths of training samples that fit every model.
+def model_input_size(output: int, depth: int, padding: str = "valid") -> int:
+    """Input edge length a U-Net needs to produce an ``output`` tile (plus what it crops).
 
-    The output is valid for the deepest valid-padded model (and so for all
-    shallower ones); the input carries the largest margin, and each model
-    centre-crops the context it needs.
+    Valid padding: ``output + 2 * margin`` (``output`` must be valid). Same padding:
+    the smallest multiple of ``2**depth`` that is at least ``output`` and has the
+    same parity, so that the output centre-crops evenly.
     """
-    configs: Iterable[Mapping[str, Any]] = models.values()
-    depths = [config["depth"] for config in configs if config.get("padding", "valid") == "valid"]
-    output = valid_output_size(at_least, max(depths)) if depths else at_least
-    largest_margin = max((margin(c["depth"], c.get("padding", "valid")) for c in models.values()), default=0)
-    return output + 2 * largest_margin, output
+    if padding == "valid":
+        return input_size_for(output, depth)
+    step = 2**depth
+    size = valid_output_size(output, depth, "same")
+    while (size - output) % 2:
+        size += step
+    return size
+
+
+def sample_sizes(depth: int, padding: str, at_least: int) -> tuple[int, int]:
+    """(input, output) tile edge lengths of one model's training samples.
+
+    The output is the smallest valid output size of at least ``at_least`` px
+    (the paper: 388 for depth 4, valid padding), the input exactly what the
+    model needs for it (572), so every model trains on its own tiles.
+    """
+    output = valid_output_size(at_least, depth, padding)
+    return model_input_size(output, depth, padding), output
