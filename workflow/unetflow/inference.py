@@ -12,9 +12,11 @@ import torch
 
 from .errors import InputError
 from .geometry import valid_output_size
-from .model import ModelConfig, UNet, center_crop
+from .model import ModelConfig, UNet, center_crop, non_finite_tensors
 
-MODEL_FORMAT = "unetflow-model-1"
+MODEL_FORMAT = "unetflow-model-2"
+# format 1: the U-Net before it had a ReLU after each up-convolution
+OLD_MODEL_FORMATS = {"unetflow-model-1": "a U-Net without the ReLU after its up-convolutions"}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -79,6 +81,9 @@ def load_model(path: Path, device: torch.device) -> UNet:
     except Exception as error:
         raise InputError(f"{path}: not a readable model file ({type(error).__name__}: {error}); "
                          "delete it and rerun the train rule") from error
+    if isinstance(saved, dict) and saved.get("format") in OLD_MODEL_FORMATS:
+        raise InputError(f"{path}: written by an earlier unetflow ({OLD_MODEL_FORMATS[saved['format']]}), which this "
+                         "version cannot run as it was trained; delete it and rerun the train rule")
     if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
         raise InputError(f"{path}: not a unetflow model (format {saved.get('format') if isinstance(saved, dict) else '?'}); "
                          "give a model.pt written by the train rule")
@@ -87,6 +92,13 @@ def load_model(path: Path, device: torch.device) -> UNet:
         model.load_state_dict(saved["state_dict"])
     except RuntimeError as error:
         raise InputError(f"{path}: its weights do not fit its architecture ({error}); retrain the model") from error
+    broken = non_finite_tensors(model)
+    if broken:
+        raise InputError(
+            f"{path}: {len(broken)} of its weight tensors hold NaN or infinity ({', '.join(broken[:3])}"
+            f"{', ...' if len(broken) > 3 else ''}), so every prediction would be NaN: the training that wrote "
+            "it diverged. Delete it and retrain (lower train.lr or set train.grad_clip)"
+        )
     return model.to(device).eval()
 
 
