@@ -2,7 +2,6 @@
 slice by slice. The limit is a cgroup (v1 or v2) memory limit on the step's process;
 skipped where no writable memory cgroup exists (not root, or none mounted)."""
 
-import os
 import subprocess
 import sys
 import uuid

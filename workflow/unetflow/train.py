@@ -22,7 +22,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -144,6 +144,53 @@ def write_loss_plot(path: Path, metrics: pd.DataFrame, title: str) -> None:
     save_figure(figure, path, dpi=90)
 
 
+@dataclass
+class TrainingState:
+    """Everything a checkpoint holds: the network, its optimiser and grad scaler, and how far
+    training got (iteration, training seconds, metrics rows so far)."""
+
+    model: UNet
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    iteration: int = 0
+    elapsed: float = 0.0
+    rows: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, model_config: ModelConfig, settings: TrainSettings, device: torch.device,
+              dtype: torch.dtype | None) -> TrainingState:
+        torch.manual_seed(settings.seed)
+        model = UNet(model_config).to(device)
+        optimizer = make_optimizer(model, optimizer=settings.optimizer, lr=settings.lr, momentum=settings.momentum,
+                                   weight_decay=settings.weight_decay)
+        return cls(model, optimizer, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16))
+
+    def resume(self, saved: dict) -> None:
+        self.model.load_state_dict(saved["model"])
+        self.optimizer.load_state_dict(saved["optimizer"])
+        self.scaler.load_state_dict(saved["scaler"])
+        checkpoint.restore_rng_states(saved["rng"])
+        self.iteration, self.elapsed, self.rows = saved["iteration"], saved["elapsed"], saved["metrics"]
+
+    def save(self, path: Path, fingerprint: str) -> None:
+        checkpoint.save(path, {
+            "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(), "rng": checkpoint.rng_states(), "iteration": self.iteration,
+            "elapsed": self.elapsed, "metrics": self.rows, "fingerprint": fingerprint,
+        })
+
+
+def training_step(state: TrainingState, batch: tuple[torch.Tensor, ...], *, device: torch.device,
+                  dtype: torch.dtype | None, grad_clip: float | None) -> StepOutcome:
+    """Forward, weighted loss and the guarded optimisation step on one batch."""
+    image, labels, weights = batch
+    with autocast(device, dtype):
+        logits = state.model(image[:, None].to(device, non_blocking=True))
+    # same-padded models may produce a few more pixels than the label tile (model_input_size)
+    loss = weighted_cross_entropy(center_crop(logits, labels.shape[-2:]), labels.to(device), weights.to(device))
+    return optimisation_step(state.model, state.optimizer, state.scaler, loss, grad_clip=grad_clip)
+
+
 def train(
     *,
     model_config: ModelConfig,
@@ -167,23 +214,16 @@ def train(
     dtype = autocast_dtype(settings.precision, device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
-    torch.manual_seed(settings.seed)
-    model = UNet(model_config).to(device)
-    optimizer = make_optimizer(model, optimizer=settings.optimizer, lr=settings.lr, momentum=settings.momentum,
-                               weight_decay=settings.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    state = TrainingState.start(model_config, settings, device, dtype)
     checkpoint_path = out_dir / "checkpoint.pt"
     key = checkpoint.fingerprint({**fingerprint_of, "model": model_config.to_dict(), "train": asdict(settings)})
-    state = checkpoint.load(checkpoint_path, key)
-    start, elapsed, rows, checkpointed = 0, 0.0, [], None
-    if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        checkpoint.restore_rng_states(state["rng"])
-        start, elapsed, rows = state["iteration"], state["elapsed"], state["metrics"]
-        checkpointed = start
-        log.info("resuming from %s at iteration %d", checkpoint_path, start)
+    saved = checkpoint.load(checkpoint_path, key)
+    checkpointed = None
+    if saved is not None:
+        state.resume(saved)
+        checkpointed = state.iteration
+        log.info("resuming from %s at iteration %d", checkpoint_path, state.iteration)
+    start = state.iteration
     loader = DataLoader(
         samples, num_workers=settings.workers, pin_memory=device.type == "cuda",
         batch_sampler=IterationBatches(seed=settings.seed, start=start, stop=settings.iterations,
@@ -192,74 +232,72 @@ def train(
     )
     precision = f"{settings.precision} ({str(dtype).removeprefix('torch.') if dtype else 'float32'})"
     guard = DivergenceGuard(settings.max_nonfinite_steps)
+    lr = state.optimizer.param_groups[0]["lr"]
 
-    def diverged(iteration: int, lr: float, problem: str) -> InputError:
+    def diverged(problem: str) -> InputError:
         kept = (f"the last good checkpoint (iteration {checkpointed}) is kept in {checkpoint_path}"
                 if checkpointed is not None else "no checkpoint had been written yet")
-        write_failed_run(out_dir, pd.DataFrame(rows))
-        return divergence_error(model_name, iteration=iteration, lr=lr, precision=precision,
+        write_failed_run(out_dir, pd.DataFrame(state.rows))
+        return divergence_error(model_name, iteration=state.iteration, lr=lr, precision=precision,
                                 grad_clip=settings.grad_clip, problem=problem, kept=kept)
 
     budget = settings.max_minutes * 60 if settings.max_minutes else math.inf
-    model.train()
+    state.model.train()
     interval = IntervalLog()
-    iteration, lr = start, optimizer.param_groups[0]["lr"]
     batches = iter(loader)
-    while iteration < settings.iterations and elapsed < budget:
+    while state.iteration < settings.iterations and state.elapsed < budget:
         step_start = time.perf_counter()
-        lr = settings.learning_rate(max(iteration / settings.iterations, elapsed / budget))
-        for group in optimizer.param_groups:
+        lr = settings.learning_rate(max(state.iteration / settings.iterations, state.elapsed / budget))
+        for group in state.optimizer.param_groups:
             group["lr"] = lr
-        image, labels, weights = next(batches)
+        batch = next(batches)
         interval.data_wait += time.perf_counter() - step_start
-        with autocast(device, dtype):
-            logits = model(image[:, None].to(device, non_blocking=True))
-        # same-padded models may produce a few more pixels than the label tile (model_input_size)
-        loss = weighted_cross_entropy(center_crop(logits, labels.shape[-2:]), labels.to(device), weights.to(device))
-        outcome = optimisation_step(model, optimizer, scaler, loss, grad_clip=settings.grad_clip)
+        outcome = training_step(state, batch, device=device, dtype=dtype, grad_clip=settings.grad_clip)
         guard.record(outcome)
         interval.add(outcome)
-        iteration += 1
-        elapsed += time.perf_counter() - step_start
+        state.iteration += 1
+        state.elapsed += time.perf_counter() - step_start
         if not outcome.applied:
-            log.warning("iteration %d: loss %s, gradient norm %s: step skipped (%d in a row)", iteration,
+            log.warning("iteration %d: loss %s, gradient norm %s: step skipped (%d in a row)", state.iteration,
                         outcome.loss, outcome.grad_norm, guard.in_a_row)
         if guard.diverged:
-            rows.append(interval.row(iteration=iteration, lr=lr, seconds=elapsed))
-            raise diverged(iteration, lr, f"the last {guard.in_a_row} steps had a non-finite loss or gradient "
-                                          f"(last: loss {outcome.loss}, gradient norm {outcome.grad_norm}) "
-                                          "and were skipped")
-        finished = iteration == settings.iterations or elapsed >= budget
-        if iteration % settings.log_every == 0 or finished or iteration % settings.validate_every == 0:
-            row = interval.row(iteration=iteration, lr=lr, seconds=elapsed)
-            if validation and (iteration % settings.validate_every == 0 or finished):
-                validation_start = time.perf_counter()
-                row.update(validate(model, validation, device, dtype))
-                elapsed += time.perf_counter() - validation_start  # the budget is wall-clock time
-            rows.append(row)
-            log.info("iteration %d/%d loss %.4f lr %.2e grad norm %.3g%s %.1f s%s", iteration, settings.iterations,
-                     row["loss"], lr, row["grad_norm"],
-                     f" skipped {row['skipped_steps']}" if row["skipped_steps"] else "", elapsed,
-                     "".join(f" {k} {v:.4f}" for k, v in row.items() if k.startswith("val_")))
+            state.rows.append(interval.row(iteration=state.iteration, lr=lr, seconds=state.elapsed))
+            raise diverged(f"the last {guard.in_a_row} steps had a non-finite loss or gradient (last: loss "
+                           f"{outcome.loss}, gradient norm {outcome.grad_norm}) and were skipped")
+        finished = state.iteration == settings.iterations or state.elapsed >= budget
+        if state.iteration % settings.log_every == 0 or finished or state.iteration % settings.validate_every == 0:
+            validated = bool(validation) and (state.iteration % settings.validate_every == 0 or finished)
+            state.rows.append(metrics_row(state, interval, lr, settings.iterations, validation if validated else [],
+                                          device, dtype))
             interval = IntervalLog()
-        if iteration % settings.checkpoint_every == 0 and not finished and guard.in_a_row == 0:
-            refuse_non_finite_weights(model, lambda problem: diverged(iteration, lr, problem))
-            checkpoint.save(checkpoint_path, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                "rng": checkpoint.rng_states(), "iteration": iteration, "elapsed": elapsed, "metrics": rows,
-                "fingerprint": key,
-            })
-            checkpointed = iteration
+        if state.iteration % settings.checkpoint_every == 0 and not finished and guard.in_a_row == 0:
+            refuse_non_finite_weights(state.model, diverged)
+            state.save(checkpoint_path, key)
+            checkpointed = state.iteration
         if on_iteration is not None:
-            on_iteration(iteration)
-    refuse_non_finite_weights(model, lambda problem: diverged(iteration, lr, problem))
-    metrics = pd.DataFrame(rows)
+            on_iteration(state.iteration)
+    refuse_non_finite_weights(state.model, diverged)
+    metrics = pd.DataFrame(state.rows)
     if guard.total:
         log.warning("%d of %d steps were skipped (non-finite loss or gradient); see skipped_steps in metrics.csv",
-                    guard.total, iteration - start)
-    write_outputs(out_dir, model, model_config, settings, metrics, samples.output_size, iteration)
+                    guard.total, state.iteration - start)
+    write_outputs(out_dir, state.model, model_config, settings, metrics, samples.output_size, state.iteration)
     checkpoint_path.unlink(missing_ok=True)
     return metrics
+
+
+def metrics_row(state: TrainingState, interval: IntervalLog, lr: float, iterations: int, validation: list,
+                device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+    """The interval's metrics row (validated on ``validation`` if given), also logged."""
+    row = interval.row(iteration=state.iteration, lr=lr, seconds=state.elapsed)
+    if validation:
+        validation_start = time.perf_counter()
+        row.update(validate(state.model, validation, device, dtype))
+        state.elapsed += time.perf_counter() - validation_start  # the budget is wall-clock time
+    log.info("iteration %d/%d loss %.4f lr %.2e grad norm %.3g%s %.1f s%s", state.iteration, iterations, row["loss"], lr,
+             row["grad_norm"], f" skipped {row['skipped_steps']}" if row["skipped_steps"] else "", state.elapsed,
+             "".join(f" {k} {v:.4f}" for k, v in row.items() if k.startswith("val_")))
+    return row
 
 
 def check_sample_sizes(model_name: str, model_config: ModelConfig, samples: SampleBank | OnlineSamples) -> None:

@@ -18,7 +18,6 @@ import logging
 import math
 from pathlib import Path
 
-import dask
 import dask.array as da
 import numpy as np
 
