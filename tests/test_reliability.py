@@ -21,6 +21,7 @@ import zarr
 from PIL import Image
 
 from conftest import copy_workflow, snakemake
+from unetflow.inference import MODEL_FORMAT
 
 pytestmark = pytest.mark.slow
 
@@ -139,7 +140,7 @@ def test_tile_smaller_than_the_network_margin(trained):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda path: path.write_bytes(b"\x00" * 100), "not a readable model file"),
-    (lambda path: torch.save({"format": "unetflow-model-1", "model_config": {"depth": 2, "base_channels": 8},
+    (lambda path: torch.save({"format": MODEL_FORMAT, "model_config": {"depth": 2, "base_channels": 8},
                               "state_dict": torch.load(path.with_suffix(".good"), weights_only=False)["state_dict"]},
                              path), "its weights do not fit its architecture"),
     (lambda path: torch.save(with_nan_weights(torch.load(path.with_suffix(".good"), weights_only=False)), path),

@@ -180,7 +180,7 @@ def test_an_absurd_learning_rate_stops_training_within_a_few_iterations(tmp_path
     message = str(raised.value)
     assert f"training of model '{tmp_path.name}' diverged at iteration" in message
     assert "learning rate 1e+04" in message and "No model.pt was written" in message
-    assert "lower the learning rate" in message and "set train.grad_clip" in message
+    assert "lower the learning rate" in message and "lower train.grad_clip (now 12.0)" in message
     assert not (tmp_path / "model.pt").exists()  # not even the stale one, which would look like this run's
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     stopped_at = int(message.split("diverged at iteration ")[1].split()[0])

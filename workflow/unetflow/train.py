@@ -66,7 +66,7 @@ class TrainSettings:
     weight_decay: float = 0.0
     schedule: str = "constant"
     warmup: float = 0.0
-    grad_clip: float | None = None
+    grad_clip: float | None = 12.0
     max_nonfinite_steps: int = 20
     precision: str = "auto"
     device: str = "auto"
