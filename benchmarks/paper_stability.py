@@ -45,7 +45,8 @@ def preset_settings() -> dict:
     return {**config.get("train", {}), **config["models"]["paper"]["train"]}
 
 
-def run(samples: SampleBank, settings: TrainSettings, stop_after: int, folder: Path) -> tuple[pd.DataFrame, str]:
+def run(samples: SampleBank, settings: TrainSettings, stop_after: int,
+        folder: Path) -> tuple[pd.DataFrame, str]:
     """Metrics rows up to ``stop_after`` and how the run ended."""
     def stop(iteration: int) -> None:
         if iteration == stop_after:
@@ -87,8 +88,8 @@ def main() -> None:
                   f" | lr {settings.lr}, warmup {settings.warmup}, schedule {settings.schedule}, "
                   f"grad_clip {settings.grad_clip}, momentum {settings.momentum}")
             metrics, ending = run(samples, settings, args.stop_after, Path(folder))
-            print(metrics[["iteration", "loss", "lr", "grad_norm", "grad_norm_max", "skipped_steps", "seconds"]]
-                  .to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+            columns = ["iteration", "loss", "lr", "grad_norm", "grad_norm_max", "skipped_steps", "seconds"]
+            print(metrics[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
             print(f"-> {ending}")
             curves.append(metrics.assign(precision=precision, ending=ending.split(":")[0]))
     if args.out:

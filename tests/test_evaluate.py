@@ -83,8 +83,9 @@ def test_non_finite_probabilities_are_refused_within_seconds(tmp_path):
     segmentation = io.create_group(tmp_path / "segmentation.zarr")
     io.create_image(segmentation, "objects", truth.shape, np.dtype(np.uint32))[:] = truth
     predictions = io.create_group(tmp_path / "predictions.zarr")
-    probabilities = predictions.create_array("probabilities", shape=(2, *truth.shape), chunks=(1, 1, *truth.shape[1:]),
-                                             dtype="float32", fill_value=0, config=io.ARRAY_CONFIG)
+    probabilities = predictions.create_array("probabilities", shape=(2, *truth.shape),
+                                             chunks=(1, 1, *truth.shape[1:]), dtype="float32", fill_value=0,
+                                             config=io.ARRAY_CONFIG)
     probabilities[:] = np.stack([truth == 0, truth > 0]).astype(np.float32)
     probabilities[1, 0, 3, 4] = np.inf
     result = subprocess.run(
@@ -94,5 +95,6 @@ def test_non_finite_probabilities_are_refused_within_seconds(tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1
-    assert "predictions.zarr/probabilities: slice 0 (class 1) holds 1 non-finite probabilities" in result.stderr
+    message = "predictions.zarr/probabilities: slice 0 (class 1) holds 1 non-finite probabilities"
+    assert message in result.stderr
     assert not (tmp_path / "scores.csv").exists()

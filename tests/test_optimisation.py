@@ -5,7 +5,13 @@ import pytest
 import torch
 from torch import nn
 
-from unetflow.optimisation import DivergenceGuard, StepOutcome, make_optimizer, optimisation_step
+from unetflow.optimisation import (
+    DivergenceGuard,
+    StepOutcome,
+    divergence_error,
+    make_optimizer,
+    optimisation_step,
+)
 
 
 def small_network() -> nn.Module:
@@ -84,3 +90,13 @@ def test_the_guard_counts_skipped_steps_in_a_row_and_in_all():
     assert (guard.in_a_row, guard.total, guard.diverged) == (2, 4, False)
     guard.record(bad)
     assert guard.diverged and guard.total == 5
+
+
+def test_the_divergence_message_offers_fp32_only_under_mixed_precision():
+    options = {"iteration": 101, "lr": 3.4e-3, "grad_clip": None, "problem": "p", "kept": "k"}
+    mixed = str(divergence_error("paper", precision="auto (bfloat16)", mixed_precision=True, **options))
+    assert "training of model 'paper' diverged at iteration 101 (learning rate 0.0034, precision auto (bfloat16))" in mixed
+    assert ("Fix: lower the learning rate (models.paper.train.lr, or train.lr for every model), or set "
+            "train.grad_clip (e.g. 12), or train in precision: fp32; then rerun") in mixed
+    single = str(divergence_error("paper", precision="fp32 (float32)", mixed_precision=False, **options))
+    assert "precision: fp32" not in single

@@ -108,7 +108,6 @@ class DivergenceGuard:
         self.max_in_a_row = max_in_a_row
         self.in_a_row = 0
         self.total = 0
-        self.last_failure: StepOutcome | None = None
 
     def record(self, outcome: StepOutcome) -> None:
         if outcome.applied:
@@ -116,19 +115,18 @@ class DivergenceGuard:
             return
         self.in_a_row += 1
         self.total += 1
-        self.last_failure = outcome
 
     @property
     def diverged(self) -> bool:
         return self.in_a_row >= self.max_in_a_row
 
 
-def divergence_error(model_name: str, *, iteration: int, lr: float, precision: str, grad_clip: float | None,
-                     problem: str, kept: str) -> InputError:
+def divergence_error(model_name: str, *, iteration: int, lr: float, precision: str, mixed_precision: bool,
+                     grad_clip: float | None, problem: str, kept: str) -> InputError:
     """The message of a training run that went non-finite: the model, where, why, and the fix."""
     fixes = [f"lower the learning rate (models.{model_name}.train.lr, or train.lr for every model)"]
     fixes.append("set train.grad_clip (e.g. 12)" if grad_clip is None else f"lower train.grad_clip (now {grad_clip})")
-    if "float32" not in precision:
+    if mixed_precision:
         fixes.append("train in precision: fp32")
     return InputError(
         f"training of model '{model_name}' diverged at iteration {iteration} (learning rate {lr:.3g}, "

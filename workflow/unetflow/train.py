@@ -239,7 +239,8 @@ def train(
                 if checkpointed is not None else "no checkpoint had been written yet")
         write_failed_run(out_dir, pd.DataFrame(state.rows))
         return divergence_error(model_name, iteration=state.iteration, lr=lr, precision=precision,
-                                grad_clip=settings.grad_clip, problem=problem, kept=kept)
+                                mixed_precision=dtype is not None, grad_clip=settings.grad_clip, problem=problem,
+                                kept=kept)
 
     budget = settings.max_minutes * 60 if settings.max_minutes else math.inf
     state.model.train()
