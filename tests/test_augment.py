@@ -108,3 +108,17 @@ def test_tile_shapes_match_the_configured_architecture(tmp_path, training_stores
     assert image_tile.shape == (input_size, input_size) and image_tile.dtype == np.float32
     assert label_tile.shape == weight_tile.shape == (output, output)
     assert label_tile.dtype == np.uint8 and weight_tile.dtype == np.float32
+
+
+def test_background_only_tiles_are_written_so_the_store_reads_as_complete(tmp_path, training_stores):
+    data, weights = training_stores
+    classes = zarr.open_group(str(data), mode="r+")["labels/classes/0"]
+    sparse = np.zeros(classes.shape, np.uint8)
+    sparse[:, 30:34, 40:44] = 1  # one small object: most label tiles are all zero
+    classes[:] = sparse
+    samples = OnlineSamples([data], [weights], settings=ZERO, input_size=21, output_size=9, seed=0, length=24)
+    precompute(samples, tmp_path / "sparse.zarr", scheduler="threads", workers=2)
+    store = io.open_store(tmp_path / "sparse.zarr")
+    labels = io.checked_array(store, "labels")  # raises if a chunk is missing
+    assert labels.nchunks_initialized == 24
+    assert (labels[:].reshape(24, -1).max(axis=1) == 0).sum() > 12  # the case: most tiles are background

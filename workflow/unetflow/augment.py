@@ -43,6 +43,7 @@ from .transforms import (
 log = logging.getLogger(__name__)
 SAMPLES_PER_TASK = 8
 # Samples are a cache read once per epoch: fast lz4 rather than the stores' zstd.
+SAMPLE_ARRAYS = {"image": np.float32, "labels": np.uint8, "weights": np.float32}  # in sample order
 SAMPLE_COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)
 
 
@@ -196,17 +197,23 @@ def open_training_arrays(data: Path, weights: Path) -> tuple[zarr.Array, zarr.Ar
 
 
 def write_samples(samples: OnlineSamples, target: zarr.Group, start: int, stop: int) -> int:
-    """Draw samples ``start .. stop-1`` and write them into the store's arrays."""
+    """Draw samples ``start .. stop-1`` and write them into the store's arrays.
+
+    Every chunk is written, an all-zero label tile too (a missing chunk means a
+    damaged store): arrays looked up in a group do not keep their creation config,
+    so ``write_empty_chunks`` is set again here.
+    """
+    arrays = [target[name].with_config(io.ARRAY_CONFIG) for name in SAMPLE_ARRAYS]
     for index in range(start, stop):
-        image_tile, label_tile, weight_tile = samples[index]
-        target["image"][index], target["labels"][index], target["weights"][index] = image_tile, label_tile, weight_tile
+        for array, tile in zip(arrays, samples[index]):
+            array[index] = tile
     return stop - start
 
 
 def create_sample_store(path: Path, count: int, input_size: int, output_size: int, attributes: dict) -> zarr.Group:
     group = io.create_group(path)
-    for name, size, dtype in (("image", input_size, np.float32), ("labels", output_size, np.uint8),
-                              ("weights", output_size, np.float32)):
+    for name, dtype in SAMPLE_ARRAYS.items():
+        size = input_size if name == "image" else output_size
         group.create_array(name, shape=(count, size, size), chunks=(1, size, size), dtype=dtype,
                            compressors=SAMPLE_COMPRESSOR, fill_value=0, config=io.ARRAY_CONFIG)
     group.attrs["unetflow"] = attributes
