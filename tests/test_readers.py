@@ -122,3 +122,64 @@ def test_rgb_image_asks_for_grayscale(tmp_path):
     Image.fromarray(rgb[0]).save(folder / "0.png")
     with pytest.raises(InputError, match=r"0\.png: the slice has 3 colour channels.*grayscale"):
         open_stack(folder)
+
+
+def test_tiff_written_page_by_page_reads_every_page(tmp_path, stack):
+    with tifffile.TiffWriter(tmp_path / "pages.tif") as tiff:
+        for page in stack:
+            tiff.write(page)  # one series per page, as many tools append slices
+    np.testing.assert_array_equal(read_all(tmp_path / "pages.tif"), stack)
+
+
+def test_tiff_with_a_page_of_another_size_is_refused_naming_the_pages(tmp_path, stack):
+    with tifffile.TiffWriter(tmp_path / "odd.tif") as tiff:
+        tiff.write(stack[:2], photometric="minisblack")
+        tiff.write(np.zeros((10, 10), np.uint8))
+        tiff.write(stack[2])
+    with pytest.raises(InputError, match=r"odd\.tif: page 2 is 10x10 uint8 but page 0 is 20x30 uint8 \(the file's "
+                                         r"4 pages: 2 of 20x30, 1 of 10x10, 1 of 20x30\).*remove that page"):
+        open_stack(tmp_path / "odd.tif")
+
+
+def palette_png(path: Path, indices: np.ndarray, colours: list[tuple[int, int, int]]) -> None:
+    image = Image.fromarray(indices, mode="P")
+    image.putpalette([value for colour in colours for value in colour])
+    image.save(path)
+
+
+def test_palette_png_labels_read_as_their_indices(tmp_path):
+    labels = np.zeros((2, 12, 12), np.uint8)
+    labels[:, 2:5, 2:5], labels[:, 7:10, 7:10] = 1, 2
+    (tmp_path / "labels").mkdir()
+    for index, plane in enumerate(labels):  # red and green objects: "to grayscale" would merge them
+        palette_png(tmp_path / "labels" / f"{index}.png", plane, [(0, 0, 0), (255, 0, 0), (0, 255, 0)])
+    source = open_stack(tmp_path / "labels", labels=True)
+    np.testing.assert_array_equal(np.stack([source.read(i) for i in range(2)]), labels)
+
+
+def test_palette_png_images_read_through_a_gray_palette_and_a_colour_one_is_refused(tmp_path):
+    indices = np.arange(16, dtype=np.uint8).reshape(4, 4)
+    (tmp_path / "gray").mkdir()
+    palette_png(tmp_path / "gray" / "0.png", indices, [(10 * i, 10 * i, 10 * i) for i in range(16)])
+    np.testing.assert_array_equal(read_all(tmp_path / "gray")[0], indices * 10)
+    (tmp_path / "colour").mkdir()
+    palette_png(tmp_path / "colour" / "0.png", indices, [(i, 0, 0) for i in range(16)])
+    with pytest.raises(InputError, match=r"0\.png: the image has a colour palette.*grayscale"):
+        open_stack(tmp_path / "colour")
+
+
+def test_five_d_ome_zarr_with_singleton_time_and_channel_is_read(tmp_path, stack):
+    from ome_zarr.writer import write_image
+
+    group = zarr.open_group(str(tmp_path / "image.ome.zarr"), mode="w", zarr_format=2)
+    write_image(stack[None, None], group, axes="tczyx", scale_factors=[])
+    np.testing.assert_array_equal(read_all(tmp_path / "image.ome.zarr"), stack)
+
+
+def test_ome_zarr_with_two_channels_is_refused_naming_the_axis(tmp_path, stack):
+    from ome_zarr.writer import write_image
+
+    group = zarr.open_group(str(tmp_path / "two.ome.zarr"), mode="w", zarr_format=2)
+    write_image(np.stack([stack, stack])[None], group, axes="tczyx", scale_factors=[])
+    with pytest.raises(InputError, match=r"two\.ome\.zarr: the image has 2 entries along c .*one channel"):
+        open_stack(tmp_path / "two.ome.zarr")

@@ -207,7 +207,7 @@ def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     images = open_stack(args.images)
-    labels = open_stack(args.labels) if args.labels else None
+    labels = open_stack(args.labels, labels=True) if args.labels else None
     if args.slices:
         if labels is not None:
             check_shapes(images, labels)

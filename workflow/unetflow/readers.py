@@ -30,6 +30,7 @@ SUPPORTED = (
     "a multi-page TIFF (.tif/.tiff), a folder of PNG/TIFF slices, "
     "a 3-D NumPy array (.npy) or a Zarr array (.zarr)"
 )
+PNG_MODE_DTYPES = {"1": np.bool_, "L": np.uint8, "I;16": np.uint16, "I": np.int32, "F": np.float32}
 RGB_FIX = "convert the stack to grayscale first (e.g. Fiji: Image > Type > 8-bit)"
 
 
@@ -50,7 +51,7 @@ def natural_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def open_stack(path: str | Path) -> SliceStack:
+def open_stack(path: str | Path, *, labels: bool = False) -> SliceStack:
     """Open a raw stack for slice-by-slice reading.
 
     Parameters
@@ -58,6 +59,10 @@ def open_stack(path: str | Path) -> SliceStack:
     path
         A multi-page TIFF, a folder of PNG/TIFF slices, a ``.npy`` file or a
         Zarr array/group.
+    labels
+        The stack holds labels: palette (mode P) PNG slices are read as their
+        colour-table indices, which are the labels annotation tools saved.
+        Images are read through a gray palette and refused with a colour one.
 
     Raises
     ------
@@ -71,7 +76,7 @@ def open_stack(path: str | Path) -> SliceStack:
     if suffix == ".zarr" or (path / ".zgroup").exists() or (path / "zarr.json").exists():
         return ZarrStack(path)
     if path.is_dir():
-        return FolderStack(path)
+        return FolderStack(path, labels=labels)
     if suffix in (".tif", ".tiff"):
         return TiffStack(path)
     if suffix == ".npy":
@@ -94,34 +99,62 @@ def _unreadable(path: Path, error: Exception) -> InputError:
 
 
 class TiffStack:
-    """A multi-page TIFF; each page (or each plane of its first series) is a slice."""
+    """A multi-page TIFF; every plane of every series is a slice, in file order.
+
+    Tools that append pages one by one write one series per page, and a page of
+    another size starts a series of its own; reading only the first series would
+    silently drop slices, so all are read, and series that do not stack (another
+    slice size or data type) are refused, naming the pages.
+    """
 
     def __init__(self, path: Path):
         self.path = path
         try:
             self._tiff = tifffile.TiffFile(path)
-            series = self._tiff.series[0]
-            shape, self.dtype = tuple(series.shape), np.dtype(series.dtype)
+            series = list(self._tiff.series)
+            shapes = [self._planes_shape(one) for one in series]
+            dtypes = [np.dtype(one.dtype) for one in series]
+        except InputError:
+            raise
         except Exception as error:  # tifffile raises many types for broken files
             raise _unreadable(path, error) from error
+        self._check_stackable(shapes, dtypes)
+        self._planes = [(one, index) for one, shape in zip(series, shapes) for index in range(shape[0])]
+        self.shape, self.dtype = (len(self._planes), *shapes[0][1:]), dtypes[0]
+
+    def _planes_shape(self, series: tifffile.TiffPageSeries) -> tuple[int, int, int]:
         if "S" in series.axes:
-            raise InputError(f"{path}: the TIFF has colour samples (axes {series.axes}); {RGB_FIX}")
+            raise InputError(f"{self.path}: the TIFF has colour samples (axes {series.axes}); {RGB_FIX}")
+        shape = tuple(series.shape)
         if len(shape) == 2:
-            shape = (1, *shape)
+            return (1, *shape)
         if len(shape) != 3:
             raise InputError(
-                f"{path}: TIFF series has shape {shape} (axes {series.axes}); expected a stack of "
+                f"{self.path}: TIFF series has shape {shape} (axes {series.axes}); expected a stack of "
                 "2-D grayscale slices (z, y, x): save one channel and one time point"
             )
-        self.shape = shape
-        self._series = series
+        return shape
+
+    def _check_stackable(self, shapes: list[tuple[int, int, int]], dtypes: list[np.dtype]) -> None:
+        page = 0
+        for shape, dtype in zip(shapes, dtypes):
+            if shape[1:] != shapes[0][1:] or dtype != dtypes[0]:
+                counts = ", ".join(f"{s[0]} of {s[1]}x{s[2]}" for s in shapes)
+                raise InputError(
+                    f"{self.path}: page {page} is {shape[1]}x{shape[2]} {dtype} but page 0 is "
+                    f"{shapes[0][1]}x{shapes[0][2]} {dtypes[0]} (the file's {sum(s[0] for s in shapes)} pages: "
+                    f"{counts}); all slices of a stack must have one size and data type: crop, pad or "
+                    "remove that page and save the stack again"
+                )
+            page += shape[0]
 
     def name_of(self, index: int) -> str:
         return f"{self.path} (page {index})"
 
     def read(self, index: int) -> np.ndarray:
+        series, plane = self._planes[index]
         try:
-            return np.asarray(self._series.asarray(key=index))
+            return np.asarray(series.asarray(key=plane)).reshape(self.shape[1:])
         except Exception as error:
             raise _unreadable(self.path, error) from error
 
@@ -129,8 +162,8 @@ class TiffStack:
 class FolderStack:
     """A folder of 2-D PNG/TIFF slices in natural sort order."""
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, *, labels: bool = False):
+        self.path, self.labels = path, labels
         self.files = sorted(
             (f for f in path.iterdir() if f.suffix.lower() in SLICE_SUFFIXES and not f.name.startswith(".")),
             key=lambda f: natural_key(f.name),
@@ -157,22 +190,33 @@ class FolderStack:
                 )
         self.shape = (len(self.files), *first_shape)
 
-    @staticmethod
-    def _header(file: Path) -> tuple[tuple[int, ...], np.dtype]:
+    def _header(self, file: Path) -> tuple[tuple[int, ...], np.dtype]:
         """Shape and dtype from the file header, without decoding the pixels."""
         try:
             if file.suffix.lower() == ".png":
                 with Image.open(file) as image:
-                    mode_dtypes = {"1": np.bool_, "L": np.uint8, "I;16": np.uint16, "I": np.int32, "F": np.float32}
-                    if image.mode not in mode_dtypes:
-                        channels = len(image.getbands())
-                        return (image.height, image.width, channels), np.dtype(np.uint8)
-                    return (image.height, image.width), np.dtype(mode_dtypes[image.mode])
+                    if image.mode == "P":
+                        self._palette_mode(file, image)
+                        return (image.height, image.width), np.dtype(np.uint8)
+                    if image.mode not in PNG_MODE_DTYPES:
+                        return (image.height, image.width, len(image.getbands())), np.dtype(np.uint8)
+                    return (image.height, image.width), np.dtype(PNG_MODE_DTYPES[image.mode])
             with tifffile.TiffFile(file) as tiff:
                 page = tiff.pages[0]
                 return tuple(page.shape), np.dtype(page.dtype)
+        except InputError:
+            raise
         except Exception as error:
             raise _unreadable(file, error) from error
+
+    def _palette_mode(self, file: Path, image: Image.Image) -> str:
+        """How a palette PNG is read: its indices (labels), or its gray levels (images)."""
+        if self.labels:
+            return "indices"
+        colours = np.asarray(image.getpalette() or [], dtype=np.int64).reshape(-1, 3)
+        if np.any(colours != colours[:, :1]):
+            raise InputError(f"{file}: the image has a colour palette (PNG mode P); {RGB_FIX}")
+        return "gray"
 
     def name_of(self, index: int) -> str:
         return str(self.files[index])
@@ -182,6 +226,8 @@ class FolderStack:
         try:
             if file.suffix.lower() == ".png":
                 with Image.open(file) as image:
+                    if image.mode == "P" and self._palette_mode(file, image) == "gray":
+                        image = image.convert("L")
                     return np.asarray(image)
             return tifffile.imread(file, key=0)
         except Exception as error:
@@ -208,10 +254,15 @@ class NpyStack:
 
 
 class ZarrStack:
-    """A Zarr array; for a group, its OME-Zarr image or its only array."""
+    """A Zarr array; for a group, its OME-Zarr image (first resolution) or its only array.
+
+    OME-Zarr images are up to 5-D (t, c, z, y, x), as ome-zarr-py and bioformats2raw
+    write them; leading axes of size 1 are dropped, larger ones refused, naming the axis.
+    """
 
     def __init__(self, path: Path):
         self.path = path
+        self._axes: list[str] = []
         try:
             node = zarr.open(str(path), mode="r")
         except Exception as error:
@@ -219,12 +270,15 @@ class ZarrStack:
         if isinstance(node, zarr.Group):
             node = self._array_of_group(node)
         self._array = node
-        self.shape = _as_stack_shape(path, node.shape)
+        self._leading = self._singleton_leading_axes(tuple(node.shape))
+        self.shape = _as_stack_shape(path, tuple(node.shape)[self._leading:])
         self.dtype = np.dtype(node.dtype)
 
     def _array_of_group(self, group: zarr.Group) -> zarr.Array:
         multiscales = group.attrs.get("multiscales") or group.attrs.get("ome", {}).get("multiscales")
         if multiscales:
+            self._axes = [axis["name"] if isinstance(axis, dict) else str(axis)
+                          for axis in multiscales[0].get("axes", [])]
             return group[multiscales[0]["datasets"][0]["path"]]
         arrays = list(group.array_keys())
         if len(arrays) == 1:
@@ -234,12 +288,29 @@ class ZarrStack:
             "OME-Zarr metadata; point the config at one array, e.g. store.zarr/raw"
         )
 
+    def _singleton_leading_axes(self, shape: tuple[int, ...]) -> int:
+        """How many leading axes (beyond z, y, x) to drop; each must have size 1."""
+        leading = max(len(shape) - 3, 0)
+        if leading and not self._axes and shape[-1] in (3, 4):
+            raise InputError(f"{self.path}: array of shape {shape} looks like colour images; {RGB_FIX}")
+        axes = self._axes if len(self._axes) == len(shape) else [f"axis {i}" for i in range(len(shape))]
+        for axis, size in zip(axes[:leading], shape[:leading]):
+            if size != 1:
+                raise InputError(
+                    f"{self.path}: the image has {size} entries along {axis} (shape {shape}, axes "
+                    f"{', '.join(axes)}); unetflow reads one channel and one time point: save that one "
+                    "(e.g. with ome-zarr-py or Fiji) and point the config at it"
+                )
+        return leading
+
     def name_of(self, index: int) -> str:
         return f"{self.path} (slice {index})"
 
     def read(self, index: int) -> np.ndarray:
         try:
-            return np.asarray(self._array[index] if len(self._array.shape) == 3 else self._array[:])
+            if len(self._array.shape) == 2:
+                return np.asarray(self._array[:])
+            return np.asarray(self._array[(0,) * self._leading + (index,)])
         except Exception as error:
             raise _unreadable(self.path, error) from error
 
