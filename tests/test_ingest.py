@@ -120,8 +120,22 @@ def test_negative_labels_are_refused(tmp_path, images):
 def test_more_classes_than_configured_are_refused(tmp_path, images):
     labels = np.zeros((3, 24, 32), dtype=np.uint8)
     labels[2, :5] = 3
-    with pytest.raises(InputError, match=r"\(page 2\): labels hold class 3 but num_classes is 3.*raise num_classes"):
+    with pytest.raises(InputError, match=r"\(page 2\): labels hold the value 3, which is not one of the classes "
+                                         r"0\.\.2 of num_classes 3: save them as class indices 0\.\.2; if they are "
+                                         r"a binary mask .* set the dataset's label_kind: binary"):
         run_ingest(images, labels, tmp_path / "data.zarr", num_classes=3)
+
+
+def test_a_binary_mask_with_three_classes_is_refused_with_a_fix_that_works(tmp_path, images):
+    with pytest.raises(InputError, match=r"labels hold the value 255.*label_kind: binary"):
+        run_ingest(images, binary_labels(), tmp_path / "data.zarr", num_classes=3)
+    store = run_ingest(images, binary_labels(), tmp_path / "data.zarr", num_classes=3, label_kind="binary")
+    np.testing.assert_array_equal(store["labels/classes/0"][:], binary_labels() == 255)
+
+
+def test_an_all_zero_binary_stack_has_no_foreground(tmp_path, images):
+    store = run_ingest(images, np.zeros((3, 24, 32), np.uint8), tmp_path / "data.zarr")
+    assert store["labels/classes/0"][:].max() == 0 and store["labels/objects/0"][:].max() == 0
 
 
 def test_class_labels_within_range_are_kept(tmp_path, images):

@@ -16,7 +16,9 @@ three kinds:
     components of the non-zero classes.
 
 ``auto`` picks ``binary`` for at most two distinct values, else ``instance``
-for two classes and ``classes`` for more.
+for two classes and ``classes`` for more. With ``num_classes`` above 2, ``auto``
+reads labels as class indices, so a binary mask of 0/255 is refused with the fix
+(``label_kind: binary``, which gives classes 0 and 1 whatever ``num_classes``).
 """
 
 from __future__ import annotations
@@ -117,11 +119,7 @@ def scan_labels(stack: SliceStack, kind: str, num_classes: int) -> tuple[str, in
             values.update(slice_values.tolist())
         checks_classes = kind == "classes" or (kind == "auto" and num_classes > 2)
         if checks_classes and slice_values.size and slice_values[-1] >= num_classes:
-            raise InputError(
-                f"{stack.name_of(index)}: labels hold class {slice_values[-1]} but num_classes is "
-                f"{num_classes} (classes 0..{num_classes - 1}); raise num_classes in the config or fix "
-                "the labels"
-            )
+            raise not_classes_error(stack.name_of(index), slice_values, kind, num_classes)
     if kind == "auto":
         kind = infer_label_kind(np.array(sorted(values)), num_classes)
     if kind == "binary" and len(values) > 2:
@@ -129,7 +127,22 @@ def scan_labels(stack: SliceStack, kind: str, num_classes: int) -> tuple[str, in
             f"{stack.path}: label_kind is binary but the labels hold more than two values "
             f"({sorted(values)[:5]}...); set label_kind to instance or classes in the config"
         )
-    return kind, max(values, default=1)
+    return kind, max(max(values, default=1), 1)  # an all-zero stack has no foreground
+
+
+def not_classes_error(where: str, values: np.ndarray, kind: str, num_classes: int) -> InputError:
+    """The labels hold a value that is no class index: say what they may be instead."""
+    classes = f"0..{num_classes - 1}"
+    guesses = ""
+    if kind == "auto" and values.size <= 2:
+        guesses = ("; if they are a binary mask (the larger value the foreground, class 1), set the "
+                   "dataset's label_kind: binary")
+    elif kind == "auto":
+        guesses = "; if they are object (instance) labels, set the dataset's label_kind: instance"
+    return InputError(
+        f"{where}: labels hold the value {values[-1]}, which is not one of the classes {classes} of num_classes "
+        f"{num_classes}: save them as class indices {classes}{guesses}"
+    )
 
 
 def check_shapes(images: SliceStack, labels: SliceStack) -> None:
