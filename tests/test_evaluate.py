@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from unetflow import io
-from unetflow.evaluate import object_scores, pixel_scores
+from unetflow.evaluate import evaluate, object_scores, pixel_scores
 from unetflow.isbi_scores import best_scores, contingency, slice_scores, thinned_segments, v_info, v_rand
 
 
@@ -98,3 +98,32 @@ def test_non_finite_probabilities_are_refused_within_seconds(tmp_path):
     message = "predictions.zarr/probabilities: slice 0 (class 1) holds 1 non-finite probabilities"
     assert message in result.stderr
     assert not (tmp_path / "scores.csv").exists()
+
+
+def write_case(tmp_path, truth: np.ndarray, probability: np.ndarray, objects: np.ndarray) -> dict[str, str]:
+    data = io.create_group(tmp_path / "data.zarr")
+    io.create_image(data, "raw", truth.shape, np.dtype(np.uint8))[:] = 0
+    io.create_label(data, "objects", truth.shape, np.dtype(np.uint32))[:] = truth
+    io.create_label(data, "classes", truth.shape, np.dtype(np.uint8))[:] = truth > 0
+    segmentation = io.create_group(tmp_path / "segmentation.zarr")
+    io.create_image(segmentation, "objects", truth.shape, np.dtype(np.uint32))[:] = objects
+    predictions = io.create_group(tmp_path / "predictions.zarr")
+    array = predictions.create_array("probabilities", shape=(2, *truth.shape), chunks=(1, 1, *truth.shape[1:]),
+                                     dtype="float32", fill_value=0, config=io.ARRAY_CONFIG)
+    array[:] = np.stack([1 - probability, probability]).astype(np.float32)
+    return {"data": tmp_path / "data.zarr", "predictions": tmp_path / "predictions.zarr",
+            "segmentation": tmp_path / "segmentation.zarr"}
+
+
+def test_a_slice_without_ground_truth_objects_gets_pixel_scores_and_a_note(tmp_path):
+    truth = np.stack([two_cells(), np.zeros_like(two_cells())])
+    probability = (truth > 0).astype(np.float32)
+    probability[1, :2] = 1.0  # a false positive on the empty slice: pixel error 2/20
+    table = evaluate(**write_case(tmp_path, truth, probability, truth), threshold=0.5)
+    empty, overall = table.iloc[1], table.iloc[-1]
+    assert empty["pixel_error"] == pytest.approx(2 / 20) and empty["foreground_iou"] == 0.0
+    assert np.isnan(empty["adapted_rand_error"]) and np.isnan(empty["v_rand"])
+    assert "no ground-truth objects" in empty["note"]
+    assert overall["pixel_error"] == pytest.approx(1 / 20)  # both slices
+    assert overall["adapted_rand_error"] == pytest.approx(0.0) and overall["v_rand"] == pytest.approx(1.0)
+    assert overall["note"] == "1 of 2 slices have objects"

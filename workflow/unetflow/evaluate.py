@@ -46,9 +46,18 @@ def pixel_scores(foreground: np.ndarray, classes: np.ndarray, threshold: float =
             "foreground_dice": foreground_dice(predicted, truth)}
 
 
+OBJECT_SCORES = ("adapted_rand_error", "adapted_rand_precision", "adapted_rand_recall", "vi_split", "vi_merge",
+                 "v_rand", "v_info")
+NO_OBJECTS = "no ground-truth objects: object scores not defined, left out of the dataset row"
+
+
 def evaluate(data: Path, predictions: Path, segmentation: Path, *, threshold: float = 0.5) -> pd.DataFrame:
     """One row per slice and a final ``all`` row with the dataset's scores; pixel scores
-    threshold the foreground probability at ``threshold`` (the segment rule's)."""
+    threshold the foreground probability at ``threshold`` (the segment rule's).
+
+    A slice whose ground truth holds no object gets pixel scores only, and a ``note``
+    saying so: object scores compare objects and are undefined there.
+    """
     store = io.open_store(data)
     classes, truth = io.open_labels(store, "classes"), io.open_labels(store, "objects")
     if classes is None:
@@ -58,14 +67,28 @@ def evaluate(data: Path, predictions: Path, segmentation: Path, *, threshold: fl
     rows, isbi = [], []
     for z in cli.progress(range(classes.shape[0]), desc="evaluated slices"):
         foreground = foreground_probability(probabilities, z)
+        row = {"slice": str(z), **pixel_scores(foreground, classes[z], threshold), "note": ""}
         true_objects = truth[z]
-        per_threshold = slice_scores(foreground, true_objects)
-        isbi.append(per_threshold)
-        rows.append({"slice": str(z), **pixel_scores(foreground, classes[z], threshold), **object_scores(true_objects, objects[z]),
-                     "v_rand": float(per_threshold[:, 0].max()), "v_info": float(per_threshold[:, 1].max())})
+        if true_objects.any():
+            per_threshold = slice_scores(foreground, true_objects)
+            isbi.append(per_threshold)
+            row.update(object_scores(true_objects, objects[z]), v_rand=float(per_threshold[:, 0].max()),
+                       v_info=float(per_threshold[:, 1].max()))
+        else:
+            log.warning("slice %d of %s: %s", z, data, NO_OBJECTS)
+            row.update(dict.fromkeys(OBJECT_SCORES, np.nan), note=NO_OBJECTS)
+        rows.append(row)
     table = pd.DataFrame(rows)
-    overall = {"slice": "all", **table.drop(columns="slice").mean().to_dict(), **best_scores(isbi, THRESHOLDS)}
+    overall = {"slice": "all", **table.drop(columns=["slice", "note"]).mean().to_dict(), **dataset_isbi_scores(isbi)}
+    overall["note"] = f"{len(isbi)} of {len(rows)} slices have objects" if len(isbi) < len(rows) else ""
     return pd.concat([table, pd.DataFrame([overall])], ignore_index=True)
+
+
+def dataset_isbi_scores(per_slice: list[np.ndarray]) -> dict[str, float]:
+    """V_Rand and V_Info at the dataset's best threshold, NaN when no slice has objects."""
+    if not per_slice:
+        return dict.fromkeys(("v_rand", "v_rand_threshold", "v_info", "v_info_threshold"), np.nan)
+    return best_scores(per_slice, THRESHOLDS)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
