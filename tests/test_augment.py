@@ -1,10 +1,12 @@
+import errno
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
 
-from unetflow import io
+from unetflow import augment, cli, io
 from unetflow.augment import AugmentSettings, OnlineSamples, augment_sample, draw_geometry, precompute
 from unetflow.geometry import margin, output_size, sample_sizes
 
@@ -122,3 +124,24 @@ def test_background_only_tiles_are_written_so_the_store_reads_as_complete(tmp_pa
     labels = io.checked_array(store, "labels")  # raises if a chunk is missing
     assert labels.nchunks_initialized == 24
     assert (labels[:].reshape(24, -1).max(axis=1) == 0).sum() > 12  # the case: most tiles are background
+
+
+def test_a_full_disk_names_the_store_and_leaves_nothing_behind(tmp_path, training_stores, monkeypatch, capsys):
+    data, weights = training_stores
+    write = augment.write_samples
+
+    def disk_fills_at_the_first_task(samples, target, start, stop):
+        if start == 0:
+            raise OSError(errno.ENOSPC, "No space left on device", f"{io.location(target)}/image/0.0.0")
+        time.sleep(0.5)  # the other tasks are still writing when the first one fails
+        return write(samples, target, start, stop)
+
+    monkeypatch.setattr(augment, "write_samples", disk_fills_at_the_first_task)
+    with pytest.raises(SystemExit):
+        cli.run(augment.main, ["--data", str(data), "--weights", str(weights), "--out", str(tmp_path / "out.zarr"),
+                               "--samples", "32", "--input-size", "21", "--output-size", "9", "--workers", "2"])
+    message = capsys.readouterr().err.strip().splitlines()[-1]
+    assert ".out.zarr.tmp-" in message and "image/0.0.0: No space left on device while writing it" in message
+    assert "Free space on that disk" in message
+    time.sleep(1)
+    assert not list(tmp_path.glob("*out.zarr*"))  # nor did a late task write into the removed folder

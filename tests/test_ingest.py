@@ -185,3 +185,13 @@ def test_an_all_zero_slice_is_still_written_as_a_chunk(tmp_path):
     stack = np.zeros((2, 8, 8), dtype=np.uint8)
     store = run_ingest(save(tmp_path / "zeros.tif", stack), None, tmp_path / "data.zarr")
     assert io.open_raw(store).nchunks_initialized == 2
+
+
+def test_temporary_stores_of_killed_jobs_are_removed_by_the_next_run(tmp_path, images):
+    for pid in (4242, 4343):  # what two killed ingest jobs left behind
+        leftover = tmp_path / f".data.zarr.tmp-{pid}"
+        leftover.mkdir()
+        (leftover / "raw").write_bytes(b"\0" * 1000)
+    (tmp_path / ".other.zarr.tmp-4242").mkdir()  # another output's: not ours to remove
+    run_ingest(images, None, tmp_path / "data.zarr")
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == [".other.zarr.tmp-4242"]

@@ -27,4 +27,4 @@ rule augment:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.augment --data {input.data} --weights {input.weights} --out {output.store} --preview {output.preview} --samples {params.samples} --input-size {wildcards.input_size} --output-size {wildcards.output_size} --seed {params.seed} --settings '{params.settings}' --scheduler {params.scheduler} --workers {threads} > {log} 2>&1"
+        "python -m unetflow.augment --data {input.data:q} --weights {input.weights:q} --out {output.store:q} --preview {output.preview:q} --samples {params.samples:q} --input-size {wildcards.input_size:q} --output-size {wildcards.output_size:q} --seed {params.seed:q} --settings {params.settings:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

@@ -1,19 +1,41 @@
 # Helpers shared by the rules: dataset lookups and input lists.
 
 import json
+import shlex
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
+from unetflow import config_checks
 from unetflow.geometry import sample_sizes
 
-# The package runs from the source tree, installed or not (conda envs too).
-shell.prefix(f"export PYTHONPATH={Path(workflow.basedir) / 'workflow'}:$PYTHONPATH; ")
+# The package runs from the source tree, installed or not (conda envs too), whatever
+# characters the checkout's path holds; this checkout's copy comes first.
+# (Snakemake formats the prefix like a shell command, hence the doubled braces; a checkout
+# path with braces is refused first.)
+config_checks.check_checkout(workflow.basedir)
+PACKAGE_PATH = shlex.quote(str(Path(workflow.basedir) / "workflow"))
+shell.prefix(f"export PYTHONPATH={PACKAGE_PATH}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
 
 
 wildcard_constraints:
     dataset="|".join(config["datasets"]) or "no-datasets",
     model="|".join(config["models"]) or "no-models",
+
+
+def check_config():
+    """What the schema cannot say, refused before any job runs (see unetflow.config_checks)."""
+    for name, entry in config["datasets"].items():
+        for key in ("images", "labels"):
+            if key in entry:
+                config_checks.check_path(entry[key], f"datasets.{name}.{key}")
+        config_checks.parse_slice_selection(entry["slices"], f"config: datasets.{name}.slices")
+    for key in ("train_on", "validate_on", "predict_on", "run_models"):
+        config_checks.check_unique(config.get(key, []), key)
+    config_checks.check_seed_height(config["segment"]["seeds"], config["segment"]["h"])
+
+
+check_config()
 
 
 def dataset(name):
@@ -111,10 +133,10 @@ def training_inputs(wildcards):
 def online_option(wildcards):
     """--online with the augment settings and the model's --sample-sizes, in online mode."""
     if config["augment"]["mode"] != "online":
-        return ""
+        return []
     settings = {key: config["augment"][key] for key in ("transforms", "seed", "samples")}
     input_size, output_size = model_sample_sizes(wildcards.model)
-    return f"--online '{json.dumps(settings, sort_keys=True)}' --sample-sizes {input_size} {output_size}"
+    return ["--online", json.dumps(settings, sort_keys=True), "--sample-sizes", str(input_size), str(output_size)]
 
 
 def made_by_a_rule(path):
@@ -140,7 +162,12 @@ def raw_inputs(wildcards):
 
 def labels_option(wildcards):
     labels = dataset(wildcards.dataset).get("labels")
-    return f"--labels '{labels}'" if labels else ""
+    return ["--labels", labels] if labels else []
+
+
+def slices_option(wildcards):
+    slices = dataset(wildcards.dataset)["slices"]
+    return ["--slices", str(slices)] if slices != "" else []
 
 
 def input_megabytes(input):

@@ -17,4 +17,4 @@ rule demo_data:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.synthetic --out-dir resources/demo --seed {params.seed} --train-slices {params.train_slices} --test-slices {params.test_slices} --size {params.size} > {log} 2>&1"
+        "python -m unetflow.synthetic --out-dir resources/demo --seed {params.seed:q} --train-slices {params.train_slices:q} --test-slices {params.test_slices:q} --size {params.size:q} > {log:q} 2>&1"

@@ -19,4 +19,4 @@ rule evaluate:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.evaluate --data {input.data} --predictions {input.predictions} --segmentation {input.segmentation} --out {output} --threshold {params.threshold} --model {wildcards.model} --dataset {wildcards.dataset} > {log} 2>&1"
+        "python -m unetflow.evaluate --data {input.data:q} --predictions {input.predictions:q} --segmentation {input.segmentation:q} --out {output:q} --threshold {params.threshold:q} --model {wildcards.model:q} --dataset {wildcards.dataset:q} > {log:q} 2>&1"

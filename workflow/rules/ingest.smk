@@ -11,7 +11,7 @@ rule ingest:
         labels=labels_option,
         label_kind=lambda wildcards: dataset(wildcards.dataset)["label_kind"],
         num_classes=config["num_classes"],
-        slices=lambda wildcards: dataset(wildcards.dataset)["slices"],
+        slices=slices_option,
     resources:
         mem_mb=memory_mb(2000, 2),
     log:
@@ -21,4 +21,4 @@ rule ingest:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.ingest --images '{params.images}' {params.labels} --out {output} --label-kind {params.label_kind} --num-classes {params.num_classes} --slices '{params.slices}' > {log} 2>&1"
+        "python -m unetflow.ingest --images {params.images:q} {params.labels:q} --out {output:q} --label-kind {params.label_kind:q} --num-classes {params.num_classes:q} {params.slices:q} > {log:q} 2>&1"

@@ -13,7 +13,7 @@ rule predict:
         device=config["predict"]["device"],
         precision=config["predict"]["precision"],
         dtype=config["predict"]["dtype"],
-        tta="--test-time-augmentation" if config["predict"]["test_time_augmentation"] else "",
+        tta=["--test-time-augmentation"] if config["predict"]["test_time_augmentation"] else [],
     threads: workflow.cores
     resources:
         gpu=1,
@@ -25,4 +25,4 @@ rule predict:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m unetflow.predict {input.model} {input.data} {output} --tile {params.tile} --batch-size {params.batch_size} --device {params.device} --precision {params.precision} --dtype {params.dtype} {params.tta} --threads {threads} > {log} 2>&1"
+        "python -m unetflow.predict {input.model:q} {input.data:q} {output:q} --tile {params.tile:q} --batch-size {params.batch_size:q} --device {params.device:q} --precision {params.precision:q} --dtype {params.dtype:q} {params.tta:q} --threads {threads} > {log:q} 2>&1"

@@ -22,4 +22,4 @@ rule report:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.report --results results --out-dir results/report --models {params.models} --predicted {params.predicted} --evaluated {params.evaluated} > {log} 2>&1"
+        "python -m unetflow.report --results results --out-dir results/report --models {params.models:q} --predicted {params.predicted:q} --evaluated {params.evaluated:q} > {log:q} 2>&1"

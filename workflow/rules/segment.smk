@@ -23,4 +23,4 @@ rule segment:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.segment {input} {output} --method {params.method} --threshold {params.threshold} --seeds {params.seeds} --h {params.h} --min-size {params.min_size} --scheduler {params.scheduler} --workers {threads} > {log} 2>&1"
+        "python -m unetflow.segment {input:q} {output:q} --method {params.method:q} --threshold {params.threshold:q} --seeds {params.seeds:q} --h {params.h:q} --min-size {params.min_size:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

@@ -25,4 +25,4 @@ rule train:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m unetflow.train --samples {input.samples} --data {input.data} --weights {input.weights} --validation {input.validation} --out-dir {params.out_dir} --model '{params.model}' --settings '{params.settings}' {params.online} --num-classes {params.num_classes} --threads {threads} > {log} 2>&1"
+        "python -m unetflow.train --samples {input.samples:q} --data {input.data:q} --weights {input.weights:q} --validation {input.validation:q} --out-dir {params.out_dir:q} --model {params.model:q} --settings {params.settings:q} {params.online:q} --num-classes {params.num_classes:q} --threads {threads} > {log:q} 2>&1"

@@ -23,4 +23,4 @@ rule weights:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.weights {input} {output.store} --preview {output.preview} --w0 {params.w0} --sigma {params.sigma} --class-weights {params.class_weights} --num-classes {params.num_classes} --scheduler {params.scheduler} --workers {threads} > {log} 2>&1"
+        "python -m unetflow.weights {input:q} {output.store:q} --preview {output.preview:q} --w0 {params.w0:q} --sigma {params.sigma:q} --class-weights {params.class_weights:q} --num-classes {params.num_classes:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 import time
@@ -27,9 +28,28 @@ def run(main: Callable[[list[str] | None], None], argv: list[str] | None = None)
     try:
         main(argv)
     except InputError as error:
-        log.error("%s", error)
-        print(f"unetflow error: {error}", file=sys.stderr)
-        sys.exit(1)
+        fail(str(error))
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        fail(disk_full_message(error))
+
+
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def disk_full_message(error: OSError) -> str:
+    """Name the file being written when the disk (or quota) ran out, and the fix."""
+    where = error.filename or "a file of this step"
+    return (f"{where}: {error.strerror} while writing it; nothing of this step was kept. Free space on that "
+            "disk (or raise the quota), or run the workflow where results/ has room, then rerun")
+
+
+def fail(message: str) -> None:
+    """Log ``message``, print it as the job's last line and exit 1."""
+    log.error("%s", message)
+    print(f"unetflow error: {message}", file=sys.stderr)
+    sys.exit(1)
 
 
 def progress(items: Iterable[T], *, total: int | None = None, desc: str) -> Iterator[T]:

@@ -16,6 +16,8 @@ in y/x for large slices.
 
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import shutil
 from collections.abc import Iterator
@@ -30,6 +32,8 @@ from ome_zarr.format import FormatV04
 from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
 from .errors import InputError
+
+log = logging.getLogger(__name__)
 
 MAX_CHUNK_EDGE = 2048
 TILE_CHUNK_EDGE = 1024
@@ -49,13 +53,17 @@ def slice_chunks(shape: tuple[int, int, int]) -> tuple[int, int, int]:
 def atomic_store(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it to ``path`` only on success.
 
-    A job killed or failing half-way leaves a hidden ``.name.tmp-PID`` folder,
-    never something at ``path`` that looks complete.
+    A job killed half-way leaves a hidden ``.name.tmp-PID`` folder, never
+    something at ``path`` that looks complete; the next run of the step removes
+    such leftovers (Snakemake runs one job per output at a time, so none of them
+    is being written).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for leftover in path.parent.glob(f".{glob.escape(path.name)}.tmp-*"):
+        log.info("removing %s, left by a job that was killed", leftover)
+        _remove(leftover)
     temporary = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    _remove(temporary)
     try:
         yield temporary
     except BaseException:

@@ -23,6 +23,7 @@ import tifffile
 import zarr
 from PIL import Image
 
+from .config_checks import parse_slice_selection
 from .errors import InputError
 
 SLICE_SUFFIXES = (".png", ".tif", ".tiff")
@@ -327,19 +328,9 @@ def _as_stack_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 def parse_slices(spec: str | list[int] | None, count: int, where: str) -> list[int]:
     """Slice indices from a selection: ``"0-17"``, ``"0,3,5-7"`` or a list; None = all."""
-    if spec is None or spec == "":
+    indices = parse_slice_selection(spec, where)
+    if indices is None:
         return list(range(count))
-    parts = spec if isinstance(spec, list) else str(spec).split(",")
-    indices: list[int] = []
-    try:
-        for part in parts:
-            if isinstance(part, str) and "-" in part.strip()[1:]:
-                first, last = part.split("-")
-                indices += range(int(first), int(last) + 1)
-            else:
-                indices.append(int(part))
-    except ValueError as error:
-        raise InputError(f"{where}: slice selection {spec!r} is not understood; write e.g. \"0-17\" or \"0,3,5-7\"") from error
     outside = [index for index in indices if not 0 <= index < count]
     if outside:
         raise InputError(f"{where}: slices {outside} do not exist, the stack has {count} (0-{count - 1}); fix `slices`")

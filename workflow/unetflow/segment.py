@@ -27,6 +27,7 @@ from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
 from . import cli, io
+from .config_checks import check_seed_height
 from .errors import InputError
 from .parallel import TaskProgress, dask_config
 
@@ -127,6 +128,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if not 0 < args.threshold < 1:
         raise InputError(f"segment: threshold {args.threshold} must lie between 0 and 1; fix the config")
+    if args.method == "watershed":
+        if args.h <= 0:
+            raise InputError(f"segment.h is {args.h}; seeds are maxima at least h high, so h must be above 0")
+        check_seed_height(args.seeds, args.h)
     probabilities = io.open_probabilities(args.predictions)
     options = {"threshold": args.threshold, "seeds": args.seeds, "h": args.h, "min_size": args.min_size}
     shape = probabilities.shape[1:]

@@ -1,0 +1,87 @@
+"""Checks of settings that the schema cannot express, run before any job starts.
+
+The workflow calls these while it builds the DAG (``workflow/rules/common.smk``),
+and the steps call the ones that concern them again, so that a step run by hand
+refuses the same settings with the same message. Only the standard library is
+imported: Snakemake imports this module on every invocation.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+
+from .errors import InputError
+
+# Snakemake reads "{name}" in a path as a wildcard; such paths cannot be inputs.
+BRACES = ("{", "}")
+
+
+def parse_slice_selection(spec: str | list[int] | None, where: str) -> list[int] | None:
+    """Slice indices of a selection: ``"0-17"``, ``"0,3,5-7"`` or a list; None (or "") = all.
+
+    Ranges are inclusive and ascending, no index may appear twice (it would be
+    ingested twice and weigh double in training and scores).
+    """
+    if spec is None or spec == "":
+        return None
+    parts = spec if isinstance(spec, list) else str(spec).split(",")
+    indices: list[int] = []
+    for part in parts:
+        first, last = _bounds(part, spec, where)
+        if last < first:
+            raise InputError(f"{where}: slice range {str(part).strip()!r} runs backwards; write it as "
+                             f"\"{last}-{first}\" (ranges are inclusive and ascending)")
+        indices += range(first, last + 1)
+    repeated = sorted(index for index, times in Counter(indices).items() if times > 1)
+    if repeated:
+        raise InputError(f"{where}: slice selection {spec!r} names slices {repeated} more than once; "
+                         "name each slice once")
+    return indices
+
+
+def _bounds(part: str | int, spec: str | list[int], where: str) -> tuple[int, int]:
+    """First and last index of one part of a selection ("5" or "5-7")."""
+    try:
+        if isinstance(part, str) and "-" in part.strip()[1:]:
+            first, last = part.split("-")
+            return int(first), int(last)
+        return int(part), int(part)
+    except ValueError:
+        raise InputError(f"{where}: slice selection {spec!r} is not understood; write e.g. \"0-17\" or "
+                         "\"0,3,5-7\"") from None
+
+
+def check_seed_height(seeds: str, h: float, where: str = "segment") -> None:
+    """``h`` must be a height the seeding landscape can have: probabilities stay within [0, 1]."""
+    if seeds == "probability" and h >= 1:
+        raise InputError(
+            f"{where}.h is {h} with {where}.seeds: probability, but probabilities lie in [0, 1], so no "
+            f"maximum is {h} high and every slice would get no object; set {where}.h below 1 (e.g. 0.15), "
+            "or use seeds: distance, where h is in pixels"
+        )
+
+
+def check_unique(names: Iterable[str], key: str) -> None:
+    """Each name once: a repeated dataset would be trained on, or reported, twice."""
+    repeated = sorted(name for name, times in Counter(names).items() if times > 1)
+    if repeated:
+        raise InputError(f"config: {key} names {', '.join(repeated)} more than once; name each dataset once")
+
+
+def check_path(path: str, key: str) -> None:
+    """A dataset path that Snakemake can take as an input file."""
+    if any(brace in str(path) for brace in BRACES):
+        raise InputError(
+            f"config: {key} is {path!r}, whose braces Snakemake reads as a wildcard; rename the file or "
+            "folder without '{' and '}' (or link it under such a name)"
+        )
+
+
+def check_checkout(path: str) -> None:
+    """The workflow's own folder: Snakemake formats it into commands, so braces break every job."""
+    if any(brace in str(path) for brace in BRACES):
+        raise InputError(
+            f"the workflow's folder {path!r} holds braces, which Snakemake reads as wildcards in every job; "
+            "move or clone the checkout to a path without '{' and '}'"
+        )
