@@ -6,6 +6,7 @@ as complete. docs/reliability.md tabulates the cases.
 """
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -240,6 +241,28 @@ def test_killed_training_resumes_from_its_checkpoint_with_the_same_weights(tmp_p
     assert resumed_at in (30, 40)
     first, second = state_dict(whole / "results/models/small/model.pt"), state_dict(killed / "results/models/small/model.pt")
     assert all(torch.equal(first[name], second[name]) for name in first)
+
+
+def test_a_changed_augment_seed_is_neither_resumed_onto_nor_lost_by_a_kill(tmp_path):
+    work = copy_workflow(tmp_path / "work")
+    target = "results/models/small/model.pt"
+    process = start(work, "--cores", "2", target, *configure(work, "seed0", LONGER))
+    wait_for(work / "logs/train/small.log", "iteration 35/60")
+    kill(process)
+    assert (work / "results/models/small/checkpoint.pt").exists()
+    seed1 = configure(work, "seed1", {**LONGER, "augment": {**LONGER["augment"], "seed": 1}})
+    snakemake(work, "--unlock", target, *seed1)
+    snakemake(work, "--cores", "2", target, *seed1)  # new samples: the checkpoint is not theirs
+    log = (work / "logs/train/small.log").read_text()
+    assert "belongs to other settings or data; training starts from iteration 0" in log and "resuming" not in log
+
+    seed2 = configure(work, "seed2", {**LONGER, "augment": {"samples": 400, "seed": 2}})
+    process = start(work, "--cores", "2", target, *seed2)
+    wait_for(work / "logs/augment/demo_train/188-100.log", "samples of")
+    kill(process)  # inside augment: its old store is gone, the model is still seed 1's
+    snakemake(work, "--unlock", target, *seed2)
+    pending = snakemake(work, "-n", target, *seed2).stdout
+    assert re.search(r"^augment\s+1$", pending, re.M) and re.search(r"^train\s+1$", pending, re.M), pending
 
 
 def test_killed_prediction_reruns_to_the_same_output(trained, tmp_path):

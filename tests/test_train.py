@@ -1,9 +1,12 @@
 import math
+import os
+import shutil
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+import zarr
 
 from unetflow import checkpoint
 from unetflow.errors import InputError
@@ -210,3 +213,18 @@ def test_clipped_training_logs_the_gradient_norm_and_no_skipped_steps(tmp_path):
     metrics = run(tmp_path, 10, grad_clip=0.5)
     assert (metrics["grad_norm"] > 0).all() and (metrics["grad_norm_max"] >= metrics["grad_norm"]).all()
     assert (metrics["skipped_steps"] == 0).all()
+
+
+def test_the_resume_fingerprint_follows_the_content_of_a_store_not_its_path_or_age(tmp_path):
+    from unetflow.checkpoint import store_fingerprint
+
+    def write(path, value):
+        group = zarr.open_group(str(path), mode="w", zarr_format=2)
+        group.create_array("x", shape=(4,), dtype="uint8", fill_value=0)[:] = value
+        return path
+
+    first = store_fingerprint(write(tmp_path / "a.zarr", 1))
+    shutil.copytree(tmp_path / "a.zarr", tmp_path / "copy.zarr")  # other times, same bytes
+    os.utime(tmp_path / "copy.zarr/x/0", (0, 0))
+    assert store_fingerprint(tmp_path / "copy.zarr") == first
+    assert store_fingerprint(write(tmp_path / "a.zarr", 2)) != first  # same path, other samples

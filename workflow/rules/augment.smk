@@ -13,6 +13,7 @@ rule augment:
         input_size="[0-9]+",
         output_size="[0-9]+",
     params:
+        upstream=upstream_of_samples,  # settings of the inputs (provenance.smk)
         samples=config["augment"]["samples"],
         seed=config["augment"]["seed"],
         settings=json.dumps(config["augment"]["transforms"], sort_keys=True),

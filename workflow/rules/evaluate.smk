@@ -9,6 +9,7 @@ rule evaluate:
     output:
         "results/evaluation/{model}/{dataset}.csv",
     params:
+        upstream=upstream_of_evaluation,  # settings of the inputs (provenance.smk)
         threshold=config["segment"]["threshold"],
     resources:
         mem_mb=memory_mb(2000, 2),

@@ -7,6 +7,7 @@ rule ingest:
     output:
         directory("results/{dataset}/data.zarr"),
     params:
+        upstream=upstream_of_data,  # settings of the inputs (provenance.smk)
         images=lambda wildcards: dataset(wildcards.dataset)["images"],
         labels=labels_option,
         label_kind=lambda wildcards: dataset(wildcards.dataset)["label_kind"],

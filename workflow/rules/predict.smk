@@ -8,6 +8,7 @@ rule predict:
     output:
         directory("results/predictions/{model}/{dataset}.zarr"),
     params:
+        upstream=upstream_of_prediction,  # settings of the inputs (provenance.smk)
         tile=config["predict"]["tile"],
         batch_size=config["predict"]["batch_size"],
         device=config["predict"]["device"],

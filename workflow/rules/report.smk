@@ -12,6 +12,7 @@ rule report:
         loss=report("results/report/loss_curves.png", caption="../report/loss_curves.rst", category="Training"),
         overlays=report("results/report/overlays.png", caption="../report/overlays.rst", category="Segmentation"),
     params:
+        upstream=upstream_of_report(),  # settings of the inputs (provenance.smk)
         models=active_models(),
         predicted=prediction_datasets(),
         evaluated=evaluated_datasets(),

@@ -7,6 +7,7 @@ rule segment:
     output:
         directory("results/segmentation/{model}/{dataset}.zarr"),
     params:
+        upstream=upstream_of_segmentation,  # settings of the inputs (provenance.smk)
         method=config["segment"]["method"],
         threshold=config["segment"]["threshold"],
         seeds=config["segment"]["seeds"],

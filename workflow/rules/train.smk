@@ -9,6 +9,7 @@ rule train:
         metrics="results/models/{model}/metrics.csv",
         loss="results/models/{model}/loss.png",
     params:
+        upstream=upstream_of_model,  # settings of the inputs (provenance.smk)
         model=lambda wildcards: json.dumps(model_architecture(wildcards.model), sort_keys=True),
         settings=lambda wildcards: json.dumps(model_train_settings(wildcards.model), sort_keys=True),
         online=online_option,

@@ -8,6 +8,7 @@ rule weights:
         store=directory("results/{dataset}/weights.zarr"),
         preview="results/{dataset}/weights_preview.png",
     params:
+        upstream=upstream_of_data,  # settings of the inputs (provenance.smk)
         w0=config["weights"]["w0"],
         sigma=config["weights"]["sigma"],
         class_weights=config["weights"]["class_weights"],

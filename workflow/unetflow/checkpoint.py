@@ -22,6 +22,21 @@ def fingerprint(settings: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def store_fingerprint(path: Path) -> str:
+    """A hash of the content of a store (every file under it, by relative name and bytes).
+
+    A checkpoint is resumed only onto the same data: a store rewritten with other
+    samples, labels or weights has another fingerprint even at the same path.
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
+    for file in files:
+        digest.update(str(file.relative_to(path) if file != Path(path) else file.name).encode())
+        with open(file, "rb") as handle:
+            digest.update(hashlib.file_digest(handle, "blake2b").digest())
+    return digest.hexdigest()
+
+
 def rng_states() -> dict[str, Any]:
     states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
     if torch.cuda.is_available():
@@ -58,6 +73,6 @@ def load(path: Path, expected_fingerprint: str) -> dict[str, Any] | None:
         log.warning("checkpoint %s is unreadable (%s); training starts from iteration 0", path, error)
         return None
     if state.get("fingerprint") != expected_fingerprint:
-        log.warning("checkpoint %s belongs to other settings; training starts from iteration 0", path)
+        log.warning("checkpoint %s belongs to other settings or data; training starts from iteration 0", path)
         return None
     return state

@@ -379,7 +379,17 @@ def main(argv: list[str] | None = None) -> None:
     log.info("training %s on %d samples (%s), validating on %d slices", args.out_dir.name, len(samples),
              ", ".join(sources), len(validation))
     train(model_config=model_config, settings=settings, samples=samples, validation=validation,
-          out_dir=args.out_dir, fingerprint_of={"sources": sources, "validation": [str(p) for p in args.validation]})
+          out_dir=args.out_dir, fingerprint_of=inputs_fingerprint(args))
+
+
+def inputs_fingerprint(args: argparse.Namespace) -> dict:
+    """What a checkpoint must have been trained on to be resumed: the content of every input
+    store (not only its path) and the online augmentation settings."""
+    started = time.perf_counter()
+    stores = [*args.samples, *args.data, *args.weights, *args.validation]
+    fingerprints = {str(path): checkpoint.store_fingerprint(path) for path in stores}
+    log.info("fingerprinted %d input stores in %.1f s", len(stores), time.perf_counter() - started)
+    return {"inputs": fingerprints, "online": args.online, "sample_sizes": args.sample_sizes}
 
 
 if __name__ == "__main__":
