@@ -87,3 +87,18 @@ def test_a_checkout_whose_path_holds_braces_is_refused_naming_it(tmp_path):
     result = snakemake(checkout, "-n", check=False)
     assert result.returncode != 0
     assert "lab {2024}' holds braces, which Snakemake reads as wildcards" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_sparse_labels_train_through_the_cli(workflow_dir):
+    images = np.random.default_rng(0).integers(0, 255, (4, 256, 256), dtype=np.uint8)
+    labels = np.zeros_like(images)
+    labels[:, 100:120, 100:120] = 255  # one object a slice: most sample tiles hold background only
+    tifffile.imwrite(workflow_dir / "images.tif", images, photometric="minisblack")
+    tifffile.imwrite(workflow_dir / "labels.tif", labels, photometric="minisblack")
+    config = {"datasets": {"sparse": {"images": "images.tif", "labels": "labels.tif"}}, "train_on": ["sparse"],
+              "augment": {"samples": 40}, "train": {"iterations": 6, "batch_size": 2, "validate_every": 6}}
+    snakemake(workflow_dir, "--cores", "2", "results/models/small/model.pt", *config_file(workflow_dir, config))
+    samples = zarr.open_group(str(workflow_dir / "results/sparse/augmented/188-100.zarr"), mode="r")["labels"]
+    assert samples.nchunks_initialized == 40
+    assert (samples[:].reshape(40, -1).max(axis=1) == 0).any()  # the case: background-only tiles

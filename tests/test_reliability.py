@@ -314,3 +314,69 @@ def test_two_runs_with_one_seed_give_identical_results(tmp_path):
     assert all(torch.equal(one[name], two[name]) for name in one)
     a, b = (zarr.open_group(str(run / PREDICTION), mode="r")["probabilities"][:] for run in runs)
     np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_tiny_elongated_and_constant_stacks_with_a_tile_larger_than_the_slice(trained):
+    stacks = {"tiny": noise((2, 16, 16)), "elongated": noise((1, 64, 2000)), "constant": np.full((3, 32, 48), 7, np.uint8)}
+    datasets = {name: {"images": stack(trained, f"{name}.tif", data, photometric="minisblack")}
+                for name, data in stacks.items()}
+    targets = [f"results/segmentation/small/{name}.zarr" for name in stacks]
+    snakemake(trained, "--cores", "2", *targets,
+              *configure(trained, "shapes", {**QUICK, "datasets": datasets, "predict": {"tile": 512}}))
+    for name, data in stacks.items():
+        probabilities = zarr.open_group(str(trained / f"results/predictions/small/{name}.zarr"))["probabilities"][:]
+        assert probabilities.shape == (2, *data.shape) and np.isfinite(probabilities).all()
+        np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
+        objects = zarr.open_group(str(trained / f"results/segmentation/small/{name}.zarr"))["objects"]
+        assert objects.shape == data.shape
+
+
+def killed_then_rerun(directory: Path, target: str, options: list[str], running) -> None:
+    """Start the job of ``target``, kill -9 it once ``running()`` says it is at work, rerun it."""
+    process = start(directory, "--cores", "1", target, *options)
+    deadline = time.monotonic() + 300
+    while not running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kill(process)
+    assert not (directory / target).exists(), "the job finished before it was killed: give it more work"
+    snakemake(directory, "--unlock", target, *options)
+    snakemake(directory, "--cores", "1", target, *options)
+
+
+def writing(store: Path):
+    return lambda: any(store.parent.glob(f".{store.name}.tmp-*"))
+
+
+def a_while_after_start(log: Path, seconds: float):
+    started = []
+
+    def running() -> bool:
+        if log.exists() and not started:
+            started.append(time.monotonic())
+        return bool(started) and time.monotonic() - started[0] > seconds
+    return running
+
+
+def test_killed_segment_and_evaluate_rerun_to_the_same_output(trained, tmp_path):
+    from unetflow.synthetic import generate_stack
+
+    images, _, instances = generate_stack(40, 512, seed=5, split="test")
+    images, instances = stack(trained, "many.tif", images), stack(trained, "many-labels.tif", instances)
+    datasets = {"many": {"images": images},  # segment: 40 slices take seconds
+                "few": {"images": images, "labels": instances, "slices": "0-2"}}  # evaluate: seconds a slice
+    options = configure(trained, "many", {**QUICK, "datasets": datasets})
+    segmentation, evaluation = "results/segmentation/small/many.zarr", "results/evaluation/small/few.csv"
+    snakemake(trained, "--cores", "2", "results/predictions/small/many.zarr", "results/segmentation/small/few.zarr",
+              *options)
+    cases = (("segment", segmentation, writing(trained / segmentation)),
+             ("evaluate", evaluation, a_while_after_start(trained / "logs/evaluate/small/few.log", 4)))
+    for step, target, running in cases:
+        killed_then_rerun(trained, target, options, running)
+        rerun = tmp_path / Path(target).name
+        shutil.copytree(trained / target, rerun) if step == "segment" else shutil.copy(trained / target, rerun)
+        snakemake(trained, "--cores", "2", target, *options, "--forcerun", step)  # uninterrupted
+        if step == "segment":
+            np.testing.assert_array_equal(zarr.open_group(str(rerun))["objects"][:],
+                                          zarr.open_group(str(trained / target))["objects"][:])
+        else:
+            assert rerun.read_text() == (trained / target).read_text()

@@ -48,7 +48,16 @@ mariadb --socket="$STATE/mysql.sock" -uroot -e "CREATE DATABASE IF NOT EXISTS sl
   CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY 'slurm'; \
   GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;"
 
-mkdir -p /etc/slurm
+mkdir -p /etc/slurm "$STATE/etc-slurm-saved"
+# keep the machine's own configuration, if any: stop-slurm.sh puts it back (or removes ours,
+# so that SLURM's tools, which the Snakemake SLURM plugin calls on import, do not wait for
+# a controller that is gone)
+for conf in slurm.conf slurmdbd.conf gres.conf; do
+  if [ -f "/etc/slurm/$conf" ] && [ ! -f "$STATE/etc-slurm-saved/$conf" ] && [ ! -f "$STATE/etc-slurm-ours" ]; then
+    cp -p "/etc/slurm/$conf" "$STATE/etc-slurm-saved/$conf"
+  fi
+done
+touch "$STATE/etc-slurm-ours"
 cat > /etc/slurm/slurmdbd.conf <<CONF
 AuthType=auth/munge
 DbdHost=localhost

@@ -11,3 +11,14 @@ for pid in $(cat "$STATE/pids"); do
   kill -9 "$pid" 2>/dev/null || true
 done
 : > "$STATE/pids"
+# put back the configuration start-slurm.sh replaced, or remove the one it wrote
+if [ -f "$STATE/etc-slurm-ours" ]; then
+  for conf in slurm.conf slurmdbd.conf gres.conf; do
+    if [ -f "$STATE/etc-slurm-saved/$conf" ]; then
+      cp -p "$STATE/etc-slurm-saved/$conf" "/etc/slurm/$conf"
+    else
+      rm -f "/etc/slurm/$conf"
+    fi
+  done
+  rm -f "$STATE/etc-slurm-ours"
+fi
