@@ -8,6 +8,7 @@ from torch import nn
 from unetflow.optimisation import (
     DivergenceGuard,
     StepOutcome,
+    StepStats,
     divergence_error,
     make_optimizer,
     optimisation_step,
@@ -48,7 +49,7 @@ def test_clipping_bounds_the_update_to_grad_clip(loss_scaling):
     scaler = torch.amp.GradScaler("cpu", enabled=loss_scaling)
     outcome = optimisation_step(network, plain_sgd(network), scaler, loss_of(network, 1000.0), grad_clip=2.5)
     assert outcome.applied
-    assert outcome.grad_norm == pytest.approx(gradient_norm, rel=1e-4)  # logged before clipping
+    assert float(outcome.grad_norm) == pytest.approx(gradient_norm, rel=1e-4)  # logged before clipping
     assert float((flat(network) - before).norm()) == pytest.approx(2.5, rel=1e-4)  # lr 1: update = gradient
 
 
@@ -59,14 +60,15 @@ def test_without_clipping_the_whole_gradient_is_applied():
     outcome = optimisation_step(network, plain_sgd(network), torch.amp.GradScaler("cpu", enabled=False),
                                 loss_of(network, 1000.0), grad_clip=None)
     assert float((flat(network) - before).norm()) == pytest.approx(gradient_norm, rel=1e-4)
-    assert outcome.grad_norm == pytest.approx(gradient_norm, rel=1e-4)
+    assert float(outcome.grad_norm) == pytest.approx(gradient_norm, rel=1e-4)
 
 
+@pytest.mark.parametrize("fused", [False, True], ids=["host-decided", "fused-on-device"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 @pytest.mark.parametrize("bad", [math.nan, math.inf])
-def test_a_non_finite_step_leaves_weights_and_optimiser_state_untouched(optimizer, bad):
+def test_a_non_finite_step_leaves_weights_and_optimiser_state_untouched(optimizer, bad, fused):
     network = small_network()
-    chosen = make_optimizer(network, optimizer=optimizer, lr=0.01, momentum=0.99, weight_decay=1e-4)
+    chosen = make_optimizer(network, optimizer=optimizer, lr=0.01, momentum=0.99, weight_decay=1e-4, fused=fused)
     scaler = torch.amp.GradScaler("cpu", enabled=False)
     for _ in range(3):  # momentum buffers / Adam moments now hold something
         assert optimisation_step(network, chosen, scaler, loss_of(network), grad_clip=1.0).applied
@@ -82,14 +84,26 @@ def test_a_non_finite_step_leaves_weights_and_optimiser_state_untouched(optimize
     assert optimisation_step(network, chosen, scaler, loss_of(network), grad_clip=1.0).applied  # training goes on
 
 
-def test_the_guard_counts_skipped_steps_in_a_row_and_in_all():
-    guard = DivergenceGuard(max_in_a_row=3)
-    good, bad = StepOutcome(0.5, 1.0, True), StepOutcome(math.nan, math.nan, False)
-    for outcome in (bad, bad, good, bad, bad):
-        guard.record(outcome)
-    assert (guard.in_a_row, guard.total, guard.diverged) == (2, 4, False)
-    guard.record(bad)
-    assert guard.diverged and guard.total == 5
+def outcome(loss: float, applied: bool) -> StepOutcome:
+    return StepOutcome(torch.tensor(loss), torch.tensor(2 * loss), torch.tensor(applied))
+
+
+def test_step_stats_add_up_on_the_device_and_the_guard_counts_skipped_steps_in_a_row():
+    stats, guard = StepStats(torch.device("cpu")), DivergenceGuard(max_in_a_row=3)
+    for loss in (0.5, math.nan, math.nan, 1.5, math.nan):
+        stats.add(outcome(loss, math.isfinite(loss)))
+    figures = stats.read()
+    assert figures["loss"] == pytest.approx(1.0) and figures["grad_norm"] == pytest.approx(2.0)
+    assert figures["grad_norm_max"] == pytest.approx(3.0) and figures["skipped_steps"] == 3
+    guard.record(figures)
+    assert (guard.in_a_row, guard.total, guard.diverged) == (1, 3, False)
+    for _ in range(2):  # the run of skipped steps goes on across the report
+        stats.add(outcome(math.nan, False))
+    guard.record(stats.read())
+    assert guard.in_a_row == 3 and guard.total == 5 and guard.diverged
+    stats.add(outcome(0.25, True))
+    figures = stats.read()
+    assert figures["in_a_row"] == 0 and figures["most_in_a_row"] == 3 and figures["loss"] == 0.25  # run reached in
 
 
 def test_the_divergence_message_offers_fp32_only_under_mixed_precision():

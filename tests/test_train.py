@@ -12,7 +12,7 @@ from unetflow import checkpoint
 from unetflow.errors import InputError
 from unetflow.model import ModelConfig, UNet, model_input_size
 from unetflow.synthetic import generate_stack
-from unetflow.inference import autocast_dtype, resolve_device
+from unetflow.inference import autocast_dtype, cpu_has_bf16_matrix_units, resolve_device
 from unetflow.optimisation import optimisation_step, weighted_cross_entropy
 from unetflow.train import TrainSettings, train
 from unetflow.weights import class_weights, weight_map
@@ -153,7 +153,8 @@ def test_devices_and_precisions_are_checked():
         resolve_device("tpu")
     with pytest.raises(InputError, match="fp16 needs a CUDA GPU"):
         autocast_dtype("fp16", torch.device("cpu"))
-    assert autocast_dtype("auto", torch.device("cpu")) is None
+    assert autocast_dtype("auto", torch.device("cpu")) == (torch.bfloat16 if cpu_has_bf16_matrix_units() else None)
+    assert autocast_dtype("fp32", torch.device("cpu")) is None
     assert autocast_dtype("bf16", torch.device("cpu")) == torch.bfloat16
 
 
@@ -228,3 +229,45 @@ def test_the_resume_fingerprint_follows_the_content_of_a_store_not_its_path_or_a
     os.utime(tmp_path / "copy.zarr/x/0", (0, 0))
     assert store_fingerprint(tmp_path / "copy.zarr") == first
     assert store_fingerprint(write(tmp_path / "a.zarr", 2)) != first  # same path, other samples
+
+
+def test_auto_precision_on_the_cpu_follows_its_bf16_matrix_units(monkeypatch):
+    from unetflow import inference
+
+    for has_units, expected in ((True, torch.bfloat16), (False, None)):
+        monkeypatch.setattr(inference, "cpu_has_bf16_matrix_units", lambda has_units=has_units: has_units)
+        assert inference.autocast_dtype("auto", torch.device("cpu")) == expected
+        reason = "(bf16 matrix units)" if has_units else "(no bf16 matrix units)"
+        assert inference.describe_precision("auto", torch.device("cpu"), expected).endswith(reason)
+
+
+def test_the_step_reads_nothing_back_from_the_device_between_reports(tmp_path, monkeypatch):
+    """The GPU path (fused optimiser, on-device skip) run on the CPU as a stand-in: every
+    tensor-to-host read (item, tolist, bool, float, int) inside a training step, and per
+    iteration of the loop, is counted."""
+    from unetflow import train as train_module
+
+    monkeypatch.setattr(train_module, "fused_on", lambda device: True)
+    reads, in_step = [], []
+    for method in ("item", "tolist", "__bool__", "__float__", "__int__"):
+        original = getattr(torch.Tensor, method)
+        monkeypatch.setattr(torch.Tensor, method, lambda self, *a, _original=original, **k: (
+            reads.append(bool(in_step)), _original(self, *a, **k))[1])
+    step = train_module.training_step
+
+    def watched_step(*args, **kwargs):
+        in_step.append(1)
+        try:
+            return step(*args, **kwargs)
+        finally:
+            in_step.clear()
+
+    monkeypatch.setattr(train_module, "training_step", watched_step)
+    per_iteration = []
+    settings = TrainSettings(iterations=30, batch_size=2, device="cpu", precision="fp32", validate_every=1000,
+                             checkpoint_every=1000, log_every=10)
+    train(model_config=TINY, settings=settings, samples=TileSamples(output_size=20, count=6), validation=[],
+          out_dir=tmp_path, fingerprint_of={}, on_iteration=lambda i: per_iteration.append(len(reads)))
+    assert not any(reads[:per_iteration[-1]])  # none inside a training step
+    new_reads = np.diff(per_iteration)  # from iteration 2 on (the data loader seeds itself before 1)
+    assert {i + 2: n for i, n in enumerate(new_reads) if n} == {10: 1, 20: 1, 30: 1}

@@ -25,6 +25,7 @@ from .errors import InputError
 from .inference import (
     TileGeometry,
     autocast_dtype,
+    describe_precision,
     load_model,
     make_forward,
     prepare_for_inference,
@@ -134,9 +135,10 @@ def main(argv: list[str] | None = None) -> None:
     dtype = autocast_dtype(args.precision, device)
     forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=args.test_time_augmentation)
     shape = (model.config.num_classes, *raw.shape)
-    log.info("predicting %s with %s on %s: %d slices of %dx%d, tiles %d px (+%d margin%s), batch %d%s",
-             args.data, args.model, device, *raw.shape, geometry.tile, geometry.margin,
-             ", blended" if geometry.blend else "", args.batch_size, ", 8-fold TTA" if args.test_time_augmentation else "")
+    log.info("predicting %s with %s on %s: %d slices of %dx%d, tiles %d px (+%d margin%s), batch %d%s, "
+             "precision %s", args.data, args.model, device, *raw.shape, geometry.tile, geometry.margin,
+             ", blended" if geometry.blend else "", args.batch_size, ", 8-fold TTA" if args.test_time_augmentation else "",
+             describe_precision(args.precision, device, dtype))
     attributes = {"model": str(args.model), "tile": geometry.tile, "margin": geometry.margin,
                   "test_time_augmentation": args.test_time_augmentation, "dtype": args.dtype,
                   "scale": 255 if args.dtype == "uint8" else 1}

@@ -33,13 +33,23 @@ from torch.utils.data import DataLoader
 from . import checkpoint, cli, io
 from .augment import AugmentSettings, OnlineSamples
 from .errors import InputError
-from .inference import MODEL_FORMAT, autocast, autocast_dtype, make_forward, resolve_device, tile_geometry
+from .inference import (
+    MODEL_FORMAT,
+    autocast,
+    autocast_dtype,
+    describe_precision,
+    make_forward,
+    resolve_device,
+    tile_geometry,
+)
 from .metrics import foreground_iou, pixel_error
 from .model import ModelConfig, UNet, center_crop, model_input_size, non_finite_tensors
 from .optimisation import (
     DivergenceGuard,
     StepOutcome,
+    StepStats,
     divergence_error,
+    fused_on,
     learning_rate,
     make_optimizer,
     optimisation_step,
@@ -81,32 +91,18 @@ class TrainSettings:
 
 
 class IntervalLog:
-    """What happened since the last metrics row: losses and gradient norms of applied steps,
-    skipped steps, and time spent waiting for data."""
+    """Time since the last metrics row, and the part of it spent waiting for data."""
 
     def __init__(self):
-        self.losses: list[float] = []
-        self.grad_norms: list[float] = []
-        self.skipped = 0
         self.data_wait = 0.0
         self.start = time.perf_counter()
 
-    def add(self, outcome: StepOutcome) -> None:
-        if outcome.applied:
-            self.losses.append(outcome.loss)
-            self.grad_norms.append(outcome.grad_norm)
-        else:
-            self.skipped += 1
-
-    def row(self, *, iteration: int, lr: float, seconds: float) -> dict[str, float]:
-        return {"iteration": iteration, "loss": _mean(self.losses), "lr": lr, "seconds": seconds,
-                "grad_norm": _mean(self.grad_norms), "grad_norm_max": max(self.grad_norms, default=math.nan),
-                "skipped_steps": self.skipped,
+    def row(self, figures: dict[str, float], *, iteration: int, lr: float, seconds: float) -> dict[str, float]:
+        """A metrics row from the step figures of :meth:`StepStats.read`."""
+        return {"iteration": iteration, "loss": figures["loss"], "lr": lr, "seconds": seconds,
+                "grad_norm": figures["grad_norm"], "grad_norm_max": figures["grad_norm_max"],
+                "skipped_steps": figures["skipped_steps"],
                 "data_wait_fraction": self.data_wait / max(1e-9, time.perf_counter() - self.start)}
-
-
-def _mean(values: list[float]) -> float:
-    return float(np.mean(values)) if values else math.nan
 
 
 def validate(model: UNet, slices: list, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
@@ -162,7 +158,7 @@ class TrainingState:
         torch.manual_seed(settings.seed)
         model = UNet(model_config).to(device)
         optimizer = make_optimizer(model, optimizer=settings.optimizer, lr=settings.lr, momentum=settings.momentum,
-                                   weight_decay=settings.weight_decay)
+                                   weight_decay=settings.weight_decay, fused=fused_on(device))
         return cls(model, optimizer, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16))
 
     def resume(self, saved: dict) -> None:
@@ -183,11 +179,11 @@ class TrainingState:
 def training_step(state: TrainingState, batch: tuple[torch.Tensor, ...], *, device: torch.device,
                   dtype: torch.dtype | None, grad_clip: float | None) -> StepOutcome:
     """Forward, weighted loss and the guarded optimisation step on one batch."""
-    image, labels, weights = batch
+    image, labels, weights = (tensor.to(device, non_blocking=True) for tensor in batch)
     with autocast(device, dtype):
-        logits = state.model(image[:, None].to(device, non_blocking=True))
+        logits = state.model(image[:, None])
     # same-padded models may produce a few more pixels than the label tile (model_input_size)
-    loss = weighted_cross_entropy(center_crop(logits, labels.shape[-2:]), labels.to(device), weights.to(device))
+    loss = weighted_cross_entropy(center_crop(logits, labels.shape[-2:]), labels, weights)
     return optimisation_step(state.model, state.optimizer, state.scaler, loss, grad_clip=grad_clip)
 
 
@@ -230,7 +226,8 @@ def train(
                                        batch_size=settings.batch_size, count=len(samples)),
         generator=torch.Generator().manual_seed(settings.seed),
     )
-    precision = f"{settings.precision} ({str(dtype).removeprefix('torch.') if dtype else 'float32'})"
+    precision = describe_precision(settings.precision, device, dtype)
+    log.info("training on %s, precision %s", device, precision)
     guard = DivergenceGuard(settings.max_nonfinite_steps)
     lr = state.optimizer.param_groups[0]["lr"]
 
@@ -243,6 +240,9 @@ def train(
                                 kept=kept)
 
     budget = settings.max_minutes * 60 if settings.max_minutes else math.inf
+    # step figures stay on the device and are read every read_every steps (one transfer)
+    read_every = min(settings.log_every, settings.max_nonfinite_steps)
+    stats = StepStats(device)
     state.model.train()
     interval = IntervalLog()
     batches = iter(loader)
@@ -253,28 +253,31 @@ def train(
             group["lr"] = lr
         batch = next(batches)
         interval.data_wait += time.perf_counter() - step_start
-        outcome = training_step(state, batch, device=device, dtype=dtype, grad_clip=settings.grad_clip)
-        guard.record(outcome)
-        interval.add(outcome)
+        stats.add(training_step(state, batch, device=device, dtype=dtype, grad_clip=settings.grad_clip))
         state.iteration += 1
         state.elapsed += time.perf_counter() - step_start
-        if not outcome.applied:
-            log.warning("iteration %d: loss %s, gradient norm %s: step skipped (%d in a row)", state.iteration,
-                        outcome.loss, outcome.grad_norm, guard.in_a_row)
-        if guard.diverged:
-            state.rows.append(interval.row(iteration=state.iteration, lr=lr, seconds=state.elapsed))
-            raise diverged(f"the last {guard.in_a_row} steps had a non-finite loss or gradient (last: loss "
-                           f"{outcome.loss}, gradient norm {outcome.grad_norm}) and were skipped")
         finished = state.iteration == settings.iterations or state.elapsed >= budget
-        if state.iteration % settings.log_every == 0 or finished or state.iteration % settings.validate_every == 0:
-            validated = bool(validation) and (state.iteration % settings.validate_every == 0 or finished)
-            state.rows.append(metrics_row(state, interval, lr, settings.iterations, validation if validated else [],
-                                          device, dtype))
+        validated = bool(validation) and (state.iteration % settings.validate_every == 0 or finished)
+        checkpointed_now = state.iteration % settings.checkpoint_every == 0 and not finished
+        if state.iteration % read_every == 0 or finished or validated or checkpointed_now:
+            figures = stats.read()
+            guard.record(figures)
+            if figures["skipped_steps"]:
+                log.warning("iteration %d: %d steps skipped since the last report (non-finite loss or gradient; "
+                            "last loss %s, gradient norm %s), %d in a row", state.iteration,
+                            figures["skipped_steps"], figures["last_loss"], figures["last_grad_norm"], guard.in_a_row)
+            if guard.diverged:
+                state.rows.append(interval.row(figures, iteration=state.iteration, lr=lr, seconds=state.elapsed))
+                raise diverged(f"{guard.most_in_a_row} steps in a row had a non-finite loss or gradient (last: "
+                               f"loss {figures['last_loss']}, gradient norm {figures['last_grad_norm']}) and were "
+                               "skipped")
+            state.rows.append(metrics_row(state, figures, interval, lr, settings.iterations,
+                                          validation if validated else [], device, dtype))
             interval = IntervalLog()
-        if state.iteration % settings.checkpoint_every == 0 and not finished and guard.in_a_row == 0:
-            refuse_non_finite_weights(state.model, diverged)
-            state.save(checkpoint_path, key)
-            checkpointed = state.iteration
+            if checkpointed_now and guard.in_a_row == 0:
+                refuse_non_finite_weights(state.model, diverged)
+                state.save(checkpoint_path, key)
+                checkpointed = state.iteration
         if on_iteration is not None:
             on_iteration(state.iteration)
     refuse_non_finite_weights(state.model, diverged)
@@ -287,10 +290,10 @@ def train(
     return metrics
 
 
-def metrics_row(state: TrainingState, interval: IntervalLog, lr: float, iterations: int, validation: list,
-                device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+def metrics_row(state: TrainingState, figures: dict[str, float], interval: IntervalLog, lr: float, iterations: int,
+                validation: list, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
     """The interval's metrics row (validated on ``validation`` if given), also logged."""
-    row = interval.row(iteration=state.iteration, lr=lr, seconds=state.elapsed)
+    row = interval.row(figures, iteration=state.iteration, lr=lr, seconds=state.elapsed)
     if validation:
         validation_start = time.perf_counter()
         row.update(validate(state.model, validation, device, dtype))
