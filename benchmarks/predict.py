@@ -1,7 +1,7 @@
 """Prediction speed: our overlap-tile predictor against the raw forward passes and MONAI.
 
-Run: python benchmarks/predict.py [--slices N] [--depth D --channels C] [--gpu]
-(MONAI is a benchmark-only dependency: `pip install monai`.)
+Run: python benchmarks/predict.py [--slices N] [--depth D --channels C] [--device cuda]
+(MONAI is a benchmark-only dependency: `pip install monai`; without it that row is skipped.)
 
 On the same slices (ISBI 2012 test slices, synthetic where absent), with the
 same network weights, in one process, output megapixels/s of:
@@ -12,10 +12,11 @@ same network weights, in one process, output megapixels/s of:
 2. the same architecture with same padding: ours (half-overlapping tiles,
    Gaussian blending) against MONAI's `sliding_window_inference` at the same
    tile size, overlap 0.5 and Gaussian blending;
-3. on the CPU, our predictor in bf16 against fp32: speed-up and the share of
-   thresholded (0.5) pixels that differ.
-Each time is the best of 3 runs (bf16: one run).
-With --gpu: 512x512 slices/s of the paper model in fp32 and mixed precision.
+3. ``precision: auto`` against fp32 (on the CPU: bf16 where it has bf16 matrix
+   units, else fp32 again): speed-up and the share of thresholded (0.5) pixels
+   that differ; and 8-fold test-time augmentation's cost.
+Each time is the best of 3 runs. Speeds are also given as 512² slices/s.
+With --device cuda the same rows on the GPU (use --slices 64 or more there).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from PIL import Image
 
 from common import ISBI, machine
 from unetflow import io
-from unetflow.inference import make_forward, prepare_for_inference, tile_geometry
+from unetflow.inference import autocast_dtype, describe_precision, make_forward, prepare_for_inference, tile_geometry
 from unetflow.model import ModelConfig, UNet
 from unetflow.predict import create_output, predict_stack
 from unetflow.tiling import array_window_reader, tile_grid_for
@@ -51,14 +52,21 @@ def data_store(folder: Path, stack: np.ndarray):
     return raw
 
 
-def ours(model, raw, device, dtype, tile: int, folder: Path, name: str) -> tuple[float, np.ndarray]:
+def ours(model, raw, device, dtype, tile: int, folder: Path, name: str, tta: bool = False) -> tuple[float, np.ndarray]:
     geometry = tile_geometry(model.config, tile)
-    forward = make_forward(model, device, dtype, geometry.tile)
+    forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=tta)
     stats = {"mean": float(raw[:].mean()), "std": float(raw[:].std())}
     target = create_output(folder / f"{name}.zarr", (2, *raw.shape), "float32", {})
+    synchronize(device)
     start = time.perf_counter()
     predict_stack(raw, stats, target, forward, geometry=geometry, batch_size=1, dtype="float32")
+    synchronize(device)
     return time.perf_counter() - start, target[1]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
 
 
 def raw_forward(model, raw, device, tile: int) -> float:
@@ -74,10 +82,12 @@ def raw_forward(model, raw, device, tile: int) -> float:
     tensors = [torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device) for x in inputs]
     if device.type == "cpu":
         tensors = [t.contiguous(memory_format=torch.channels_last) for t in tensors]
+    synchronize(device)
     start = time.perf_counter()
     with torch.inference_mode():
         for tensor in tensors:
             model(tensor)
+    synchronize(device)
     return time.perf_counter() - start
 
 
@@ -108,13 +118,21 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--tile", type=int, default=512)
+    parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU rows")
     args = parser.parse_args()
-    device = torch.device("cpu")
+    device = torch.device(args.device)
     stack = slices(args.slices)
     megapixels = stack.size / 1e6
-    print(f"machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads")
+    per_slice = 512 * 512 / 1e6
+
+    def speed(seconds: float) -> str:
+        return f"{megapixels / seconds:.3f} MP/s ({megapixels / seconds / per_slice:.1f} slices of 512²/s)"
+
+    print(f"machine: {machine()}; torch {torch.__version__}, {torch.get_num_threads()} threads"
+          + (f"; GPU {torch.cuda.get_device_name()}" if device.type == "cuda" else ""))
     print(f"data: {stack.shape[0]} slices of {stack.shape[1]}x{stack.shape[2]}; network depth {args.depth}, "
           f"{args.channels} channels; tile {args.tile}")
+    auto = autocast_dtype("auto", device)
     with tempfile.TemporaryDirectory() as folder:
         raw = data_store(Path(folder), stack)
         torch.manual_seed(0)
@@ -122,17 +140,23 @@ def main() -> None:
         _, fp32 = ours(valid, raw, device, None, args.tile, Path(folder), "valid")
         seconds = best_of(lambda: ours(valid, raw, device, None, args.tile, Path(folder), "valid")[0])
         limit = best_of(lambda: raw_forward(valid, raw, device, args.tile))
-        print(f"valid: ours {megapixels / seconds:.3f} MP/s, raw forward {megapixels / limit:.3f} MP/s, "
-              f"ratio {limit / seconds:.2f}")
-        bf16_seconds, bf16 = ours(valid, raw, device, torch.bfloat16, args.tile, Path(folder), "bf16")
-        differing = np.mean((bf16 >= 0.5) != (fp32 >= 0.5))
-        print(f"valid bf16: {megapixels / bf16_seconds:.3f} MP/s, speed-up {seconds / bf16_seconds:.2f}x, "
-              f"thresholded pixels differing from fp32: {differing:.2e}")
+        print(f"valid fp32: ours {speed(seconds)}, raw forward {speed(limit)}, ratio {limit / seconds:.2f}")
+        auto_seconds = best_of(lambda: ours(valid, raw, device, auto, args.tile, Path(folder), "auto")[0])
+        _, mixed = ours(valid, raw, device, auto, args.tile, Path(folder), "auto")
+        differing = np.mean((mixed >= 0.5) != (fp32 >= 0.5))
+        print(f"valid precision {describe_precision('auto', device, auto)}: {speed(auto_seconds)}, "
+              f"speed-up over fp32 {seconds / auto_seconds:.2f}x, thresholded pixels differing: {differing:.2e}")
+        tta_seconds = best_of(lambda: ours(valid, raw, device, auto, args.tile, Path(folder), "tta", tta=True)[0])
+        print(f"valid precision auto with 8-fold TTA: {speed(tta_seconds)}, {tta_seconds / auto_seconds:.2f}x the time")
         torch.manual_seed(0)
         same = prepare_for_inference(UNet(ModelConfig(depth=args.depth, base_channels=args.channels, padding="same")).eval(), device)
         same_seconds = best_of(lambda: ours(same, raw, device, None, args.tile, Path(folder), "same")[0])
-        monai_seconds = best_of(lambda: monai(same, raw, device, args.tile))
-        print(f"same: ours {megapixels / same_seconds:.3f} MP/s, MONAI {megapixels / monai_seconds:.3f} MP/s, "
+        try:
+            monai_seconds = best_of(lambda: monai(same, raw, device, args.tile))
+        except ModuleNotFoundError:
+            print(f"same fp32: ours {speed(same_seconds)}; MONAI not installed (pip install monai)")
+            return
+        print(f"same fp32: ours {speed(same_seconds)}, MONAI {speed(monai_seconds)}, "
               f"ratio ours/MONAI {monai_seconds / same_seconds:.2f}")
 
 

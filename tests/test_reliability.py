@@ -217,6 +217,32 @@ def kill(process: subprocess.Popen) -> None:
     process.wait()
 
 
+def killed_then_rerun(directory: Path, target: str, options: list[str], running) -> None:
+    """Start the job of ``target``, kill -9 it once ``running()`` says it is at work, rerun it."""
+    process = start(directory, "--cores", "1", target, *options)
+    deadline = time.monotonic() + 300
+    while not running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kill(process)
+    assert not (directory / target).exists(), "the job finished before it was killed: give it more work"
+    snakemake(directory, "--unlock", target, *options)
+    snakemake(directory, "--cores", "1", target, *options)
+
+
+def writing(store: Path):
+    return lambda: any(store.parent.glob(f".{store.name}.tmp-*"))
+
+
+def a_while_after_start(log: Path, seconds: float):
+    started = []
+
+    def running() -> bool:
+        if log.exists() and not started:
+            started.append(time.monotonic())
+        return bool(started) and time.monotonic() - started[0] > seconds
+    return running
+
+
 LONGER = {**QUICK, "train": {**QUICK["train"], "iterations": 60, "checkpoint_every": 10, "log_every": 5,
                              "validate_every": 30}}
 
@@ -266,14 +292,8 @@ def test_a_changed_augment_seed_is_neither_resumed_onto_nor_lost_by_a_kill(tmp_p
 
 
 def test_killed_prediction_reruns_to_the_same_output(trained, tmp_path):
-    options = ["--cores", "1", PREDICTION, *configure(trained, "tta", {**QUICK, "predict": {"test_time_augmentation": True}})]
-    process = start(trained, *options)
-    wait_for(trained / "logs/train/small.log", "iteration 12/12")  # already there: the model is trained
-    time.sleep(8)  # inside prediction (test-time augmentation makes it slow enough)
-    kill(process)
-    assert not (trained / PREDICTION).exists()
-    snakemake(trained, "--unlock", *options[2:])
-    snakemake(trained, *options)
+    options = configure(trained, "tta", {**QUICK, "predict": {"test_time_augmentation": True}})
+    killed_then_rerun(trained, PREDICTION, options, writing(trained / PREDICTION))
     rerun = zarr.open_group(str(trained / PREDICTION), mode="r")["probabilities"][:]
     from unetflow.predict import main as predict_main
 
@@ -329,32 +349,6 @@ def test_tiny_elongated_and_constant_stacks_with_a_tile_larger_than_the_slice(tr
         np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
         objects = zarr.open_group(str(trained / f"results/segmentation/small/{name}.zarr"))["objects"]
         assert objects.shape == data.shape
-
-
-def killed_then_rerun(directory: Path, target: str, options: list[str], running) -> None:
-    """Start the job of ``target``, kill -9 it once ``running()`` says it is at work, rerun it."""
-    process = start(directory, "--cores", "1", target, *options)
-    deadline = time.monotonic() + 300
-    while not running() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    kill(process)
-    assert not (directory / target).exists(), "the job finished before it was killed: give it more work"
-    snakemake(directory, "--unlock", target, *options)
-    snakemake(directory, "--cores", "1", target, *options)
-
-
-def writing(store: Path):
-    return lambda: any(store.parent.glob(f".{store.name}.tmp-*"))
-
-
-def a_while_after_start(log: Path, seconds: float):
-    started = []
-
-    def running() -> bool:
-        if log.exists() and not started:
-            started.append(time.monotonic())
-        return bool(started) and time.monotonic() - started[0] > seconds
-    return running
 
 
 def test_killed_segment_and_evaluate_rerun_to_the_same_output(trained, tmp_path):

@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import logging
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -78,27 +80,52 @@ def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, 
                   batch_size: int, dtype: str, source: str = "the model") -> None:
     """Predict every slice of ``raw`` into ``target`` (c, z, y, x), one output chunk at a time.
 
-    Stops with :class:`InputError` at the first block whose output is not finite
-    (``source`` names the model and data in the message).
+    The next slice is read and normalised, and finished blocks are compressed and
+    written, on two helper threads while the network runs (both release the GIL),
+    so the device does not wait for storage. Stops with :class:`InputError` at the
+    first block whose output is not finite (``source`` names the model and data in
+    the message); writes already started finish before the error leaves.
     """
     num_classes = target.shape[0]
     blocks = output_blocks(raw.shape[1:], target.chunks[2:])
     whole_slices = raw.chunks[1:] == raw.shape[1:]
-    for z in cli.progress(range(raw.shape[0]), desc="predicted slices"):
+
+    def load(z: int):
         # a slice stored as one chunk (up to 2048 px) is decoded once; larger ones window by window
-        plane = io.normalize(raw[z], stats) if whole_slices else NormalisedPlane(raw, z, stats)
-        read = array_window_reader(plane)
-        for row0, row1, col0, col1 in blocks:
-            probabilities = predict_block(forward, read, (row0, row1, col0, col1), raw.shape[1:], tile=geometry.tile,
-                                          margin=geometry.margin, num_classes=num_classes, batch_size=batch_size,
-                                          blend=geometry.blend, align=geometry.align)
-            if not np.isfinite(probabilities).all():
-                raise InputError(
-                    f"predict: {source} gives non-finite probabilities (NaN or infinity) on slice {z}, rows "
-                    f"{row0}-{row1}, columns {col0}-{col1}; no predictions were written. If the input there is "
-                    "finite, the model overflows: predict with precision fp32, or retrain it"
-                )
-            target[:, z, row0:row1, col0:col1] = quantise(probabilities, dtype)
+        return io.normalize(raw[z], stats) if whole_slices else NormalisedPlane(raw, z, stats)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
+            ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
+        pending: deque[Future] = deque()
+        next_plane = reader.submit(load, 0) if raw.shape[0] else None
+        for z in cli.progress(range(raw.shape[0]), desc="predicted slices"):
+            plane = next_plane.result()
+            next_plane = reader.submit(load, z + 1) if z + 1 < raw.shape[0] else None
+            read = array_window_reader(plane)
+            for row0, row1, col0, col1 in blocks:
+                probabilities = predict_block(forward, read, (row0, row1, col0, col1), raw.shape[1:],
+                                              tile=geometry.tile, margin=geometry.margin, num_classes=num_classes,
+                                              batch_size=batch_size, blend=geometry.blend, align=geometry.align)
+                if not np.isfinite(probabilities).all():
+                    raise InputError(
+                        f"predict: {source} gives non-finite probabilities (NaN or infinity) on slice {z}, rows "
+                        f"{row0}-{row1}, columns {col0}-{col1}; no predictions were written. If the input there "
+                        "is finite, the model overflows: predict with precision fp32, or retrain it"
+                    )
+                pending.append(writer.submit(write_block, target, z, (row0, row1, col0, col1),
+                                             quantise(probabilities, dtype)))
+                while len(pending) > MAX_PENDING_WRITES:  # bounded memory: wait for the oldest
+                    pending.popleft().result()
+        for write in pending:
+            write.result()  # raise a write's error here
+
+
+MAX_PENDING_WRITES = 2
+
+
+def write_block(target: zarr.Array, z: int, block: tuple[int, int, int, int], values: np.ndarray) -> None:
+    row0, row1, col0, col1 = block
+    target[:, z, row0:row1, col0:col1] = values
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

@@ -57,7 +57,7 @@ from .optimisation import (
 )
 from .plots import pyplot, save_figure
 from .tiling import predict_slice
-from .training_data import IterationBatches, SampleBank, load_validation
+from .training_data import IterationBatches, SampleBank, collate, load_validation
 
 log = logging.getLogger(__name__)
 VALIDATION_TILE = 128
@@ -221,7 +221,7 @@ def train(
         log.info("resuming from %s at iteration %d", checkpoint_path, state.iteration)
     start = state.iteration
     loader = DataLoader(
-        samples, num_workers=settings.workers, pin_memory=device.type == "cuda",
+        samples, num_workers=settings.workers, pin_memory=device.type == "cuda", collate_fn=collate,
         batch_sampler=IterationBatches(seed=settings.seed, start=start, stop=settings.iterations,
                                        batch_size=settings.batch_size, count=len(samples)),
         generator=torch.Generator().manual_seed(settings.seed),
@@ -378,6 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     else:
         samples = SampleBank(args.samples)
         sources = [str(p) for p in args.samples]
+        log.info("sample bank of %.2f GB %s", samples.nbytes / 1e9,
+                 "read into memory" if samples.in_memory else "read from disk batch by batch (larger than half "
+                 "the available memory)")
     validation = load_validation(args.validation)
     log.info("training %s on %d samples (%s), validating on %d slices", args.out_dir.name, len(samples),
              ", ".join(sources), len(validation))

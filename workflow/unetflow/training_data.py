@@ -2,32 +2,74 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+import torch
 import zarr
-from torch.utils.data import Sampler
+from torch.utils.data import Sampler, default_collate
 
 from . import io
 from .errors import InputError
 
 
-IN_MEMORY_LIMIT_BYTES = 2 * 1024**3
+SAMPLE_ARRAYS = ("image", "labels", "weights")
+IN_MEMORY_SHARE = 0.5  # of the memory available when training starts
+
+
+class SampleBatch(NamedTuple):
+    """A batch of samples as arrays with the batch axis first."""
+
+    image: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+
+
+def collate(batch: SampleBatch | list) -> tuple[torch.Tensor, ...]:
+    """Tensors of a batch: a :class:`SampleBatch` as it is (no copy), else PyTorch's default."""
+    if isinstance(batch, SampleBatch):
+        return tuple(torch.from_numpy(array) for array in batch)
+    return default_collate(batch)
+
+
+def available_memory_bytes() -> int:
+    """Memory this process may still use: the system's available memory, or less under a
+    cgroup limit (a SLURM job, a container)."""
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        meminfo = Path("/proc/meminfo").read_text()
+        available = int(meminfo.split("MemAvailable:")[1].split()[0]) * 1024
+    except (OSError, IndexError, ValueError):
+        pass
+    cgroup = Path("/sys/fs/cgroup")
+    try:
+        limit = (cgroup / "memory.max").read_text().strip()
+        if limit != "max":
+            available = min(available, int(limit) - int((cgroup / "memory.current").read_text()))
+    except (OSError, ValueError):
+        pass
+    return max(available, 0)
 
 
 class SampleBank:
     """Precomputed samples of one or more ``augmented.zarr`` stores, as one map-style dataset.
 
     Stores are opened lazily, so the object can be sent to data-loader workers.
-    Sample banks up to ``in_memory_limit`` bytes are read into memory once, so
-    training steps never wait on reads; larger ones are read a batch at a time.
+    A bank that fits in ``in_memory_limit`` bytes (default: half the memory
+    available when training starts) is read into memory once, so training steps
+    never wait on reads; a larger one is read a batch at a time, one Zarr read
+    per array (data-loader workers read ahead in parallel).
     """
 
-    def __init__(self, paths: list[Path], *, in_memory_limit: int = IN_MEMORY_LIMIT_BYTES):
+    def __init__(self, paths: list[Path], *, in_memory_limit: int | None = None):
         self.paths = [Path(path) for path in paths]
         groups = [self._open(path) for path in self.paths]
-        self.in_memory = sum(group[name].nbytes for group in groups for name in ("image", "labels", "weights")) <= in_memory_limit
+        self.nbytes = sum(group[name].nbytes for group in groups for name in SAMPLE_ARRAYS)
+        limit = in_memory_limit if in_memory_limit is not None else IN_MEMORY_SHARE * available_memory_bytes()
+        self.in_memory = self.nbytes <= limit
         self.sizes = [group["image"].shape[0] for group in groups]
         shapes = {(group["image"].shape[1], group["labels"].shape[1]) for group in groups}
         if len(shapes) != 1:
@@ -39,9 +81,9 @@ class SampleBank:
     @staticmethod
     def _open(path: Path) -> zarr.Group:
         group = io.open_store(path)
-        if not {"image", "labels", "weights"} <= set(group.array_keys()):
+        if not set(SAMPLE_ARRAYS) <= set(group.array_keys()):
             raise InputError(f"{path}: not an augmented sample store (image/labels/weights missing); rerun augment")
-        for name in ("image", "labels", "weights"):
+        for name in SAMPLE_ARRAYS:
             io.checked_array(group, name)
         return group
 
@@ -49,25 +91,33 @@ class SampleBank:
         return sum(self.sizes)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.__getitems__([index])[0]
+        return tuple(array[0] for array in self.__getitems__([index]))
 
-    def __getitems__(self, indices: list[int]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """A whole batch with one read per array and store (the data loader calls this)."""
+    def __getitems__(self, indices: list[int]) -> SampleBatch:
+        """A whole batch, one read (or one gather in memory) per array and store; the data loader
+        calls this and :func:`collate` turns it into tensors without another copy."""
         if self._groups is None:
             self._groups = [self._open(path) for path in self.paths]
             if self.in_memory:
-                self._groups = [{name: group[name][:] for name in ("image", "labels", "weights")}
-                                for group in self._groups]
+                self._groups = [{name: group[name][:] for name in SAMPLE_ARRAYS} for group in self._groups]
         located = [self._locate(index) for index in indices]
-        found: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
-        for store in sorted({store for store, _ in located}):
-            wanted = sorted({offset for s, offset in located if s == store})
-            group = self._groups[store]
-            arrays = [group[name][wanted] if self.in_memory else group[name].get_orthogonal_selection((wanted,))
-                      for name in ("image", "labels", "weights")]
-            for position, offset in enumerate(wanted):
-                found[store, offset] = tuple(array[position] for array in arrays)
-        return [found[key] for key in located]
+        stores = sorted({store for store, _ in located})
+        if len(stores) == 1:  # the common case: gather straight into the batch
+            offsets = [offset for _, offset in located]
+            return SampleBatch(*(self._read(stores[0], name, offsets) for name in SAMPLE_ARRAYS))
+        parts = {store: [offset for s, offset in located if s == store] for store in stores}
+        read = {store: [self._read(store, name, offsets) for name in SAMPLE_ARRAYS] for store, offsets in parts.items()}
+        order = [(store, parts[store].index(offset)) for store, offset in located]
+        return SampleBatch(*(np.stack([read[store][i][position] for store, position in order])
+                             for i in range(len(SAMPLE_ARRAYS))))
+
+    def _read(self, store: int, name: str, offsets: list[int]) -> np.ndarray:
+        array = self._groups[store][name]
+        if self.in_memory:
+            return array[offsets]
+        # Zarr reads each chunk once, in sorted order; then restore the batch's order
+        unique, inverse = np.unique(offsets, return_inverse=True)
+        return array.get_orthogonal_selection((unique,))[inverse]
 
     def _locate(self, index: int) -> tuple[int, int]:
         if index < 0:
