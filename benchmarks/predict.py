@@ -12,7 +12,8 @@ same network weights, in one process, output megapixels/s of:
 2. the same architecture with same padding: ours (half-overlapping tiles,
    Gaussian blending) against MONAI's `sliding_window_inference` at the same
    tile size, overlap 0.5 and Gaussian blending;
-3. ``precision: auto`` against fp32 (on the CPU: bf16 where it has bf16 matrix
+3. ``precision: auto`` against fp32 (``--model`` gives trained weights, whose
+   probabilities are not all near 0.5 as a random network's are) (on the CPU: bf16 where it has bf16 matrix
    units, else fp32 again): speed-up and the share of thresholded (0.5) pixels
    that differ; and 8-fold test-time augmentation's cost.
 Each time is the best of 3 runs. Speeds are also given as 512² slices/s.
@@ -32,7 +33,14 @@ from PIL import Image
 
 from common import ISBI, machine
 from unetflow import io
-from unetflow.inference import autocast_dtype, describe_precision, make_forward, prepare_for_inference, tile_geometry
+from unetflow.inference import (
+    autocast_dtype,
+    describe_precision,
+    load_model,
+    make_forward,
+    prepare_for_inference,
+    tile_geometry,
+)
 from unetflow.model import ModelConfig, UNet
 from unetflow.predict import create_output, predict_stack
 from unetflow.tiling import array_window_reader, tile_grid_for
@@ -119,6 +127,7 @@ def main() -> None:
     parser.add_argument("--channels", type=int, default=64)
     parser.add_argument("--tile", type=int, default=512)
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU rows")
+    parser.add_argument("--model", type=Path, help="a trained model.pt for the valid rows (default: random weights)")
     args = parser.parse_args()
     device = torch.device(args.device)
     stack = slices(args.slices)
@@ -136,7 +145,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         raw = data_store(Path(folder), stack)
         torch.manual_seed(0)
-        valid = prepare_for_inference(UNet(ModelConfig(depth=args.depth, base_channels=args.channels)).eval(), device)
+        if args.model:
+            valid = prepare_for_inference(load_model(args.model, device), device)
+            print(f"valid rows: trained model {args.model} (depth {valid.config.depth}, "
+                  f"{valid.config.base_channels} channels)")
+        else:
+            valid = prepare_for_inference(UNet(ModelConfig(depth=args.depth, base_channels=args.channels)).eval(),
+                                          device)
         _, fp32 = ours(valid, raw, device, None, args.tile, Path(folder), "valid")
         seconds = best_of(lambda: ours(valid, raw, device, None, args.tile, Path(folder), "valid")[0])
         limit = best_of(lambda: raw_forward(valid, raw, device, args.tile))
