@@ -120,3 +120,13 @@ def test_a_model_of_the_earlier_format_is_refused_not_run_differently(tmp_path):
     with pytest.raises(InputError, match=r"old\.pt: written by an earlier unetflow \(a U-Net without the ReLU after its "
                                          r"up-convolutions\).*rerun the train rule"):
         main([str(tmp_path / "old.pt"), str(data), str(tmp_path / "p.zarr"), "--device", "cpu"])
+
+
+def test_auto_batch_size_is_one_on_the_cpu_and_fits_half_the_free_gpu_memory():
+    from unetflow.inference import auto_batch_size, batch_for_memory
+
+    assert auto_batch_size(lambda batch: batch, 700, torch.device("cpu"), tiles_per_slice=16) == 1
+    gib = 2**30
+    assert batch_for_memory(free_bytes=40 * gib, per_tile_bytes=2 * gib, most=32) == 10
+    assert batch_for_memory(free_bytes=40 * gib, per_tile_bytes=gib // 10, most=32) == 32  # capped
+    assert batch_for_memory(free_bytes=gib, per_tile_bytes=4 * gib, most=32) == 1  # never below one

@@ -171,6 +171,31 @@ def make_forward(model: UNet, device: torch.device, dtype: torch.dtype | None, t
     return averaged
 
 
+MAX_AUTO_BATCH = 32
+AUTO_BATCH_MEMORY_SHARE = 0.5  # of the GPU memory free when prediction starts
+
+
+def auto_batch_size(forward: Callable[[np.ndarray], np.ndarray], input_edge: int, device: torch.device,
+                    tiles_per_slice: int) -> int:
+    """``predict.batch_size: auto``: 1 on the CPU (a batch only adds memory there); on a GPU as
+    many tiles as fit in half its free memory, measured with one forward of one tile, at most
+    the tiles of one slice and ``MAX_AUTO_BATCH``."""
+    if device.type != "cuda":
+        return 1
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    forward(np.zeros((1, 1, input_edge, input_edge), np.float32))
+    per_tile = max(torch.cuda.max_memory_allocated(device) - before, 1)
+    free, _ = torch.cuda.mem_get_info(device)
+    return batch_for_memory(free, per_tile, min(tiles_per_slice, MAX_AUTO_BATCH))
+
+
+def batch_for_memory(free_bytes: int, per_tile_bytes: int, most: int) -> int:
+    """Tiles per forward pass that fit in ``AUTO_BATCH_MEMORY_SHARE`` of ``free_bytes``, 1 to ``most``."""
+    return int(max(1, min(most, AUTO_BATCH_MEMORY_SHARE * free_bytes // per_tile_bytes)))
+
+
 def prepare_for_inference(model: UNet, device: torch.device) -> UNet:
     """channels_last on the CPU, where oneDNN convolutions run fastest in that layout."""
     return model.to(memory_format=torch.channels_last) if device.type == "cpu" else model

@@ -26,6 +26,7 @@ from . import cli, io
 from .errors import InputError
 from .inference import (
     TileGeometry,
+    auto_batch_size,
     autocast_dtype,
     describe_precision,
     load_model,
@@ -34,7 +35,7 @@ from .inference import (
     resolve_device,
     tile_geometry,
 )
-from .tiling import array_window_reader, predict_block
+from .tiling import array_window_reader, predict_block, tile_grid_for
 
 log = logging.getLogger(__name__)
 CHANNEL_AXES = [{"name": "c", "type": "channel"}, *io.AXES]
@@ -134,7 +135,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("data", type=Path, help="data.zarr")
     parser.add_argument("out", type=Path, help="output predictions .zarr")
     parser.add_argument("--tile", type=int, default=256, help="output tile edge (rounded up to a valid size)")
-    parser.add_argument("--batch-size", type=int, default=4, help="tiles per forward pass")
+    parser.add_argument("--batch-size", default="auto", help="tiles per forward pass, or auto (from free GPU memory)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
     parser.add_argument("--test-time-augmentation", action="store_true", help="average over 8 flips/rotations")
@@ -147,8 +148,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.tile < 1 or args.batch_size < 1:
-        raise InputError(f"predict: tile ({args.tile}) and batch_size ({args.batch_size}) must be positive; fix the config")
+    if args.tile < 1 or not (args.batch_size == "auto" or args.batch_size.isdigit() and int(args.batch_size) > 0):
+        raise InputError(f"predict: tile ({args.tile}) and batch_size ({args.batch_size}) must be positive "
+                         "(batch_size may be auto); fix the config")
     device = resolve_device(args.device)
     model = prepare_for_inference(load_model(args.model, device), device)
     geometry = tile_geometry(model.config, args.tile)
@@ -161,10 +163,13 @@ def main(argv: list[str] | None = None) -> None:
     raw = io.open_raw(io.open_store(args.data))
     dtype = autocast_dtype(args.precision, device)
     forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=args.test_time_augmentation)
+    batch_size = (auto_batch_size(forward, geometry.tile + 2 * geometry.margin, device,
+                                  len(tile_grid_for(raw.shape[1:], geometry)))
+                  if args.batch_size == "auto" else int(args.batch_size))
     shape = (model.config.num_classes, *raw.shape)
     log.info("predicting %s with %s on %s: %d slices of %dx%d, tiles %d px (+%d margin%s), batch %d%s, "
              "precision %s", args.data, args.model, device, *raw.shape, geometry.tile, geometry.margin,
-             ", blended" if geometry.blend else "", args.batch_size, ", 8-fold TTA" if args.test_time_augmentation else "",
+             ", blended" if geometry.blend else "", batch_size, ", 8-fold TTA" if args.test_time_augmentation else "",
              describe_precision(args.precision, device, dtype))
     attributes = {"model": str(args.model), "tile": geometry.tile, "margin": geometry.margin,
                   "test_time_augmentation": args.test_time_augmentation, "dtype": args.dtype,
@@ -172,7 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     with io.atomic_store(args.out) as temporary:
         target = create_output(temporary, shape, args.dtype, attributes)
-        predict_stack(raw, io.normalization(raw), target, forward, geometry=geometry, batch_size=args.batch_size,
+        predict_stack(raw, io.normalization(raw), target, forward, geometry=geometry, batch_size=batch_size,
                       dtype=args.dtype, source=f"model {args.model} on {args.data}")
     seconds = time.perf_counter() - start
     log.info("%.1f s, %.2f megapixels/s", seconds, raw.size / seconds / 1e6)
