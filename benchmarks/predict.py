@@ -120,6 +120,13 @@ def best_of(measure) -> float:
     return min(measure() for _ in range(REPEATS))
 
 
+def best_of_alternating(first, second, repeats: int = 2 * REPEATS) -> tuple[float, float]:
+    """Fastest of ``repeats`` runs of each, taken in turns, so that drifting load on a shared
+    machine weighs on both alike."""
+    times = [(first(), second()) for _ in range(repeats)]
+    return min(t for t, _ in times), min(t for _, t in times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--slices", type=int, default=2)
@@ -165,11 +172,12 @@ def main() -> None:
         print(f"valid precision auto with 8-fold TTA: {speed(tta_seconds)}, {tta_seconds / auto_seconds:.2f}x the time")
         torch.manual_seed(0)
         same = prepare_for_inference(UNet(ModelConfig(depth=args.depth, base_channels=args.channels, padding="same")).eval(), device)
-        same_seconds = best_of(lambda: ours(same, raw, device, None, args.tile, Path(folder), "same")[0])
         try:
-            monai_seconds = best_of(lambda: monai(same, raw, device, args.tile))
+            same_seconds, monai_seconds = best_of_alternating(
+                lambda: ours(same, raw, device, None, args.tile, Path(folder), "same")[0],
+                lambda: monai(same, raw, device, args.tile))
         except ModuleNotFoundError:
-            print(f"same fp32: ours {speed(same_seconds)}; MONAI not installed (pip install monai)")
+            print("same fp32: MONAI not installed (pip install monai)")
             return
         print(f"same fp32: ours {speed(same_seconds)}, MONAI {speed(monai_seconds)}, "
               f"ratio ours/MONAI {monai_seconds / same_seconds:.2f}")
