@@ -271,3 +271,24 @@ def test_the_step_reads_nothing_back_from_the_device_between_reports(tmp_path, m
     assert not any(reads[:per_iteration[-1]])  # none inside a training step
     new_reads = np.diff(per_iteration)  # from iteration 2 on (the data loader seeds itself before 1)
     assert {i + 2: n for i, n in enumerate(new_reads) if n} == {10: 1, 20: 1, 30: 1}
+
+
+def test_in_memory_and_streamed_sample_banks_train_to_the_same_weights(tmp_path):
+    """The loader's path (in memory, or Zarr batch by batch) changes nothing in training."""
+    from unetflow.augment import create_sample_store
+    from unetflow.training_data import SampleBank
+
+    source = TileSamples(output_size=20, count=6)
+    store = create_sample_store(tmp_path / "samples.zarr", 6, source.input_size, 20, {})
+    for index, (image, labels, weights) in enumerate(source.items):
+        store["image"][index], store["labels"][index], store["weights"][index] = image, labels, weights
+    settings = TrainSettings(iterations=8, batch_size=3, device="cpu", validate_every=1000, checkpoint_every=1000,
+                             log_every=4)
+    trained = []
+    for name, limit in (("memory", 10**12), ("streamed", 0)):
+        bank = SampleBank([tmp_path / "samples.zarr"], in_memory_limit=limit)
+        assert bank.in_memory == (name == "memory")
+        train(model_config=TINY, settings=settings, samples=bank, validation=[], out_dir=tmp_path / name,
+              fingerprint_of={})
+        trained.append(weights_of(tmp_path / name))
+    assert all(torch.equal(trained[0][key], trained[1][key]) for key in trained[0])
