@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import asdict
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,7 @@ import yaml
 
 from common import machine
 from unetflow.errors import InputError
+from unetflow.inference import MODEL_FORMAT
 from unetflow.model import ModelConfig
 from unetflow.train import TrainSettings, train
 from unetflow.training_data import SampleBank
@@ -64,6 +66,13 @@ def run(samples: SampleBank, settings: TrainSettings, stop_after: int,
         return pd.read_csv(out_dir / "metrics.csv"), f"diverged: {error}"
 
 
+def save_model(checkpoint: Path, path: Path, settings: TrainSettings) -> None:
+    """The checkpointed network as a model.pt that predict (and benchmarks/predict.py) reads."""
+    state = torch.load(checkpoint, weights_only=False)
+    torch.save({"format": MODEL_FORMAT, "model_config": PAPER_MODEL.to_dict(), "state_dict": state["model"],
+                "train_settings": asdict(settings), "iterations": state["iteration"]}, path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("samples", type=Path, help="augmented.zarr store")
@@ -73,6 +82,7 @@ def main() -> None:
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="train settings over the paper preset's, values as JSON")
     parser.add_argument("--out", type=Path, help="write every curve to this CSV")
+    parser.add_argument("--model-out", type=Path, help="save the last precision's network here, as a model.pt")
     args = parser.parse_args()
     overrides = {key: json.loads(value) for key, value in (item.split("=", 1) for item in args.set)}
     base = {**preset_settings(), **overrides, "iterations": args.schedule_iterations, "max_minutes": None,
@@ -88,6 +98,8 @@ def main() -> None:
                   f" | lr {settings.lr}, warmup {settings.warmup}, schedule {settings.schedule}, "
                   f"grad_clip {settings.grad_clip}, momentum {settings.momentum}")
             metrics, ending = run(samples, settings, args.stop_after, Path(folder))
+            if args.model_out and ending.startswith("stopped"):
+                save_model(Path(folder) / f"paper-{precision}" / "checkpoint.pt", args.model_out, settings)
             columns = ["iteration", "loss", "lr", "grad_norm", "grad_norm_max", "skipped_steps", "seconds"]
             print(metrics[columns].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
             print(f"-> {ending}")
