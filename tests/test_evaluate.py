@@ -3,6 +3,7 @@ import sys
 
 import numpy as np
 import pytest
+import zarr
 
 from unetflow import io
 from unetflow.evaluate import evaluate, object_scores, pixel_scores
@@ -76,18 +77,8 @@ def test_object_and_pixel_scores():
 
 def test_non_finite_probabilities_are_refused_within_seconds(tmp_path):
     truth = np.repeat(two_cells()[None], 2, axis=0)
-    data = io.create_group(tmp_path / "data.zarr")
-    io.create_image(data, "raw", truth.shape, np.dtype(np.uint8))[:] = 0
-    io.create_label(data, "objects", truth.shape, np.dtype(np.uint32))[:] = truth
-    io.create_label(data, "classes", truth.shape, np.dtype(np.uint8))[:] = truth > 0
-    segmentation = io.create_group(tmp_path / "segmentation.zarr")
-    io.create_image(segmentation, "objects", truth.shape, np.dtype(np.uint32))[:] = truth
-    predictions = io.create_group(tmp_path / "predictions.zarr")
-    probabilities = predictions.create_array("probabilities", shape=(2, *truth.shape),
-                                             chunks=(1, 1, *truth.shape[1:]), dtype="float32", fill_value=0,
-                                             config=io.ARRAY_CONFIG)
-    probabilities[:] = np.stack([truth == 0, truth > 0]).astype(np.float32)
-    probabilities[1, 0, 3, 4] = np.inf
+    stores = write_case(tmp_path, truth, (truth > 0).astype(np.float32), truth)
+    zarr.open_group(str(stores["predictions"]), mode="r+")["probabilities"][1, 0, 3, 4] = np.inf
     result = subprocess.run(
         [sys.executable, "-m", "unetflow.evaluate", "--data", str(tmp_path / "data.zarr"), "--predictions",
          str(tmp_path / "predictions.zarr"), "--segmentation", str(tmp_path / "segmentation.zarr"),
