@@ -217,7 +217,7 @@ def test_clipped_training_logs_the_gradient_norm_and_no_skipped_steps(tmp_path):
 
 
 def test_the_resume_fingerprint_follows_the_content_of_a_store_not_its_path_or_age(tmp_path):
-    from unetflow.checkpoint import store_fingerprint
+    from unetflow.fingerprints import store_fingerprint
 
     def write(path, value):
         group = zarr.open_group(str(path), mode="w", zarr_format=2)

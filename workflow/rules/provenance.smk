@@ -6,11 +6,13 @@
 # jobs stale by itself, so the change is applied however the earlier run ended.
 # Runtime knobs (device, workers, Dask scheduler) are left out: they do not change results.
 
-import hashlib
+from unetflow.fingerprints import settings_fingerprint
+
+RUNTIME_KEYS = ("device", "workers", "log_every", "checkpoint_every")  # train settings that change no result
 
 
 def settings_hash(*settings):
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return settings_fingerprint(list(settings))
 
 
 def ingest_settings(name):
@@ -34,9 +36,6 @@ def model_provenance(model):
     return [model_architecture(model), {key: value for key, value in train.items() if key not in RUNTIME_KEYS},
             [samples_settings(name, model) for name in training_datasets()],
             [ingest_settings(name) for name in validation_datasets()]]
-
-
-RUNTIME_KEYS = ("device", "workers", "log_every", "checkpoint_every")
 
 
 def prediction_provenance(model, name):

@@ -43,7 +43,6 @@ from .transforms import (
 log = logging.getLogger(__name__)
 SAMPLES_PER_TASK = 8
 # Samples are a cache read once per epoch: fast lz4 rather than the stores' zstd.
-SAMPLE_ARRAYS = {"image": np.float32, "labels": np.uint8, "weights": np.float32}  # in sample order
 SAMPLE_COMPRESSOR = numcodecs.Blosc(cname="lz4", clevel=1, shuffle=numcodecs.Blosc.SHUFFLE)
 
 
@@ -203,7 +202,7 @@ def write_samples(samples: OnlineSamples, target: zarr.Group, start: int, stop: 
     damaged store): arrays looked up in a group do not keep their creation config,
     so ``write_empty_chunks`` is set again here.
     """
-    arrays = [target[name].with_config(io.ARRAY_CONFIG) for name in SAMPLE_ARRAYS]
+    arrays = [target[name].with_config(io.ARRAY_CONFIG) for name in io.SAMPLE_ARRAYS]
     for index in range(start, stop):
         for array, tile in zip(arrays, samples[index]):
             array[index] = tile
@@ -212,7 +211,7 @@ def write_samples(samples: OnlineSamples, target: zarr.Group, start: int, stop: 
 
 def create_sample_store(path: Path, count: int, input_size: int, output_size: int, attributes: dict) -> zarr.Group:
     group = io.create_group(path)
-    for name, dtype in SAMPLE_ARRAYS.items():
+    for name, dtype in io.SAMPLE_ARRAYS.items():
         size = input_size if name == "image" else output_size
         group.create_array(name, shape=(count, size, size), chunks=(1, size, size), dtype=dtype,
                            compressors=SAMPLE_COMPRESSOR, fill_value=0, config=io.ARRAY_CONFIG)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import random
@@ -14,27 +12,6 @@ import numpy as np
 import torch
 
 log = logging.getLogger(__name__)
-
-
-def fingerprint(settings: dict[str, Any]) -> str:
-    """A short hash of the settings a checkpoint belongs to; a checkpoint of other settings is
-    not resumed."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def store_fingerprint(path: Path) -> str:
-    """A hash of the content of a store (every file under it, by relative name and bytes).
-
-    A checkpoint is resumed only onto the same data: a store rewritten with other
-    samples, labels or weights has another fingerprint even at the same path.
-    """
-    digest = hashlib.blake2b(digest_size=16)
-    files = sorted(p for p in Path(path).rglob("*") if p.is_file()) if Path(path).is_dir() else [Path(path)]
-    for file in files:
-        digest.update(str(file.relative_to(path) if file != Path(path) else file.name).encode())
-        with open(file, "rb") as handle:
-            digest.update(hashlib.file_digest(handle, "blake2b").digest())
-    return digest.hexdigest()
 
 
 def rng_states() -> dict[str, Any]:

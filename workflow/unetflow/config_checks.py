@@ -69,9 +69,13 @@ def check_unique(names: Iterable[str], key: str) -> None:
         raise InputError(f"config: {key} names {', '.join(repeated)} more than once; name each dataset once")
 
 
+def _has_braces(path: str) -> bool:
+    return any(brace in str(path) for brace in BRACES)
+
+
 def check_path(path: str, key: str) -> None:
     """A dataset path that Snakemake can take as an input file."""
-    if any(brace in str(path) for brace in BRACES):
+    if _has_braces(path):
         raise InputError(
             f"config: {key} is {path!r}, whose braces Snakemake reads as a wildcard; rename the file or "
             "folder without '{' and '}' (or link it under such a name)"
@@ -80,7 +84,7 @@ def check_path(path: str, key: str) -> None:
 
 def check_checkout(path: str) -> None:
     """The workflow's own folder: Snakemake formats it into commands, so braces break every job."""
-    if any(brace in str(path) for brace in BRACES):
+    if _has_braces(path):
         raise InputError(
             f"the workflow's folder {path!r} holds braces, which Snakemake reads as wildcards in every job; "
             "move or clone the checkout to a path without '{' and '}'"

@@ -40,6 +40,8 @@ TILE_CHUNK_EDGE = 1024
 AXES = [{"name": "z", "type": "space"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
 COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 LABEL_NAMES = ("objects", "classes")
+# augmented sample stores: (sample, y, x) arrays, in the order a sample lists them
+SAMPLE_ARRAYS = {"image": np.float32, "labels": np.uint8, "weights": np.float32}
 # Every chunk is written, even one of zeros, so that a missing chunk file means a damaged store.
 ARRAY_CONFIG = {"write_empty_chunks": True}
 

@@ -113,12 +113,10 @@ class TiffStack:
         try:
             self._tiff = tifffile.TiffFile(path)
             series = list(self._tiff.series)
-            shapes = [self._planes_shape(one) for one in series]
-            dtypes = [np.dtype(one.dtype) for one in series]
-        except InputError:
-            raise
         except Exception as error:  # tifffile raises many types for broken files
             raise _unreadable(path, error) from error
+        shapes = [self._planes_shape(one) for one in series]
+        dtypes = [np.dtype(one.dtype) for one in series]
         self._check_stackable(shapes, dtypes)
         self._planes = [(one, index) for one, shape in zip(series, shapes) for index in range(shape[0])]
         self.shape, self.dtype = (len(self._planes), *shapes[0][1:]), dtypes[0]

@@ -33,6 +33,7 @@ from torch.utils.data import DataLoader
 from . import checkpoint, cli, io
 from .augment import AugmentSettings, OnlineSamples
 from .errors import InputError
+from .fingerprints import settings_fingerprint, store_fingerprint
 from .inference import (
     MODEL_FORMAT,
     autocast,
@@ -212,7 +213,7 @@ def train(
         torch.use_deterministic_algorithms(True)
     state = TrainingState.start(model_config, settings, device, dtype)
     checkpoint_path = out_dir / "checkpoint.pt"
-    key = checkpoint.fingerprint({**fingerprint_of, "model": model_config.to_dict(), "train": asdict(settings)})
+    key = settings_fingerprint({**fingerprint_of, "model": model_config.to_dict(), "train": asdict(settings)})
     saved = checkpoint.load(checkpoint_path, key)
     checkpointed = None
     if saved is not None:
@@ -220,8 +221,10 @@ def train(
         checkpointed = state.iteration
         log.info("resuming from %s at iteration %d", checkpoint_path, state.iteration)
     start = state.iteration
+    # an in-memory bank is a gather: workers would each hold a copy of it and bring no speed
+    workers = 0 if isinstance(samples, SampleBank) and samples.in_memory else settings.workers
     loader = DataLoader(
-        samples, num_workers=settings.workers, pin_memory=device.type == "cuda", collate_fn=collate,
+        samples, num_workers=workers, pin_memory=device.type == "cuda", collate_fn=collate,
         batch_sampler=IterationBatches(seed=settings.seed, start=start, stop=settings.iterations,
                                        batch_size=settings.batch_size, count=len(samples)),
         generator=torch.Generator().manual_seed(settings.seed),
@@ -393,7 +396,7 @@ def inputs_fingerprint(args: argparse.Namespace) -> dict:
     store (not only its path) and the online augmentation settings."""
     started = time.perf_counter()
     stores = [*args.samples, *args.data, *args.weights, *args.validation]
-    fingerprints = {str(path): checkpoint.store_fingerprint(path) for path in stores}
+    fingerprints = {str(path): store_fingerprint(path) for path in stores}
     log.info("fingerprinted %d input stores in %.1f s", len(stores), time.perf_counter() - started)
     return {"inputs": fingerprints, "online": args.online, "sample_sizes": args.sample_sizes}
 

@@ -16,7 +16,6 @@ from . import io
 from .errors import InputError
 
 
-SAMPLE_ARRAYS = ("image", "labels", "weights")
 IN_MEMORY_SHARE = 0.5  # of the memory available when training starts
 
 
@@ -67,7 +66,7 @@ class SampleBank:
     def __init__(self, paths: list[Path], *, in_memory_limit: int | None = None):
         self.paths = [Path(path) for path in paths]
         groups = [self._open(path) for path in self.paths]
-        self.nbytes = sum(group[name].nbytes for group in groups for name in SAMPLE_ARRAYS)
+        self.nbytes = sum(group[name].nbytes for group in groups for name in io.SAMPLE_ARRAYS)
         limit = in_memory_limit if in_memory_limit is not None else IN_MEMORY_SHARE * available_memory_bytes()
         self.in_memory = self.nbytes <= limit
         self.sizes = [group["image"].shape[0] for group in groups]
@@ -81,9 +80,9 @@ class SampleBank:
     @staticmethod
     def _open(path: Path) -> zarr.Group:
         group = io.open_store(path)
-        if not set(SAMPLE_ARRAYS) <= set(group.array_keys()):
+        if not set(io.SAMPLE_ARRAYS) <= set(group.array_keys()):
             raise InputError(f"{path}: not an augmented sample store (image/labels/weights missing); rerun augment")
-        for name in SAMPLE_ARRAYS:
+        for name in io.SAMPLE_ARRAYS:
             io.checked_array(group, name)
         return group
 
@@ -99,17 +98,17 @@ class SampleBank:
         if self._groups is None:
             self._groups = [self._open(path) for path in self.paths]
             if self.in_memory:
-                self._groups = [{name: group[name][:] for name in SAMPLE_ARRAYS} for group in self._groups]
+                self._groups = [{name: group[name][:] for name in io.SAMPLE_ARRAYS} for group in self._groups]
         located = [self._locate(index) for index in indices]
         stores = sorted({store for store, _ in located})
         if len(stores) == 1:  # the common case: gather straight into the batch
             offsets = [offset for _, offset in located]
-            return SampleBatch(*(self._read(stores[0], name, offsets) for name in SAMPLE_ARRAYS))
+            return SampleBatch(*(self._read(stores[0], name, offsets) for name in io.SAMPLE_ARRAYS))
         parts = {store: [offset for s, offset in located if s == store] for store in stores}
-        read = {store: [self._read(store, name, offsets) for name in SAMPLE_ARRAYS] for store, offsets in parts.items()}
+        read = {store: [self._read(store, name, offsets) for name in io.SAMPLE_ARRAYS] for store, offsets in parts.items()}
         order = [(store, parts[store].index(offset)) for store, offset in located]
         return SampleBatch(*(np.stack([read[store][i][position] for store, position in order])
-                             for i in range(len(SAMPLE_ARRAYS))))
+                             for i in range(len(io.SAMPLE_ARRAYS))))
 
     def _read(self, store: int, name: str, offsets: list[int]) -> np.ndarray:
         array = self._groups[store][name]
