@@ -15,15 +15,18 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import elasticdeform
 import numpy as np
-
 from common import isbi_training_labels, machine
 from unetflow import io
-from unetflow.augment import AugmentSettings, OnlineSamples, precompute
+from unetflow.augmentation import AugmentSettings, OnlineSamples
+from unetflow.steps.augment import precompute
 from unetflow.transforms import deform_elastically
+
+DEFAULTS = AugmentSettings.from_config({})  # the schema's (the paper's) transforms
 
 REPEATS = 30
 
@@ -74,7 +77,7 @@ def main() -> None:
     print(f"ratio elasticdeform/ours: {theirs / ours:.2f}x")
     with tempfile.TemporaryDirectory() as folder:
         data, weights = training_stores(Path(folder))
-        samples = OnlineSamples([data], [weights], settings=AugmentSettings(noise_probability=0.5),
+        samples = OnlineSamples([data], [weights], settings=replace(DEFAULTS, noise_probability=0.5),
                                 input_size=572, output_size=388, seed=0, length=64)
         samples[0]
         one, two = samples_per_second(samples, Path(folder), 1), samples_per_second(samples, Path(folder), 2)

@@ -5,7 +5,7 @@ Run: python benchmarks/paper_stability.py SAMPLES.zarr [--stop-after 400] [--sch
 
 Trains the paper's U-Net (depth 4, 64 channels, drop-out 0.5, batch 1, SGD with
 momentum 0.99) on the precomputed samples of an ``augmented.zarr`` store (e.g.
-the ISBI 2012 training slices) through ``unetflow.train.train``, once per
+the ISBI 2012 training slices) through ``unetflow.steps.train.train``, once per
 precision, for ``--stop-after`` iterations of a schedule planned for
 ``--schedule-iterations`` (so a warm-up of 5% of 6000 iterations is the 300
 iterations it would be in a long run). Prints the mean loss and gradient norm
@@ -28,9 +28,9 @@ import yaml
 
 from common import machine
 from unetflow.errors import InputError
-from unetflow.inference import MODEL_FORMAT
+from unetflow import inference
 from unetflow.model import ModelConfig
-from unetflow.train import TrainSettings, train
+from unetflow.steps.train import TrainSettings, train
 from unetflow.training_data import SampleBank
 
 PAPER_MODEL = ModelConfig(depth=4, base_channels=64, dropout=0.5)
@@ -56,7 +56,7 @@ def run(samples: SampleBank, settings: TrainSettings, stop_after: int,
 
     out_dir = folder / f"paper-{settings.precision}"
     try:
-        train(model_config=PAPER_MODEL, settings=settings, samples=samples, validation=[], out_dir=out_dir,
+        train(architecture=PAPER_MODEL, settings=settings, samples=samples, validation=[], out_dir=out_dir,
               fingerprint_of={"stability": settings.precision}, on_iteration=stop)
         return pd.read_csv(out_dir / "metrics.csv"), "finished"
     except Stop:
@@ -69,8 +69,9 @@ def run(samples: SampleBank, settings: TrainSettings, stop_after: int,
 def save_model(checkpoint: Path, path: Path, settings: TrainSettings) -> None:
     """The checkpointed network as a model.pt that predict (and benchmarks/predict.py) reads."""
     state = torch.load(checkpoint, weights_only=False)
-    torch.save({"format": MODEL_FORMAT, "model_config": PAPER_MODEL.to_dict(), "state_dict": state["model"],
-                "train_settings": asdict(settings), "iterations": state["iteration"]}, path)
+    network = PAPER_MODEL.network()
+    network.load_state_dict(state["model"])
+    inference.save_model(path, PAPER_MODEL, network, train_settings=asdict(settings), iterations=state["iteration"])
 
 
 def main() -> None:
@@ -93,7 +94,7 @@ def main() -> None:
     curves = []
     with tempfile.TemporaryDirectory() as folder:
         for precision in args.precision:
-            settings = TrainSettings(**{**base, "precision": precision})
+            settings = TrainSettings.from_config(dict(**{**base, "precision": precision}))
             print(f"\n{precision}: " + ", ".join(f"{k} {v}" for k, v in sorted(overrides.items())) +
                   f" | lr {settings.lr}, warmup {settings.warmup}, schedule {settings.schedule}, "
                   f"grad_clip {settings.grad_clip}, momentum {settings.momentum}")

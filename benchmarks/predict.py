@@ -6,7 +6,7 @@ Run: python benchmarks/predict.py [--slices N] [--depth D --channels C] [--devic
 On the same slices (ISBI 2012 test slices, synthetic where absent), with the
 same network weights, in one process, output megapixels/s of:
 
-1. valid-padded U-Net (the paper's): `unetflow.predict.predict_stack` (Zarr in,
+1. valid-padded U-Net (the paper's): `unetflow.steps.predict.predict_stack` (Zarr in,
    Zarr out) against the raw model forward on exactly the tiles it runs (the
    limit);
 2. the same architecture with same padding: ours (half-overlapping tiles,
@@ -42,7 +42,7 @@ from unetflow.inference import (
     tile_geometry,
 )
 from unetflow.model import ModelConfig, UNet
-from unetflow.predict import create_output, predict_stack
+from unetflow.steps.predict import create_output, predict_stack
 from unetflow.tiling import array_window_reader, tile_grid_for
 
 
@@ -153,7 +153,7 @@ def main() -> None:
         raw = data_store(Path(folder), stack)
         torch.manual_seed(0)
         if args.model:
-            valid = prepare_for_inference(load_model(args.model, device), device)
+            valid = prepare_for_inference(load_model(args.model, device)[0], device)
             print(f"valid rows: trained model {args.model} (depth {valid.config.depth}, "
                   f"{valid.config.base_channels} channels)")
         else:

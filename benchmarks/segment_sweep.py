@@ -15,9 +15,10 @@ import numpy as np
 import pandas as pd
 
 from unetflow import io
-from unetflow.evaluate import object_scores
+from unetflow.io import foreground_probability
+from unetflow.methods.metrics import object_scores
 from unetflow.io import open_probabilities
-from unetflow.segment import components, foreground_probability, watershed_fill
+from unetflow.methods.segmenters import components, watershed_fill
 
 
 def main() -> None:
@@ -37,9 +38,9 @@ def main() -> None:
         for z in range(truth.shape[0]):
             foreground = foreground_probability(probabilities, z)
             if method == "components":
-                objects = components(foreground, threshold=threshold)
+                objects = components(foreground, threshold=threshold, min_size=0)
             else:
-                objects = watershed_fill(foreground, threshold=threshold, h=h, seeds=seeds)
+                objects = watershed_fill(foreground, threshold=threshold, h=h, seeds=seeds, min_size=0)
             errors.append(object_scores(truth[z], objects)["adapted_rand_error"])
             pixel_errors.append(np.mean((foreground >= threshold) != (classes[z] > 0)))
         rows.append({"method": method, "seeds": seeds, "threshold": threshold, "h": h,

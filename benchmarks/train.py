@@ -7,7 +7,7 @@ Run: python benchmarks/train.py [--device cuda] [--skip-loader]
    in memory (the default when it fits in half the available memory) and
    streamed from Zarr; samples/s against the limit, a NumPy copy of the same
    bytes per sample.
-2. Training, through ``unetflow.train.train`` as the rule runs it: iterations/s,
+2. Training, through ``unetflow.steps.train.train`` as the rule runs it: iterations/s,
    samples/s, the share of step time spent waiting for data, and (CUDA) peak
    memory. On the CPU: the demo model (188 -> 100, batch 4) and the paper model
    (572 -> 388, batch 1), in fp32 and with ``precision: auto``. With
@@ -26,17 +26,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from common import machine
-from unetflow.augment import create_sample_store
+from unetflow.steps.augment import create_sample_store
 from unetflow.inference import autocast_dtype, describe_precision
-from unetflow.model import ModelConfig, model_input_size
-from unetflow.train import TrainSettings, train
+from unetflow.model import ModelConfig
+from unetflow.steps.train import TrainSettings, train
 from unetflow.training_data import IterationBatches, SampleBank, collate
 
 PAPER_BANK_SAMPLES = 1100  # 2.3 GB at 572 -> 388: over the former fixed 2 GiB in-memory limit
 
 
 def sample_store(folder: Path, config: ModelConfig, output: int, count: int) -> Path:
-    size = model_input_size(config, output)
+    size = config.input_size(output)
     path = folder / f"samples-{size}-{count}.zarr"
     if path.exists():
         return path
@@ -90,11 +90,11 @@ def loader_benchmark(folder: Path) -> None:
 def measure(name: str, config: ModelConfig, output: int, batch: int, iterations: int, device: str,
             precision: str, folder: Path) -> dict:
     samples = SampleBank([sample_store(folder, config, output, 16)])
-    settings = TrainSettings(iterations=iterations, batch_size=batch, device=device, precision=precision,
-                             validate_every=10**9, checkpoint_every=10**9, log_every=iterations)
+    settings = TrainSettings.from_config(dict(iterations=iterations, batch_size=batch, device=device, precision=precision,
+                             validate_every=10**9, checkpoint_every=10**9, log_every=iterations))
     if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    metrics = train(model_config=config, settings=settings, samples=samples, validation=[],
+    metrics = train(architecture=config, settings=settings, samples=samples, validation=[],
                     out_dir=folder / name.replace(" ", "_"), fingerprint_of={})
     rate = iterations / metrics["seconds"].iloc[-1]
     resolved = describe_precision(precision, torch.device(device), autocast_dtype(precision, torch.device(device)))

@@ -1,19 +1,24 @@
 import errno
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import zarr
+from unetflow import cli, io
+from unetflow.augmentation import AugmentSettings, OnlineSamples, augment_sample, draw_geometry
+from unetflow.geometry import margin, output_size
+from unetflow.methods.architectures import ModelConfig
+from unetflow.steps import augment
+from unetflow.steps.augment import precompute
 
-from unetflow import augment, cli, io
-from unetflow.augment import AugmentSettings, OnlineSamples, augment_sample, draw_geometry, precompute
-from unetflow.geometry import margin, output_size, sample_sizes
+DEFAULTS = AugmentSettings.from_config({})  # the schema's (the paper's) transforms
 
-ZERO = AugmentSettings(
-    elastic_sigma=0, rotation_degrees=0, flip_probability=0, brightness=0, contrast=0, gamma=0, noise_std=0
+ZERO = replace(
+    DEFAULTS, elastic_sigma=0, rotation_degrees=0, flip_probability=0, brightness=0, contrast=0, gamma=0, noise_std=0
 )
-STRONG = AugmentSettings(flip_probability=0.5, rotation_degrees=180, elastic_sigma=10, gray_probability=0)
+STRONG = replace(DEFAULTS, flip_probability=0.5, rotation_degrees=180, elastic_sigma=10, gray_probability=0)
 
 
 def planes(seed=0, shape=(120, 140)):
@@ -85,7 +90,7 @@ def training_stores(tmp_path) -> tuple[Path, Path]:
 
 def test_sample_i_is_the_same_with_one_or_two_workers_and_online(tmp_path, training_stores):
     data, weights = training_stores
-    samples = OnlineSamples([data], [weights], settings=AugmentSettings(noise_probability=0.5),
+    samples = OnlineSamples([data], [weights], settings=replace(DEFAULTS, noise_probability=0.5),
                             input_size=57, output_size=33, seed=4, length=20)
     stores = []
     for workers, scheduler in ((1, "threads"), (2, "threads"), (2, "processes")):
@@ -102,7 +107,7 @@ def test_sample_i_is_the_same_with_one_or_two_workers_and_online(tmp_path, train
 
 def test_tile_shapes_match_the_configured_architecture(tmp_path, training_stores):
     data, weights = training_stores
-    input_size, output = sample_sizes(3, "valid", 30)
+    input_size, output = ModelConfig(depth=3, padding="valid").sample_sizes(30)
     assert output_size(input_size, 3) == output and input_size - output == 2 * margin(3)
     samples = OnlineSamples([data], [weights], settings=STRONG, input_size=input_size, output_size=output,
                             seed=0, length=3)
@@ -126,7 +131,7 @@ def test_background_only_tiles_are_written_so_the_store_reads_as_complete(tmp_pa
     assert (labels[:].reshape(24, -1).max(axis=1) == 0).sum() > 12  # the case: most tiles are background
 
 
-def test_a_full_disk_names_the_store_and_leaves_nothing_behind(tmp_path, training_stores, monkeypatch, capsys):
+def test_a_full_disk_names_the_store_and_leaves_nothing_behind(tmp_path, training_stores, monkeypatch, caplog):
     data, weights = training_stores
     write = augment.write_samples
 
@@ -139,8 +144,8 @@ def test_a_full_disk_names_the_store_and_leaves_nothing_behind(tmp_path, trainin
     monkeypatch.setattr(augment, "write_samples", disk_fills_at_the_first_task)
     with pytest.raises(SystemExit):
         cli.run(augment.main, ["--data", str(data), "--weights", str(weights), "--out", str(tmp_path / "out.zarr"),
-                               "--samples", "32", "--input-size", "21", "--output-size", "9", "--workers", "2"])
-    message = capsys.readouterr().err.strip().splitlines()[-1]
+                               "--settings", '{"samples": 32}', "--input-size", "21", "--output-size", "9", "--workers", "2"])
+    message = caplog.records[-1].getMessage()
     assert ".out.zarr.tmp-" in message and "image/0.0.0: No space left on device while writing it" in message
     assert "Free space on that disk" in message
     time.sleep(1)

@@ -7,6 +7,7 @@ scenario is a dry run whose job list is compared with what must rerun.
 import os
 import re
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
@@ -90,6 +91,54 @@ def test_a_modified_raw_test_slice_reruns_its_dataset_but_not_training(complete_
         path.write_bytes(original)
         os.utime(path, times)
     assert jobs == Counter({"ingest": 1, "predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
+
+
+@contextmanager
+def edited(path: Path, change):
+    """``path`` with its text changed by ``change(text)``, restored (bytes and times) afterwards."""
+    original, times = path.read_bytes(), (path.stat().st_atime, path.stat().st_mtime)
+    path.write_text(change(original.decode()))
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
+        os.utime(path, times)
+
+
+def appended(path: Path, text: str):
+    return edited(path, lambda source: source + text)
+
+
+FROM_PREDICT = {"predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1}
+
+
+def test_a_code_edit_reruns_its_step_and_what_follows_not_what_came_before(complete_run):
+    package = complete_run / "workflow/unetflow"
+    with appended(package / "steps/weights.py", "\nEDITED = True\n"):
+        jobs = planned_jobs(complete_run)
+    assert jobs == Counter({"weights": 1, "augment": 1, "train": 1, **FROM_PREDICT})
+    with appended(package / "methods/segmenters.py", "\nEDITED = True\n"):  # a library module: its steps
+        jobs = planned_jobs(complete_run)
+    assert jobs == Counter({"segment": 1, "evaluate": 1, "report": 1, "all": 1})
+
+
+def test_a_comment_or_docstring_edit_reruns_nothing(complete_run):
+    io_module = complete_run / "workflow/unetflow/io.py"
+    with appended(io_module, "\n# a comment\n"):
+        assert planned_jobs(complete_run) == Counter()
+    with edited(io_module, lambda source: source.replace('"""', '"""Reworded. ', 1)):
+        assert planned_jobs(complete_run) == Counter()
+
+
+def test_settings_that_change_how_jobs_run_rerun_nothing(complete_run):
+    runtime = {"predict": {"device": "cpu", "batch_size": 2}, "dask": {"scheduler": "synchronous"},
+               "train": {"log_every": 5, "checkpoint_every": 7, "workers": 1, "device": "cpu"}}
+    assert planned_jobs(complete_run, *override(complete_run, "runtime", runtime)) == Counter()
+
+
+def test_a_changed_segment_setting_reruns_segment_and_what_follows(complete_run):
+    jobs = planned_jobs(complete_run, *override(complete_run, "segment", {"segment": {"h": 3.0}}))
+    assert jobs == Counter({"segment": 1, "evaluate": 1, "report": 1, "all": 1})
 
 
 def test_snakemake_report_bundles_the_outputs(complete_run):

@@ -6,7 +6,8 @@ import pytest
 import zarr
 
 from unetflow import io
-from unetflow.evaluate import evaluate, object_scores, pixel_scores
+from unetflow.methods.metrics import object_scores, pixel_scores
+from unetflow.steps.evaluate import evaluate
 from unetflow.isbi_scores import best_scores, contingency, slice_scores, thinned_segments, v_info, v_rand
 
 
@@ -71,7 +72,7 @@ def test_object_and_pixel_scores():
     assert found["vi_split"] == pytest.approx(0.0) and found["vi_merge"] == pytest.approx(0.0)
     merged = object_scores(truth, np.ones_like(truth))
     assert merged["vi_merge"] > 0 and merged["vi_split"] == pytest.approx(0.0)
-    pixels = pixel_scores(np.where(truth > 0, 1.0, 0.0), (truth > 0).astype(np.uint8))
+    pixels = pixel_scores(truth > 0, truth > 0)
     assert pixels == pytest.approx({"pixel_error": 0.0, "foreground_iou": 1.0, "foreground_dice": 1.0})
 
 
@@ -80,7 +81,7 @@ def test_non_finite_probabilities_are_refused_within_seconds(tmp_path):
     stores = write_case(tmp_path, truth, (truth > 0).astype(np.float32), truth)
     zarr.open_group(str(stores["predictions"]), mode="r+")["probabilities"][1, 0, 3, 4] = np.inf
     result = subprocess.run(
-        [sys.executable, "-m", "unetflow.evaluate", "--data", str(tmp_path / "data.zarr"), "--predictions",
+        [sys.executable, "-m", "unetflow.steps.evaluate", "--data", str(tmp_path / "data.zarr"), "--predictions",
          str(tmp_path / "predictions.zarr"), "--segmentation", str(tmp_path / "segmentation.zarr"),
          "--out", str(tmp_path / "scores.csv")],
         capture_output=True, text=True, timeout=60,

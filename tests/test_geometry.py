@@ -1,6 +1,7 @@
 import pytest
 
-from unetflow.geometry import input_size_for, margin, output_size, sample_sizes, valid_output_size
+from unetflow.geometry import input_size_for, margin, output_size, valid_output_size
+from unetflow.methods.architectures import ModelConfig
 
 
 def test_paper_network_maps_572_to_388_with_a_92_pixel_margin():
@@ -31,17 +32,17 @@ def test_same_padding_keeps_the_size_and_needs_multiples():
 
 
 def test_each_model_gets_its_own_sample_sizes():
-    assert sample_sizes(4, "valid", 388) == (572, 388)  # the paper's tiles
-    assert sample_sizes(4, "valid", 100) == (284, 100)
-    assert sample_sizes(3, "valid", 100) == (188, 100)
-    assert sample_sizes(2, "same", 100) == (100, 100)
-    assert sample_sizes(4, "same", 100) == (112, 112)  # was 100 -> 100, which a depth-4 same-padded net cannot take
+    assert ModelConfig(depth=4, padding="valid").sample_sizes(388) == (572, 388)  # the paper's tiles
+    assert ModelConfig(depth=4, padding="valid").sample_sizes(100) == (284, 100)
+    assert ModelConfig(depth=3, padding="valid").sample_sizes(100) == (188, 100)
+    assert ModelConfig(depth=2, padding="same").sample_sizes(100) == (100, 100)
+    assert ModelConfig(depth=4, padding="same").sample_sizes(100) == (112, 112)  # was 100 -> 100, which a depth-4 same-padded net cannot take
 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4, 5])
 @pytest.mark.parametrize("padding", ["valid", "same"])
 def test_sample_sizes_are_exactly_what_the_model_takes_and_gives(depth, padding):
     for wanted in range(4, 200, 9):
-        input_size, output = sample_sizes(depth, padding, wanted)
+        input_size, output = ModelConfig(depth=depth, padding=padding).sample_sizes(wanted)
         assert output >= wanted
         assert output_size(input_size, depth, padding) == output

@@ -9,7 +9,7 @@ from ome_zarr.reader import Label, Multiscales, Reader
 
 from unetflow import io
 from unetflow.errors import InputError
-from unetflow.ingest import ingest, main, touching_borders
+from unetflow.steps.ingest import ingest, touching_borders
 from unetflow.readers import open_stack
 
 
@@ -161,16 +161,6 @@ def test_failed_rerun_keeps_no_stale_store(tmp_path, images):
     with pytest.raises(InputError):
         run_ingest(save(tmp_path / "bad.tif", stack), None, out)
     assert out.exists() and sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
-
-
-def test_cli_exits_non_zero_with_the_message(tmp_path, capsys):
-    from unetflow import cli
-
-    with pytest.raises(SystemExit) as exit_info:
-        cli.run(main, ["--images", str(tmp_path / "missing.tif"), "--out", str(tmp_path / "d.zarr")])
-    assert exit_info.value.code == 1
-    assert "missing.tif: no such file or folder" in capsys.readouterr().err
-    assert not (tmp_path / "d.zarr").exists()
 
 
 def test_a_store_with_a_missing_chunk_is_refused(tmp_path, images):

@@ -10,10 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
-import torch
 import zarr
 
-from unetflow.inference import MODEL_FORMAT
+from unetflow.inference import save_model
 from unetflow.model import ModelConfig, UNet
 
 pytestmark = pytest.mark.slow
@@ -67,16 +66,15 @@ def large_stack(tmp_path_factory) -> Path:
 def test_a_stack_larger_than_the_memory_limit_streams_through(large_stack):
     assert (large_stack / "images.tif").stat().st_size > 700 * MB
     data = large_stack / "data.zarr"
-    step = run_limited(450, "unetflow.ingest", "--images", str(large_stack / "images.tif"),
+    step = run_limited(450, "unetflow.steps.ingest", "--images", str(large_stack / "images.tif"),
                        "--labels", str(large_stack / "labels.tif"), "--out", str(data))
     assert step.returncode == 0, step.stderr[-3000:]
-    step = run_limited(450, "unetflow.weights", str(data), str(large_stack / "weights.zarr"), "--workers", "2")
+    step = run_limited(450, "unetflow.steps.weights", str(data), str(large_stack / "weights.zarr"), "--workers", "2")
     assert step.returncode == 0, step.stderr[-3000:]
     config = ModelConfig(depth=1, base_channels=4, dropout=0.0)
-    torch.save({"format": MODEL_FORMAT, "model_config": config.to_dict(), "state_dict": UNet(config).state_dict()},
-               large_stack / "model.pt")
-    step = run_limited(700, "unetflow.predict", str(large_stack / "model.pt"), str(data),
-                       str(large_stack / "predictions.zarr"), "--tile", "512", "--device", "cpu", "--dtype", "uint8")
+    save_model(large_stack / "model.pt", config, UNet(config))
+    step = run_limited(700, "unetflow.steps.predict", str(large_stack / "model.pt"), str(data),
+                       str(large_stack / "predictions.zarr"), "--settings", '{"tile": 512, "dtype": "uint8"}', "--runtime", '{"device": "cpu"}')
     assert step.returncode == 0, step.stderr[-3000:]
     assert zarr.open_group(str(large_stack / "predictions.zarr"), mode="r")["probabilities"].shape == (2, SLICES, EDGE, EDGE)
     assert zarr.open_group(str(large_stack / "weights.zarr"), mode="r")["weights"].shape == (SLICES, EDGE, EDGE)

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from unetflow.model import ModelConfig, UNet, count_convolutions, count_parameters, model_input_size
+from unetflow.model import ModelConfig, UNet, count_convolutions, count_parameters
 
 
 def test_paper_network_shape_layers_and_size():
@@ -30,7 +30,7 @@ def test_initialisation_follows_the_fan_in():
 def test_configured_networks_map_their_input_size_to_the_wanted_output(config):
     model = UNet(config).eval()
     for wanted in (20, 36, 44):
-        size = model_input_size(config, wanted)
+        size = config.input_size(wanted)
         with torch.inference_mode():
             out = model(torch.zeros(1, 1, size, size))
         assert out.shape[1] == config.num_classes

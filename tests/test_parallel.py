@@ -7,7 +7,7 @@ from unetflow import io
 from unetflow.errors import InputError
 from unetflow.parallel import dask_config
 from unetflow.synthetic import generate_stack
-from unetflow.weights import main as weights_main
+from unetflow.steps.weights import main as weights_main
 
 
 @pytest.fixture

@@ -7,11 +7,10 @@ import pytest
 import torch
 import zarr
 
-from unetflow import io
+from unetflow import inference, io
 from unetflow.errors import InputError
-from unetflow.inference import MODEL_FORMAT
 from unetflow.model import ModelConfig, UNet
-from unetflow.predict import main
+from unetflow.steps.predict import main
 
 TINY = ModelConfig(depth=1, base_channels=4, dropout=0.0)
 
@@ -19,7 +18,7 @@ TINY = ModelConfig(depth=1, base_channels=4, dropout=0.0)
 def save_model(path: Path, config: ModelConfig = TINY) -> Path:
     torch.manual_seed(0)
     model = UNet(config)
-    torch.save({"format": MODEL_FORMAT, "model_config": config.to_dict(), "state_dict": model.state_dict()}, path)
+    inference.save_model(path, config, model)
     return path
 
 
@@ -35,8 +34,8 @@ def save_data(path: Path, shape: tuple[int, int, int]) -> Path:
 
 def test_prediction_store_is_ome_zarr_with_class_probabilities(tmp_path):
     model, data = save_model(tmp_path / "model.pt"), save_data(tmp_path / "data.zarr", (3, 50, 70))
-    main([str(model), str(data), str(tmp_path / "p.zarr"), "--tile", "24", "--device", "cpu"])
-    main([str(model), str(data), str(tmp_path / "q.zarr"), "--tile", "24", "--device", "cpu", "--dtype", "uint8"])
+    main([str(model), str(data), str(tmp_path / "p.zarr"), "--settings", '{"tile": 24}', "--runtime", '{"device": "cpu"}'])
+    main([str(model), str(data), str(tmp_path / "q.zarr"), "--settings", '{"tile": 24, "dtype": "uint8"}', "--runtime", '{"device": "cpu"}'])
     group = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
     probabilities = group["probabilities"][:]
     assert probabilities.shape == (2, 3, 50, 70)
@@ -51,10 +50,10 @@ def test_a_corrupted_or_foreign_model_file_is_refused(tmp_path):
     data = save_data(tmp_path / "data.zarr", (1, 20, 20))
     (tmp_path / "broken.pt").write_bytes(b"not a model")
     with pytest.raises(InputError, match=r"broken\.pt: not a readable model file .* rerun the train rule"):
-        main([str(tmp_path / "broken.pt"), str(data), str(tmp_path / "p.zarr"), "--device", "cpu"])
+        main([str(tmp_path / "broken.pt"), str(data), str(tmp_path / "p.zarr"), "--runtime", '{"device": "cpu"}'])
     torch.save({"weights": 1}, tmp_path / "foreign.pt")
     with pytest.raises(InputError, match=r"foreign\.pt: not a unetflow model"):
-        main([str(tmp_path / "foreign.pt"), str(data), str(tmp_path / "p.zarr"), "--device", "cpu"])
+        main([str(tmp_path / "foreign.pt"), str(data), str(tmp_path / "p.zarr"), "--runtime", '{"device": "cpu"}'])
     assert not (tmp_path / "p.zarr").exists()
 
 
@@ -62,7 +61,7 @@ def test_a_corrupted_or_foreign_model_file_is_refused(tmp_path):
 # test runner's memory that the child held between fork and exec
 PEAK_MEMORY_SCRIPT = """
 import sys
-from unetflow.predict import main
+from unetflow.steps.predict import main
 main(sys.argv[1:])
 peak_kib = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM"))
 print(peak_kib // 1024)  # MiB
@@ -75,7 +74,7 @@ def test_a_4096_square_slice_predicts_in_bounded_memory(tmp_path):
     model, data = save_model(tmp_path / "model.pt", config), save_data(tmp_path / "data.zarr", (1, 4096, 4096))
     result = subprocess.run(
         [sys.executable, "-c", PEAK_MEMORY_SCRIPT, str(model), str(data), str(tmp_path / "p.zarr"),
-         "--tile", "256", "--device", "cpu", "--dtype", "uint8", "--threads", "2"],
+         "--settings", '{"tile": 256, "dtype": "uint8"}', "--runtime", '{"device": "cpu"}', "--threads", "2"],
         capture_output=True, text=True, check=True,
     )
     peak_mib = int(result.stdout.strip().splitlines()[-1])
@@ -95,7 +94,7 @@ def test_a_model_with_non_finite_weights_is_refused(tmp_path):
     torch.save(saved, tmp_path / "nan.pt")
     with pytest.raises(InputError, match=r"nan\.pt: 1 of its weight tensors hold NaN or infinity \(head\.weight\).*"
                                          r"the training that wrote it diverged"):
-        main([str(tmp_path / "nan.pt"), str(data), str(tmp_path / "p.zarr"), "--device", "cpu"])
+        main([str(tmp_path / "nan.pt"), str(data), str(tmp_path / "p.zarr"), "--runtime", '{"device": "cpu"}'])
     assert not (tmp_path / "p.zarr").exists()
 
 
@@ -107,8 +106,8 @@ def test_prediction_stops_at_the_first_non_finite_output(tmp_path):
     data = save_data(tmp_path / "data.zarr", (2, 20, 20))
     with pytest.raises(InputError, match=r"overflowing\.pt on .*data\.zarr gives non-finite probabilities \(NaN or "
                                          r"infinity\) on slice 0, rows 0-20, columns 0-20; no predictions were written"):
-        main([str(tmp_path / "overflowing.pt"), str(data), str(tmp_path / "p.zarr"), "--device", "cpu",
-              "--dtype", "uint8"])  # uint8 would have turned NaN into 0 without a word
+        main([str(tmp_path / "overflowing.pt"), str(data), str(tmp_path / "p.zarr"), "--runtime", '{"device": "cpu"}',
+              "--settings", '{"dtype": "uint8"}'])  # uint8 would have turned NaN into 0 without a word
     assert not (tmp_path / "p.zarr").exists()
     assert not list(tmp_path.glob(".p.zarr.tmp-*"))
 
@@ -119,7 +118,7 @@ def test_a_model_of_the_earlier_format_is_refused_not_run_differently(tmp_path):
     data = save_data(tmp_path / "data.zarr", (1, 20, 20))
     with pytest.raises(InputError, match=r"old\.pt: written by an earlier unetflow \(a U-Net without the ReLU after its "
                                          r"up-convolutions\).*rerun the train rule"):
-        main([str(tmp_path / "old.pt"), str(data), str(tmp_path / "p.zarr"), "--device", "cpu"])
+        main([str(tmp_path / "old.pt"), str(data), str(tmp_path / "p.zarr"), "--runtime", '{"device": "cpu"}'])
 
 
 def test_auto_batch_size_is_one_on_the_cpu_and_fits_half_the_free_gpu_memory():

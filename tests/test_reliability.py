@@ -23,7 +23,6 @@ import zarr
 from PIL import Image
 
 from conftest import copy_workflow, snakemake
-from unetflow.inference import MODEL_FORMAT
 
 pytestmark = pytest.mark.slow
 
@@ -142,8 +141,7 @@ def test_tile_smaller_than_the_network_margin(trained):
 
 @pytest.mark.parametrize("damage, message", [
     (lambda path: path.write_bytes(b"\x00" * 100), "not a readable model file"),
-    (lambda path: torch.save({"format": MODEL_FORMAT, "model_config": {"depth": 2, "base_channels": 8},
-                              "state_dict": torch.load(path.with_suffix(".good"), weights_only=False)["state_dict"]},
+    (lambda path: torch.save({**torch.load(path.with_suffix(".good")), "arguments": {"depth": 2, "base_channels": 8}},
                              path), "its weights do not fit its architecture"),
     (lambda path: torch.save(with_nan_weights(torch.load(path.with_suffix(".good"), weights_only=False)), path),
      "hold NaN or infinity"),
@@ -295,10 +293,10 @@ def test_killed_prediction_reruns_to_the_same_output(trained, tmp_path):
     options = configure(trained, "tta", {**QUICK, "predict": {"test_time_augmentation": True}})
     killed_then_rerun(trained, PREDICTION, options, writing(trained / PREDICTION))
     rerun = zarr.open_group(str(trained / PREDICTION), mode="r")["probabilities"][:]
-    from unetflow.predict import main as predict_main
+    from unetflow.steps.predict import main as predict_main
 
     predict_main([str(trained / "results/models/small/model.pt"), str(trained / "results/demo_test/data.zarr"),
-                  str(tmp_path / "reference.zarr"), "--test-time-augmentation", "--tile", "256"])
+                  str(tmp_path / "reference.zarr"), "--settings", '{"test_time_augmentation": true, "tile": 256}'])
     reference = zarr.open_group(str(tmp_path / "reference.zarr"), mode="r")["probabilities"][:]
     np.testing.assert_allclose(rerun, reference, atol=1e-6)
 

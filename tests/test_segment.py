@@ -6,7 +6,7 @@ import numpy as np
 from skimage.metrics import adapted_rand_error
 
 from unetflow import io
-from unetflow.segment import components, watershed_fill
+from unetflow.methods.segmenters import components, watershed_fill
 
 
 def known_cells() -> np.ndarray:
@@ -20,7 +20,7 @@ def known_cells() -> np.ndarray:
 def test_components_of_a_known_probability_map_are_the_known_objects():
     objects = known_cells()
     probability = np.where(objects > 0, 0.9, 0.1)
-    found = components(probability, threshold=0.5)
+    found = components(probability, threshold=0.5, min_size=0)
     assert found.max() == 4
     assert adapted_rand_error(objects, found)[0] == 0.0
 
@@ -29,8 +29,8 @@ def test_watershed_fills_membranes_and_closes_gaps_the_network_left_open():
     objects = known_cells()
     probability = np.where(objects > 0, 0.9, 0.1)
     probability[15, 31] = probability[46, 31] = 0.6  # two gaps in the membrane between cells
-    assert components(probability, threshold=0.5).max() == 2  # the gaps merge cells pairwise
-    filled = watershed_fill(probability, threshold=0.5, h=2)
+    assert components(probability, threshold=0.5, min_size=0).max() == 2  # the gaps merge cells pairwise
+    filled = watershed_fill(probability, threshold=0.5, seeds="distance", h=2, min_size=0)
     assert filled.max() == 4 and filled.min() == 1  # every pixel belongs to a cell
     assert adapted_rand_error(objects, filled)[0] == 0.0  # membranes (label 0) are ignored by the score
     for label in range(1, 5):
@@ -42,14 +42,14 @@ def test_small_objects_are_dropped():
     probability = np.where(objects > 0, 0.9, 0.1)
     probability[40:42, 40:42] = 0.0  # a hole does not matter
     probability[0:2, 62:64] = 0.9  # a 4-pixel speck
-    assert components(probability, threshold=0.5).max() == 5
+    assert components(probability, threshold=0.5, min_size=0).max() == 5
     assert components(probability, threshold=0.5, min_size=10).max() == 4
 
 
 def test_probability_seeds_also_find_the_cells():
     objects = known_cells()
     probability = np.where(objects > 0, 0.9, 0.1)
-    filled = watershed_fill(probability, threshold=0.5, seeds="probability", h=0.05)
+    filled = watershed_fill(probability, threshold=0.5, seeds="probability", h=0.05, min_size=0)
     assert adapted_rand_error(objects, filled)[0] == 0.0
 
 
@@ -67,8 +67,8 @@ def test_non_finite_probabilities_are_refused_within_seconds_naming_store_and_sl
     # before the check, a watershed of NaN probabilities did not finish in minutes
     store = nan_prediction_store(tmp_path / "nan.zarr")
     result = subprocess.run(
-        [sys.executable, "-m", "unetflow.segment", str(store), str(tmp_path / "objects.zarr"), "--method", "watershed",
-         "--seeds", "probability", "--h", "0.1", "--workers", "2"],
+        [sys.executable, "-m", "unetflow.steps.segment", str(store), str(tmp_path / "objects.zarr"), "--settings",
+         '{"method": "watershed", "seeds": "probability", "h": 0.1}', "--workers", "2"],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1

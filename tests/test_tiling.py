@@ -5,7 +5,7 @@ import torch
 from unetflow.inference import make_forward, tile_geometry
 from unetflow.model import ModelConfig, UNet
 from unetflow.tiling import array_window_reader, blend_origins, predict_block, predict_slice, tile_origins
-from unetflow.transforms import mirrored_window
+from unetflow.mirror import mirrored_window
 
 VALID = ModelConfig(depth=2, base_channels=4, dropout=0.0)  # margin 20, outputs are 0 mod 4
 

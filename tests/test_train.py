@@ -10,12 +10,13 @@ import zarr
 
 from unetflow import checkpoint
 from unetflow.errors import InputError
-from unetflow.model import ModelConfig, UNet, model_input_size
+from unetflow.model import ModelConfig, UNet
 from unetflow.synthetic import generate_stack
 from unetflow.inference import autocast_dtype, cpu_has_bf16_matrix_units, resolve_device
-from unetflow.optimisation import optimisation_step, weighted_cross_entropy
-from unetflow.train import TrainSettings, train
-from unetflow.weights import class_weights, weight_map
+from unetflow.methods.losses import weighted_cross_entropy
+from unetflow.optimisation import optimisation_step
+from unetflow.steps.train import TrainSettings, train
+from unetflow.steps.weights import class_weights, weight_map
 
 TINY = ModelConfig(depth=2, base_channels=8, dropout=0.3)
 
@@ -30,7 +31,7 @@ class TileSamples:
                              class_weight=class_weights(np.bincount(classes.ravel())))
         image = ((images[0] - images[0].mean()) / images[0].std()).astype(np.float32)
         self.output_size = output_size
-        self.input_size = model_input_size(TINY, output_size)
+        self.input_size = TINY.input_size(output_size)
         border = (self.input_size - output_size) // 2
         self.items = []
         for index in range(count):
@@ -58,20 +59,20 @@ def test_weighted_loss_equals_a_hand_computation():
 
 def test_small_model_overfits_one_tile(tmp_path):
     samples = TileSamples(output_size=36, count=1, same_tile=True)
-    settings = TrainSettings(iterations=150, batch_size=1, optimizer="adam", lr=3e-3, device="cpu",
-                             validate_every=1000, checkpoint_every=1000, log_every=10)
-    metrics = train(model_config=ModelConfig(depth=2, base_channels=8, dropout=0.0), settings=settings,
+    settings = TrainSettings.from_config(dict(iterations=150, batch_size=1, optimizer="adam", lr=3e-3, device="cpu",
+                             validate_every=1000, checkpoint_every=1000, log_every=10))
+    metrics = train(architecture=ModelConfig(depth=2, base_channels=8, dropout=0.0), settings=settings,
                     samples=samples, validation=[], out_dir=tmp_path, fingerprint_of={})
     assert metrics["loss"].iloc[0] / metrics["loss"].iloc[-1] >= 10
 
 
 def run(out_dir, iterations, on_iteration=None, **options):
-    settings = TrainSettings(iterations=iterations, batch_size=2, lr=0.01, momentum=0.99, device="cpu",
-                             validate_every=10, checkpoint_every=5, log_every=5, **options)
+    settings = TrainSettings.from_config(dict(iterations=iterations, batch_size=2, lr=0.01, momentum=0.99, device="cpu",
+                             validate_every=10, checkpoint_every=5, log_every=5, **options))
     samples = TileSamples(output_size=20, count=6)
     validation = [(np.random.default_rng(0).normal(size=(44, 50)).astype(np.float32),
                    np.random.default_rng(1).integers(0, 2, (44, 50)).astype(np.uint8))]
-    return train(model_config=TINY, settings=settings, samples=samples, validation=validation,
+    return train(architecture=TINY, settings=settings, samples=samples, validation=validation,
                  out_dir=out_dir, fingerprint_of={"test": 1}, on_iteration=on_iteration)
 
 
@@ -109,7 +110,7 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path):
 def test_outputs_hold_everything_prediction_needs(tmp_path):
     run(tmp_path, 10)
     saved = torch.load(tmp_path / "model.pt", weights_only=False)
-    model = UNet(ModelConfig(**saved["model_config"]))
+    model = UNet(ModelConfig(**saved["arguments"], num_classes=saved["num_classes"]))
     model.load_state_dict(saved["state_dict"])
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     assert {"iteration", "loss", "lr", "seconds", "val_loss", "val_pixel_error", "val_foreground_iou"} <= set(metrics)
@@ -135,12 +136,12 @@ def test_time_budget_stops_training_early(tmp_path):
 
 
 def test_learning_rate_schedules():
-    settings = TrainSettings(lr=0.1, schedule="cosine", warmup=0.1)
+    settings = TrainSettings.from_config(dict(lr=0.1, schedule="cosine", warmup=0.1))
     assert settings.learning_rate(0.05) == pytest.approx(0.05)
     assert settings.learning_rate(0.1) == pytest.approx(0.1)
     assert settings.learning_rate(1.0) == pytest.approx(0.0, abs=1e-12)
-    assert TrainSettings(lr=0.1).learning_rate(0.7) == 0.1
-    assert TrainSettings(lr=0.1, schedule="poly").learning_rate(0.5) == pytest.approx(0.1 * 0.5**0.9)
+    assert TrainSettings.from_config(dict(lr=0.1)).learning_rate(0.7) == 0.1
+    assert TrainSettings.from_config(dict(lr=0.1, schedule="poly")).learning_rate(0.5) == pytest.approx(0.1 * 0.5**0.9)
 
 
 def test_devices_and_precisions_are_checked():
@@ -175,16 +176,16 @@ def test_a_checkpoint_torn_while_writing_never_replaces_the_last_good_one(tmp_pa
 
 
 def test_an_absurd_learning_rate_stops_training_within_a_few_iterations(tmp_path):
-    settings = TrainSettings(iterations=500, batch_size=2, lr=1e4, momentum=0.99, device="cpu", validate_every=1000,
-                             checkpoint_every=5, log_every=5, max_nonfinite_steps=5)
+    settings = TrainSettings.from_config(dict(iterations=500, batch_size=2, lr=1e4, momentum=0.99, device="cpu", validate_every=1000,
+                             checkpoint_every=5, log_every=5, max_nonfinite_steps=5))
     (tmp_path / "model.pt").write_bytes(b"an earlier run's model")
     with pytest.raises(InputError) as raised:
-        train(model_config=TINY, settings=settings, samples=TileSamples(output_size=20, count=6), validation=[],
+        train(architecture=TINY, settings=settings, samples=TileSamples(output_size=20, count=6), validation=[],
               out_dir=tmp_path, fingerprint_of={})
     message = str(raised.value)
     assert f"training of model '{tmp_path.name}' diverged at iteration" in message
     assert "learning rate 1e+04" in message and "No model.pt was written" in message
-    assert "lower the learning rate" in message and "lower train.grad_clip (now 12.0)" in message
+    assert "lower the learning rate" in message and "lower train.grad_clip (now 12)" in message
     assert not (tmp_path / "model.pt").exists()  # not even the stale one, which would look like this run's
     metrics = pd.read_csv(tmp_path / "metrics.csv")
     stopped_at = int(message.split("diverged at iteration ")[1].split()[0])
@@ -193,7 +194,7 @@ def test_an_absurd_learning_rate_stops_training_within_a_few_iterations(tmp_path
 
 
 def test_a_model_with_a_non_finite_weight_is_never_written(tmp_path, monkeypatch):
-    import unetflow.train
+    import unetflow.steps.train
 
     def step_that_breaks_a_weight(model, optimizer, scaler, loss, *, grad_clip):
         outcome = optimisation_step(model, optimizer, scaler, loss, grad_clip=grad_clip)
@@ -201,11 +202,11 @@ def test_a_model_with_a_non_finite_weight_is_never_written(tmp_path, monkeypatch
             model.head.bias[0] = math.inf  # a fault no gradient check sees
         return outcome
 
-    monkeypatch.setattr(unetflow.train, "optimisation_step", step_that_breaks_a_weight)
-    settings = TrainSettings(iterations=3, batch_size=2, device="cpu", validate_every=1000, checkpoint_every=2,
-                             log_every=1)
+    monkeypatch.setattr(unetflow.steps.train, "optimisation_step", step_that_breaks_a_weight)
+    settings = TrainSettings.from_config(dict(iterations=3, batch_size=2, device="cpu", validate_every=1000, checkpoint_every=2,
+                             log_every=1))
     with pytest.raises(InputError, match=r"1 weight tensors hold NaN or infinity \(head.bias\)"):
-        train(model_config=TINY, settings=settings, samples=TileSamples(output_size=20, count=6), validation=[],
+        train(architecture=TINY, settings=settings, samples=TileSamples(output_size=20, count=6), validation=[],
               out_dir=tmp_path, fingerprint_of={})
     assert not (tmp_path / "model.pt").exists() and not (tmp_path / "checkpoint.pt").exists()
 
@@ -245,7 +246,7 @@ def test_the_step_reads_nothing_back_from_the_device_between_reports(tmp_path, m
     """The GPU path (fused optimiser, on-device skip) run on the CPU as a stand-in: every
     tensor-to-host read (item, tolist, bool, float, int) inside a training step, and per
     iteration of the loop, is counted."""
-    from unetflow import train as train_module
+    from unetflow.steps import train as train_module
 
     monkeypatch.setattr(train_module, "fused_on", lambda device: True)
     reads, in_step = [], []
@@ -264,9 +265,9 @@ def test_the_step_reads_nothing_back_from_the_device_between_reports(tmp_path, m
 
     monkeypatch.setattr(train_module, "training_step", watched_step)
     per_iteration = []
-    settings = TrainSettings(iterations=30, batch_size=2, device="cpu", precision="fp32", validate_every=1000,
-                             checkpoint_every=1000, log_every=10)
-    train(model_config=TINY, settings=settings, samples=TileSamples(output_size=20, count=6), validation=[],
+    settings = TrainSettings.from_config(dict(iterations=30, batch_size=2, device="cpu", precision="fp32", validate_every=1000,
+                             checkpoint_every=1000, log_every=10))
+    train(architecture=TINY, settings=settings, samples=TileSamples(output_size=20, count=6), validation=[],
           out_dir=tmp_path, fingerprint_of={}, on_iteration=lambda i: per_iteration.append(len(reads)))
     assert not any(reads[:per_iteration[-1]])  # none inside a training step
     new_reads = np.diff(per_iteration)  # from iteration 2 on (the data loader seeds itself before 1)
@@ -275,20 +276,20 @@ def test_the_step_reads_nothing_back_from_the_device_between_reports(tmp_path, m
 
 def test_in_memory_and_streamed_sample_banks_train_to_the_same_weights(tmp_path):
     """The loader's path (in memory, or Zarr batch by batch) changes nothing in training."""
-    from unetflow.augment import create_sample_store
+    from unetflow.steps.augment import create_sample_store
     from unetflow.training_data import SampleBank
 
     source = TileSamples(output_size=20, count=6)
     store = create_sample_store(tmp_path / "samples.zarr", 6, source.input_size, 20, {})
     for index, (image, labels, weights) in enumerate(source.items):
         store["image"][index], store["labels"][index], store["weights"][index] = image, labels, weights
-    settings = TrainSettings(iterations=8, batch_size=3, device="cpu", validate_every=1000, checkpoint_every=1000,
-                             log_every=4)
+    settings = TrainSettings.from_config(dict(iterations=8, batch_size=3, device="cpu", validate_every=1000, checkpoint_every=1000,
+                             log_every=4))
     trained = []
     for name, limit in (("memory", 10**12), ("streamed", 0)):
         bank = SampleBank([tmp_path / "samples.zarr"], in_memory_limit=limit)
         assert bank.in_memory == (name == "memory")
-        train(model_config=TINY, settings=settings, samples=bank, validation=[], out_dir=tmp_path / name,
+        train(architecture=TINY, settings=settings, samples=bank, validation=[], out_dir=tmp_path / name,
               fingerprint_of={})
         trained.append(weights_of(tmp_path / name))
     assert all(torch.equal(trained[0][key], trained[1][key]) for key in trained[0])

@@ -1,12 +1,12 @@
 import numpy as np
 import pytest
 
+from unetflow.mirror import mirror_indices
 from unetflow.transforms import (
     Geometry,
     adjust_gray_values,
     cubic_weights,
     elastic_displacement,
-    mirror_indices,
     sample_planes,
     source_coordinates,
     transform_planes,

@@ -5,7 +5,7 @@ from PIL import Image
 from skimage.measure import label as connected_components
 
 from unetflow.synthetic import generate_stack
-from unetflow.weights import (
+from unetflow.steps.weights import (
     border_cutoff,
     class_weights,
     naive_weight_map,

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import numpy as np
+import pytest
 import pandas as pd
 import torch
 import yaml
@@ -153,5 +154,23 @@ def test_train_rule_runs_on_the_demo(workflow_dir):
     assert metrics["val_pixel_error"].notna().sum() == 2
     assert (model_dir / "loss.png").exists() and not (model_dir / "checkpoint.pt").exists()
     saved = torch.load(model_dir / "model.pt", weights_only=False)
-    assert saved["model_config"]["depth"] == 3 and saved["model_config"]["base_channels"] == 16
+    assert saved["architecture"] == "unet"
+    assert saved["arguments"]["depth"] == 3 and saved["arguments"]["base_channels"] == 16
     assert "iteration 12/12" in (workflow_dir / "logs/train/small.log").read_text()
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"segment": {"method": "watersheds"}}, "segment.method is 'watersheds', which methods/segmenters.py does not "
+                                            "define; use one of components, watershed"),
+    ({"train": {"loss": "dice"}}, "models.small.train.loss is 'dice', which methods/losses.py does not define"),
+    ({"models": {"small": {"architecture": "resnet"}}}, "models.small.architecture is 'resnet', which "
+                                                        "methods/architectures.py does not define; use one of unet"),
+    ({"models": {"small": {"dept": 3}}}, "models.small: dept is not an argument of architecture 'unet' (it takes "
+                                         "base_channels, batch_norm, depth, dropout, padding)"),
+    ({"models": {"small": {"train": {"lr": -1}}}}, "models.small.train.lr: -1 is less than or equal to the minimum"),
+    ({"train_on": []}, "train_on is missing or empty, so the models have nothing to train on"),
+])
+def test_unknown_methods_and_missing_training_data_are_refused_before_any_job(workflow_dir, config, message):
+    result = snakemake(workflow_dir, "-n", "--configfile", write_config(workflow_dir, config), check=False)
+    assert result.returncode != 0
+    assert message in " ".join((result.stdout + result.stderr).split())

@@ -14,10 +14,9 @@ rule augment:
         output_size="[0-9]+",
     params:
         upstream=upstream_of_samples,  # settings of the inputs (provenance.smk)
-        samples=config["augment"]["samples"],
-        seed=config["augment"]["seed"],
-        settings=json.dumps(config["augment"]["transforms"], sort_keys=True),
-        scheduler=config["dask"]["scheduler"],
+        scheduler=runtime(config["dask"]["scheduler"]),
+        code=code_of("augment"),
+        settings=json.dumps(augment_settings(), sort_keys=True),
     threads: workflow.cores
     resources:
         mem_mb=memory_mb(2000, 2),
@@ -28,4 +27,4 @@ rule augment:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.augment --data {input.data:q} --weights {input.weights:q} --out {output.store:q} --preview {output.preview:q} --samples {params.samples:q} --input-size {wildcards.input_size:q} --output-size {wildcards.output_size:q} --seed {params.seed:q} --settings {params.settings:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.augment --data {input.data:q} --weights {input.weights:q} --out {output.store:q} --preview {output.preview:q} --input-size {wildcards.input_size:q} --output-size {wildcards.output_size:q} --settings {params.settings:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

@@ -6,8 +6,11 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from unetflow import config_checks
-from unetflow.geometry import sample_sizes
+from unetflow import config_checks, settings
+from unetflow.errors import InputError
+from unetflow.fingerprints import code_fingerprint
+from unetflow.methods import architectures
+from unetflow.methods.registry import check_name
 
 # The package runs from the source tree, installed or not (conda envs too), whatever
 # characters the checkout's path holds; this checkout's copy comes first.
@@ -33,9 +36,56 @@ def check_config():
     for key in ("train_on", "validate_on", "predict_on", "run_models"):
         config_checks.check_unique(config.get(key, []), key)
     config_checks.check_seed_height(config["segment"]["seeds"], config["segment"]["h"])
+    check_method(config["segment"]["method"], "segmenters", "segmenter", "segment.method")
+    for model in active_models():
+        check_method(model_train_settings(model)["loss"], "losses", "loss", f"models.{model}.train.loss")
+        check_method(config["models"][model].get("architecture", "unet"), "architectures", "architecture",
+                     f"models.{model}.architecture")
+        model_sample_sizes(model)  # unknown architecture arguments are refused here
+    if active_models() and not config["train_on"]:
+        raise ValueError("config: train_on is missing or empty, so the models have nothing to train on; name the "
+                         "labelled datasets to train on, e.g. train_on: [my_labelled_stack]")
 
 
-check_config()
+def check_method(name, module, decorator, setting):
+    """A method name the registry in unetflow/methods/<module>.py defines, or a ValueError
+    (Snakemake shows the message of errors raised here, not of those from the package)."""
+    try:
+        check_name(name, module, decorator, setting)
+    except InputError as error:
+        raise ValueError(str(error)) from None
+
+
+def code_of(step):
+    """Hash of the code that runs for `step` (unetflow.fingerprints.code_fingerprint), a params
+    entry: editing the step or a module it imports reruns its jobs."""
+    return code_fingerprint(step)
+
+
+def runtime(value):
+    """A params entry for a setting that changes how a job runs, not its results (the schema's
+    x-runtime keys): Snakemake's params trigger leaves out params computed from threads."""
+    return lambda wildcards, threads: value
+
+
+def results_settings(section, values=None):
+    """Section `section` of the config without its runtime keys (the schema's x-runtime)."""
+    return settings.without_runtime(section, config[section] if values is None else values)
+
+
+def predict_runtime(wildcards, threads):
+    """predict's runtime keys (device, batch_size) as JSON; computed from threads, so no rerun trigger."""
+    return json.dumps(settings.only_runtime("predict", config["predict"]), sort_keys=True)
+
+
+def train_runtime(wildcards, threads):
+    """The model's train runtime keys (device, workers, intervals) as JSON; no rerun trigger."""
+    return json.dumps(settings.only_runtime("train", model_train_settings(wildcards.model)), sort_keys=True)
+
+
+def augment_settings():
+    """What an augmented sample store depends on (its tile sizes are in its path)."""
+    return {key: config["augment"][key] for key in ("samples", "seed", "transforms")}
 
 
 def dataset(name):
@@ -53,17 +103,11 @@ def active_models():
 
 def model_train_settings(model):
     """The global train section with the model's own overrides, checked against the schema."""
-    import jsonschema
-    import yaml
-
-    settings = {**config["train"], **config["models"][model].get("train", {})}
-    with open(Path(workflow.basedir) / "workflow/schemas/config.schema.yaml") as handle:
-        schema = yaml.safe_load(handle)["properties"]["train"]
+    overrides = config["models"][model].get("train", {})
     try:
-        jsonschema.validate(settings, schema)
-    except jsonschema.ValidationError as error:
-        raise ValueError(f"config: models.{model}.train: {error.message}") from None
-    return settings
+        return settings.section("train", {**config["train"], **overrides})
+    except InputError as error:
+        raise ValueError(str(error).replace("config: train", f"config: models.{model}.train", 1)) from None
 
 
 MODEL_SETTING_SECTIONS = ("train", "augment")  # a model's own overrides, not architecture
@@ -76,9 +120,13 @@ def model_architecture(model):
 def model_sample_sizes(model):
     """(input, output) tile edges of the model's training samples: its own output_size
     (models.<name>.augment.output_size, else augment.output_size), made valid for it."""
-    architecture = model_architecture(model)
+    try:
+        architecture = architectures.from_config(config["models"][model], num_classes=config["num_classes"],
+                                                 where=f"models.{model}")
+    except InputError as error:
+        raise ValueError(str(error)) from None
     at_least = config["models"][model].get("augment", {}).get("output_size", config["augment"]["output_size"])
-    return sample_sizes(architecture["depth"], architecture["padding"], at_least)
+    return architecture.sample_sizes(at_least)
 
 
 def sample_store(dataset, model):
@@ -134,9 +182,8 @@ def online_option(wildcards):
     """--online with the augment settings and the model's --sample-sizes, in online mode."""
     if config["augment"]["mode"] != "online":
         return []
-    settings = {key: config["augment"][key] for key in ("transforms", "seed", "samples")}
     input_size, output_size = model_sample_sizes(wildcards.model)
-    return ["--online", json.dumps(settings, sort_keys=True), "--sample-sizes", str(input_size), str(output_size)]
+    return ["--online", json.dumps(augment_settings(), sort_keys=True), "--sample-sizes", str(input_size), str(output_size)]
 
 
 def made_by_a_rule(path):
@@ -184,3 +231,6 @@ def input_megabytes(input):
 def memory_mb(base, per_input_mb):
     """mem_mb resource: base + per_input_mb x input size, doubled on each retry (SLURM)."""
     return lambda wildcards, input, attempt: int((base + per_input_mb * input_megabytes(input)) * attempt)
+
+
+check_config()

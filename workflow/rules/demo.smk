@@ -6,6 +6,7 @@ rule demo_data:
         multiext("resources/demo/train-", "volume.tif", "labels.tif", "instances.tif"),
         multiext("resources/demo/test-", "volume.tif", "labels.tif", "instances.tif"),
     params:
+        code=code_of("demo_data"),
         seed=config["demo"]["seed"],
         train_slices=config["demo"]["train_slices"],
         test_slices=config["demo"]["test_slices"],
@@ -17,4 +18,4 @@ rule demo_data:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.synthetic --out-dir resources/demo --seed {params.seed:q} --train-slices {params.train_slices:q} --test-slices {params.test_slices:q} --size {params.size:q} > {log:q} 2>&1"
+        "python -m unetflow.steps.demo_data --out-dir resources/demo --seed {params.seed:q} --train-slices {params.train_slices:q} --test-slices {params.test_slices:q} --size {params.size:q} > {log:q} 2>&1"

@@ -10,6 +10,7 @@ rule evaluate:
         "results/evaluation/{model}/{dataset}.csv",
     params:
         upstream=upstream_of_evaluation,  # settings of the inputs (provenance.smk)
+        code=code_of("evaluate"),
         threshold=config["segment"]["threshold"],
     resources:
         mem_mb=memory_mb(2000, 2),
@@ -20,4 +21,4 @@ rule evaluate:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.evaluate --data {input.data:q} --predictions {input.predictions:q} --segmentation {input.segmentation:q} --out {output:q} --threshold {params.threshold:q} --model {wildcards.model:q} --dataset {wildcards.dataset:q} > {log:q} 2>&1"
+        "python -m unetflow.steps.evaluate --data {input.data:q} --predictions {input.predictions:q} --segmentation {input.segmentation:q} --out {output:q} --threshold {params.threshold:q} --model {wildcards.model:q} --dataset {wildcards.dataset:q} > {log:q} 2>&1"

@@ -8,6 +8,7 @@ rule ingest:
         directory("results/{dataset}/data.zarr"),
     params:
         upstream=upstream_of_data,  # settings of the inputs (provenance.smk)
+        code=code_of("ingest"),
         images=lambda wildcards: dataset(wildcards.dataset)["images"],
         labels=labels_option,
         label_kind=lambda wildcards: dataset(wildcards.dataset)["label_kind"],
@@ -22,4 +23,4 @@ rule ingest:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.ingest --images {params.images:q} {params.labels:q} --out {output:q} --label-kind {params.label_kind:q} --num-classes {params.num_classes:q} {params.slices:q} > {log:q} 2>&1"
+        "python -m unetflow.steps.ingest --images {params.images:q} {params.labels:q} --out {output:q} --label-kind {params.label_kind:q} --num-classes {params.num_classes:q} {params.slices:q} > {log:q} 2>&1"

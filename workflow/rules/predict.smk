@@ -9,12 +9,9 @@ rule predict:
         directory("results/predictions/{model}/{dataset}.zarr"),
     params:
         upstream=upstream_of_prediction,  # settings of the inputs (provenance.smk)
-        tile=config["predict"]["tile"],
-        batch_size=config["predict"]["batch_size"],
-        device=config["predict"]["device"],
-        precision=config["predict"]["precision"],
-        dtype=config["predict"]["dtype"],
-        tta=["--test-time-augmentation"] if config["predict"]["test_time_augmentation"] else [],
+        runtime=predict_runtime,
+        code=code_of("predict"),
+        settings=json.dumps(results_settings("predict"), sort_keys=True),
     threads: workflow.cores
     resources:
         gpu=1,
@@ -26,4 +23,4 @@ rule predict:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m unetflow.predict {input.model:q} {input.data:q} {output:q} --tile {params.tile:q} --batch-size {params.batch_size:q} --device {params.device:q} --precision {params.precision:q} --dtype {params.dtype:q} {params.tta:q} --threads {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.predict {input.model:q} {input.data:q} {output:q} --settings {params.settings:q} --runtime {params.runtime:q} --threads {threads} > {log:q} 2>&1"

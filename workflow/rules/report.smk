@@ -13,6 +13,7 @@ rule report:
         overlays=report("results/report/overlays.png", caption="../report/overlays.rst", category="Segmentation"),
     params:
         upstream=upstream_of_report(),  # settings of the inputs (provenance.smk)
+        code=code_of("report"),
         models=active_models(),
         predicted=prediction_datasets(),
         evaluated=evaluated_datasets(),
@@ -23,4 +24,4 @@ rule report:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.report --results results --out-dir results/report --models {params.models:q} --predicted {params.predicted:q} --evaluated {params.evaluated:q} > {log:q} 2>&1"
+        "python -m unetflow.steps.report --results results --out-dir results/report --models {params.models:q} --predicted {params.predicted:q} --evaluated {params.evaluated:q} > {log:q} 2>&1"

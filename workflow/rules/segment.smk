@@ -8,12 +8,9 @@ rule segment:
         directory("results/segmentation/{model}/{dataset}.zarr"),
     params:
         upstream=upstream_of_segmentation,  # settings of the inputs (provenance.smk)
-        method=config["segment"]["method"],
-        threshold=config["segment"]["threshold"],
-        seeds=config["segment"]["seeds"],
-        h=config["segment"]["h"],
-        min_size=config["segment"]["min_size"],
-        scheduler=config["dask"]["scheduler"],
+        scheduler=runtime(config["dask"]["scheduler"]),
+        code=code_of("segment"),
+        settings=json.dumps(config["segment"], sort_keys=True),
     threads: workflow.cores
     resources:
         mem_mb=memory_mb(2000, 4),
@@ -24,4 +21,4 @@ rule segment:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.segment {input:q} {output:q} --method {params.method:q} --threshold {params.threshold:q} --seeds {params.seeds:q} --h {params.h:q} --min-size {params.min_size:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.segment {input:q} {output:q} --settings {params.settings:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

@@ -10,8 +10,10 @@ rule train:
         loss="results/models/{model}/loss.png",
     params:
         upstream=upstream_of_model,  # settings of the inputs (provenance.smk)
+        runtime=train_runtime,
+        code=code_of("train"),
         model=lambda wildcards: json.dumps(model_architecture(wildcards.model), sort_keys=True),
-        settings=lambda wildcards: json.dumps(model_train_settings(wildcards.model), sort_keys=True),
+        settings=lambda wildcards: json.dumps(results_settings("train", model_train_settings(wildcards.model)), sort_keys=True),
         online=online_option,
         num_classes=config["num_classes"],
         out_dir=lambda wildcards: f"results/models/{wildcards.model}",
@@ -26,4 +28,4 @@ rule train:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m unetflow.train --samples {input.samples:q} --data {input.data:q} --weights {input.weights:q} --validation {input.validation:q} --out-dir {params.out_dir:q} --model {params.model:q} --settings {params.settings:q} {params.online:q} --num-classes {params.num_classes:q} --threads {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.train --samples {input.samples:q} --data {input.data:q} --weights {input.weights:q} --validation {input.validation:q} --out-dir {params.out_dir:q} --model {params.model:q} --settings {params.settings:q} --runtime {params.runtime:q} {params.online:q} --num-classes {params.num_classes:q} --threads {threads} > {log:q} 2>&1"

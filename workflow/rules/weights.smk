@@ -9,11 +9,10 @@ rule weights:
         preview="results/{dataset}/weights_preview.png",
     params:
         upstream=upstream_of_data,  # settings of the inputs (provenance.smk)
-        w0=config["weights"]["w0"],
-        sigma=config["weights"]["sigma"],
-        class_weights=config["weights"]["class_weights"],
+        scheduler=runtime(config["dask"]["scheduler"]),
+        code=code_of("weights"),
+        settings=json.dumps(config["weights"], sort_keys=True),
         num_classes=config["num_classes"],
-        scheduler=config["dask"]["scheduler"],
     threads: workflow.cores
     resources:
         mem_mb=memory_mb(2000, 4),
@@ -24,4 +23,4 @@ rule weights:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.weights {input:q} {output.store:q} --preview {output.preview:q} --w0 {params.w0:q} --sigma {params.sigma:q} --class-weights {params.class_weights:q} --num-classes {params.num_classes:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.weights {input:q} {output.store:q} --preview {output.preview:q} --settings {params.settings:q} --num-classes {params.num_classes:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

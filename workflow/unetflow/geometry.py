@@ -64,14 +64,3 @@ def model_input_size(output: int, depth: int, padding: str = "valid") -> int:
     while (size - output) % 2:
         size += step
     return size
-
-
-def sample_sizes(depth: int, padding: str, at_least: int) -> tuple[int, int]:
-    """(input, output) tile edge lengths of one model's training samples.
-
-    The output is the smallest valid output size of at least ``at_least`` px
-    (the paper: 388 for depth 4, valid padding), the input exactly what the
-    model needs for it (572), so every model trains on its own tiles.
-    """
-    output = valid_output_size(at_least, depth, padding)
-    return model_input_size(output, depth, padding), output

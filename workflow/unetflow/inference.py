@@ -11,12 +11,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import io
 from .errors import InputError
-from .geometry import valid_output_size
-from .model import ModelConfig, UNet, center_crop, non_finite_tensors
+from .methods import architectures
+from .methods.architectures import Architecture
+from .model import center_crop, non_finite_tensors
 
-MODEL_FORMAT = "unetflow-model-2"
-# format 1: the U-Net before it had a ReLU after each up-convolution
+MODEL_FORMAT = "unetflow-model-3"  # the architecture by name and arguments
+# format 2: U-Net arguments as "model_config"; format 1: the U-Net before it had a ReLU after
+# each up-convolution
 OLD_MODEL_FORMATS = {"unetflow-model-1": "a U-Net without the ReLU after its up-convolutions"}
 
 
@@ -94,29 +97,52 @@ class TileGeometry:
     align: int
 
 
-def tile_geometry(config: ModelConfig, tile: int) -> TileGeometry:
+def tile_geometry(architecture: Architecture, tile: int) -> TileGeometry:
     """Valid models: the next valid output size and their own margin (overlap-tile, exact).
-    Same-padded models: a multiple of 2**depth, no margin, Gaussian-blended half overlaps."""
-    step = 2**config.depth
-    if config.padding == "valid":
-        return TileGeometry(valid_output_size(tile, config.depth), config.margin, blend=False, align=step)
-    return TileGeometry(max(step, -(-tile // step) * step), 0, blend=True, align=step)
+    Same-size models: a valid size, no margin, Gaussian-blended half overlaps."""
+    return TileGeometry(architecture.valid_output_size(tile), architecture.margin, blend=architecture.blend,
+                        align=architecture.align)
 
 
-def load_model(path: Path, device: torch.device) -> UNet:
-    """The U-Net saved by the train rule, on ``device``, in evaluation mode."""
+def save_model(path: Path, architecture: Architecture, network: torch.nn.Module, **extra) -> None:
+    """Write ``model.pt`` atomically: the architecture by name and arguments, the weights, and
+    ``extra`` plain values (tensors, dicts, numbers, strings only: it is read with
+    ``weights_only=True``)."""
+    with io.atomic_store(path) as temporary:
+        torch.save({"format": MODEL_FORMAT, "architecture": architecture.name,
+                    "arguments": architecture.arguments(), "in_channels": architecture.in_channels,
+                    "num_classes": architecture.num_classes,
+                    "state_dict": {k: v.cpu() for k, v in network.state_dict().items()}, **extra}, temporary)
+
+
+def read_model_file(path: Path) -> tuple[dict, Architecture]:
+    """The saved dictionary of a ``model.pt`` and its architecture."""
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=False)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise InputError(f"{path}: not a readable model file ({type(error).__name__}: {error}); "
-                         "delete it and rerun the train rule") from error
-    if isinstance(saved, dict) and saved.get("format") in OLD_MODEL_FORMATS:
-        raise InputError(f"{path}: written by an earlier unetflow ({OLD_MODEL_FORMATS[saved['format']]}), which this "
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise InputError(f"{path}: not a readable model file ({type(error).__name__}: {first_line}): it is damaged, or "
+                         "holds Python objects other than tensors, numbers and strings, which unetflow does not load "
+                         "(loading them could run code from the file); delete it and rerun the train rule") from error
+    found = saved.get("format") if isinstance(saved, dict) else None
+    if found in OLD_MODEL_FORMATS:
+        raise InputError(f"{path}: written by an earlier unetflow ({OLD_MODEL_FORMATS[found]}), which this "
                          "version cannot run as it was trained; delete it and rerun the train rule")
-    if not isinstance(saved, dict) or saved.get("format") != MODEL_FORMAT:
-        raise InputError(f"{path}: not a unetflow model (format {saved.get('format') if isinstance(saved, dict) else '?'}); "
-                         "give a model.pt written by the train rule")
-    model = UNet(ModelConfig(**saved["model_config"]))
+    if found == "unetflow-model-2":
+        unet = dict(saved["model_config"])
+        build = {key: unet.pop(key) for key in architectures.BUILD_ARGUMENTS if key in unet}
+        return saved, architectures.create("unet", unet, **build, where=str(path))
+    if found != MODEL_FORMAT:
+        raise InputError(f"{path}: not a unetflow model (format {found or '?'}); give a model.pt written by the "
+                         "train rule")
+    return saved, architectures.create(saved["architecture"], saved["arguments"], in_channels=saved["in_channels"],
+                                       num_classes=saved["num_classes"], where=str(path))
+
+
+def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, Architecture]:
+    """The network saved by the train rule, on ``device``, in evaluation mode, and its architecture."""
+    saved, architecture = read_model_file(path)
+    model = architecture.network()
     try:
         model.load_state_dict(saved["state_dict"])
     except RuntimeError as error:
@@ -128,7 +154,7 @@ def load_model(path: Path, device: torch.device) -> UNet:
             f"{', ...' if len(broken) > 3 else ''}), so every prediction would be NaN: the training that wrote "
             "it diverged. Delete it and retrain (lower train.lr or set train.grad_clip)"
         )
-    return model.to(device).eval()
+    return model.to(device).eval(), architecture
 
 
 def dihedral(batch: np.ndarray, index: int) -> np.ndarray:
@@ -144,7 +170,7 @@ def undo_dihedral(batch: np.ndarray, index: int) -> np.ndarray:
     return batch[..., ::-1] if index >= 4 else batch
 
 
-def make_forward(model: UNet, device: torch.device, dtype: torch.dtype | None, tile: int, *,
+def make_forward(model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None, tile: int, *,
                  test_time_augmentation: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """numpy input tiles (B, 1, h, w) -> class probabilities (B, K, tile, tile).
 
@@ -196,6 +222,6 @@ def batch_for_memory(free_bytes: int, per_tile_bytes: int, most: int) -> int:
     return int(max(1, min(most, AUTO_BATCH_MEMORY_SHARE * free_bytes // per_tile_bytes)))
 
 
-def prepare_for_inference(model: UNet, device: torch.device) -> UNet:
+def prepare_for_inference(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     """channels_last on the CPU, where oneDNN convolutions run fastest in that layout."""
     return model.to(memory_format=torch.channels_last) if device.type == "cpu" else model

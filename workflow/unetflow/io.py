@@ -190,3 +190,10 @@ def read_probabilities(array: zarr.Array, z: int, channel: int) -> np.ndarray:
             "by an older unetflow that did not check); retrain the model and rerun predict"
         )
     return values
+
+
+def foreground_probability(probabilities: zarr.Array, z: int) -> np.ndarray:
+    """P(not background) of slice ``z``: class 1 for two classes, 1 - P(class 0) for more."""
+    if probabilities.shape[0] == 2:
+        return read_probabilities(probabilities, z, 1)
+    return 1.0 - read_probabilities(probabilities, z, 0)

@@ -10,35 +10,11 @@ drop-out at the end of the contracting path, a 1x1 convolution to K classes:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
 
-from . import geometry
-from .geometry import input_size_for, margin, output_size, valid_output_size
-
-__all__ = ["ModelConfig", "UNet", "margin", "output_size", "input_size_for", "valid_output_size", "center_crop"]
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture of a U-Net (the config's ``models.<name>``)."""
-
-    depth: int = 4
-    base_channels: int = 64
-    padding: str = "valid"
-    batch_norm: bool = False
-    dropout: float = 0.5
-    in_channels: int = 1
-    num_classes: int = 2
-
-    @property
-    def margin(self) -> int:
-        return margin(self.depth, self.padding)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .methods.architectures import ModelConfig
 
 
 def center_crop(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -143,9 +119,3 @@ def non_finite_tensors(model: nn.Module) -> list[str]:
     tensors = [(name, tensor) for name, tensor in model.state_dict().items() if tensor.is_floating_point()]
     finite = torch.stack([torch.isfinite(tensor).all() for _, tensor in tensors]).tolist()
     return [name for (name, _), ok in zip(tensors, finite) if not ok]
-
-
-def model_input_size(config: ModelConfig, output: int) -> int:
-    """Input edge length the model needs to produce an ``output`` tile; see
-    :func:`unetflow.geometry.model_input_size`."""
-    return geometry.model_input_size(output, config.depth, config.padding)

@@ -16,7 +16,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import InputError
@@ -34,12 +33,6 @@ def learning_rate(progress: float, *, lr: float, schedule: str = "constant", war
     if schedule == "poly":
         return lr * (1.0 - rest) ** 0.9
     return lr
-
-
-def weighted_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``mean_x w(x) * -log softmax(logits)[label(x)](x)`` over every pixel of the batch (paper eq. 1),
-    computed in float32 whatever the autocast precision."""
-    return (F.cross_entropy(logits.float(), labels.long(), reduction="none") * weights).mean()
 
 
 def make_optimizer(model: nn.Module, *, optimizer: str, lr: float, momentum: float,

@@ -12,8 +12,8 @@ from contextlib import contextmanager
 import dask
 from dask.callbacks import Callback
 
-from .cli import LOG_INTERVAL_S
 from .errors import InputError
+from .progress import LOG_INTERVAL_S
 
 log = logging.getLogger(__name__)
 LOCAL_SCHEDULERS = ("threads", "processes", "synchronous")

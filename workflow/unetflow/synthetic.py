@@ -18,17 +18,10 @@ slices is generated.
 
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
 import numpy as np
-import tifffile
 from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.measure import label as connected_components
-
-from . import cli, io
-from .plots import pyplot, save_figure
 
 SPLITS = {"train": 0, "test": 1}
 MEMBRANE_WIDTH_RANGE = (1.0, 6.0)
@@ -150,48 +143,3 @@ def generate_stack(
     make_slice = {"em": em_slice, "touching": touching_slice}[mode]
     results = [make_slice((size, size), np.random.default_rng([seed, SPLITS[split], index])) for index in range(slices)]
     return tuple(np.stack(parts) for parts in zip(*results))
-
-
-def write_tiff(path: Path, stack: np.ndarray) -> None:
-    """Write a multi-page TIFF (ImageJ-compatible) atomically."""
-    with io.atomic_store(path) as temporary:
-        tifffile.imwrite(temporary, stack, imagej=True, compression="zlib", metadata={"axes": "ZYX"})
-
-
-def write_preview(path: Path, image: np.ndarray, binary: np.ndarray, instances: np.ndarray) -> None:
-    """A PNG of one slice beside its binary and instance labels."""
-    figure, axes = pyplot().subplots(1, 3, figsize=(12, 4.3))
-    axes[0].imshow(image, cmap="gray", vmin=0, vmax=255)
-    axes[1].imshow(binary, cmap="gray", vmin=0, vmax=255)
-    axes[2].imshow(np.ma.masked_equal(instances % 20 + (instances > 0), 0), cmap="tab20", interpolation="nearest")
-    for axis, title in zip(axes, ("synthetic image", "binary labels (255 = cell)", "instance labels")):
-        axis.set_title(title)
-        axis.axis("off")
-    save_figure(figure, path, dpi=90)
-
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m unetflow.synthetic", description=__doc__.splitlines()[0])
-    parser.add_argument("--out-dir", required=True, type=Path)
-    parser.add_argument("--mode", choices=("em", "touching"), default="em")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-slices", type=int, default=10)
-    parser.add_argument("--test-slices", type=int, default=4)
-    parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--preview", type=Path, help="also write a PNG of the first training slice")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    for split, slices in (("train", args.train_slices), ("test", args.test_slices)):
-        images, binary, instances = generate_stack(slices, args.size, seed=args.seed, split=split, mode=args.mode)
-        write_tiff(args.out_dir / f"{split}-volume.tif", images)
-        write_tiff(args.out_dir / f"{split}-labels.tif", binary)
-        write_tiff(args.out_dir / f"{split}-instances.tif", instances)
-        if split == "train" and args.preview:
-            write_preview(args.preview, images[0], binary[0], instances[0])
-
-
-if __name__ == "__main__":
-    cli.run(main)

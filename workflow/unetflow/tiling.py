@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from .transforms import mirror_indices
+from .mirror import mirror_indices
 
 Forward = Callable[[np.ndarray], np.ndarray]
 WindowReader = Callable[[tuple[int, int], tuple[int, int]], np.ndarray]

@@ -15,7 +15,6 @@ from torch.utils.data import Sampler, default_collate
 from . import io
 from .errors import InputError
 
-
 IN_MEMORY_SHARE = 0.5  # of the memory available when training starts
 
 

@@ -17,6 +17,8 @@ import numpy as np
 from numba import njit
 from scipy import ndimage
 
+from .mirror import mirrored_window
+
 PAPER_ELASTIC_GRID = 3
 PAPER_ELASTIC_SIGMA = 10.0
 SPLINE_HALO = 12  # cubic spline prefilter on a window: edge error below 0.27**12 ~ 1e-7
@@ -87,26 +89,6 @@ def source_coordinates(geometry: Geometry, size: int) -> np.ndarray:
     coordinates[0] += geometry.center[0]
     coordinates[1] += geometry.center[1]
     return coordinates
-
-
-def mirror_indices(start: int, stop: int, length: int) -> np.ndarray:
-    """Indices ``start .. stop-1`` folded into ``0 .. length-1`` by mirroring at the edges
-    (``numpy.pad(mode="reflect")``, ``scipy.ndimage`` mode ``mirror``), any distance out."""
-    indices = np.arange(start, stop)
-    if length == 1:
-        return np.zeros_like(indices)
-    period = 2 * (length - 1)
-    indices = np.mod(indices, period)
-    return np.where(indices >= length, period - indices, indices)
-
-
-def mirrored_window(plane: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
-    """The window ``plane[rows[0]:rows[1], cols[0]:cols[1]]``, mirrored where it leaves the plane."""
-    if rows[0] >= 0 and cols[0] >= 0 and rows[1] <= plane.shape[0] and cols[1] <= plane.shape[1]:
-        return np.asarray(plane[rows[0] : rows[1], cols[0] : cols[1]])
-    row_index = mirror_indices(*rows, plane.shape[0])
-    col_index = mirror_indices(*cols, plane.shape[1])
-    return np.asarray(plane[row_index[:, None], col_index[None, :]])
 
 
 CUBIC_POLE = np.sqrt(3.0) - 2.0

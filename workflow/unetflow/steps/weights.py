@@ -14,6 +14,7 @@ near any object edge, not the gaps that separate objects.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 from pathlib import Path
@@ -21,11 +22,11 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
-from . import cli, io
-from .distances import nearest_two_distances
-from .errors import InputError
-from .parallel import dask_config, store_progress
-from .plots import pyplot, save_figure
+from .. import cli, io, settings
+from ..distances import nearest_two_distances
+from ..errors import InputError
+from ..parallel import dask_config, store_progress
+from ..plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def naive_weight_map(
     classes: np.ndarray, objects: np.ndarray, *, class_weight: np.ndarray, w0: float, sigma: float
 ) -> np.ndarray:
     """Reference weight map: one full distance transform per object (slow, for tests)."""
-    from .distances import naive_nearest_two_distances
+    from ..distances import naive_nearest_two_distances
 
     background = classes == 0
     d1, d2 = naive_nearest_two_distances(np.where(background, 0, objects))
@@ -184,23 +185,23 @@ def write_preview(path: Path, image: np.ndarray, classes: np.ndarray, weights: n
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m unetflow.weights", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m unetflow.steps.weights", description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="input data.zarr")
     parser.add_argument("out", type=Path, help="output weights.zarr")
     parser.add_argument("--preview", type=Path, help="PNG of one slice, its labels and its weight map")
-    parser.add_argument("--w0", type=float, default=PAPER_W0)
-    parser.add_argument("--sigma", type=float, default=PAPER_SIGMA)
-    parser.add_argument("--class-weights", choices=("dataset", "slice"), default="dataset")
-    parser.add_argument("--num-classes", type=int, default=2)
-    parser.add_argument("--scheduler", default="threads", help="threads, processes, synchronous or a scheduler address")
+    parser.add_argument("--settings", default="{}", help="the config's weights section as JSON (schema defaults "
+                        "for missing keys)")
+    parser.add_argument("--num-classes", type=int, default=settings.default("num_classes"))
+    parser.add_argument("--scheduler", default=settings.section("dask")["scheduler"],
+                        help="threads, processes, synchronous or a scheduler address")
     parser.add_argument("--workers", type=int, default=1)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    if args.w0 < 0 or args.sigma <= 0:
-        raise InputError(f"weights: w0 must be >= 0 and sigma > 0 (got w0={args.w0}, sigma={args.sigma}); fix the config")
+    options = settings.section("weights", json.loads(args.settings))
+    w0, sigma = options["w0"], options["sigma"]
     store = io.open_store(args.data)
     classes_array, objects_array = io.open_labels(store, "classes"), io.open_labels(store, "objects")
     if classes_array is None:
@@ -209,14 +210,14 @@ def main(argv: list[str] | None = None) -> None:
             "config or remove it from train_on"
         )
     classes, objects = da.from_zarr(classes_array), da.from_zarr(objects_array)
-    slice_weights = slice_class_weights(classes, args.num_classes, per_slice=args.class_weights == "slice")
+    slice_weights = slice_class_weights(classes, args.num_classes, per_slice=options["class_weights"] == "slice")
     log.info("class weights (first slice): %s", np.round(slice_weights[0], 4).tolist())
-    weights = weight_map_stack(classes, objects, slice_weights=slice_weights, w0=args.w0, sigma=args.sigma)
+    weights = weight_map_stack(classes, objects, slice_weights=slice_weights, w0=w0, sigma=sigma)
     with io.atomic_store(args.out) as temporary:
         group = io.create_group(temporary)
         target = io.create_image(
             group, "weights", classes.shape, np.dtype(np.float32),
-            w0=args.w0, sigma=args.sigma, class_weights=args.class_weights,
+            w0=w0, sigma=sigma, class_weights=options["class_weights"],
         )
         with dask_config(args.scheduler, args.workers), store_progress(classes.numblocks, "weight maps"):
             da.store(weights, target, lock=False)

@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 from skimage.measure import label as connected_components
 
-from . import cli, io
-from .errors import InputError
-from .readers import SelectedSlices, SliceStack, open_stack, parse_slices
+from .. import cli, io, settings
+from ..errors import InputError
+from ..progress import progress
+from ..readers import SelectedSlices, SliceStack, open_stack, parse_slices
 
 log = logging.getLogger(__name__)
 LABEL_KINDS = ("auto", "binary", "instance", "classes")
@@ -113,7 +114,7 @@ def targets_from_labels(
 def scan_labels(stack: SliceStack, kind: str, num_classes: int) -> tuple[str, int]:
     """Validate every label slice; return the resolved kind and the foreground value."""
     values: set[int] = set()
-    for index in cli.progress(range(stack.shape[0]), desc="checking labels"):
+    for index in progress(range(stack.shape[0]), desc="checking labels"):
         slice_values = label_values(stack.read(index), stack.name_of(index))
         if kind in ("auto", "binary") and len(values) <= 2:
             values.update(slice_values.tolist())
@@ -189,7 +190,7 @@ def ingest(
 
 def _write_images(images: SliceStack, raw) -> tuple[float, float, int]:
     total = total_sq = 0.0
-    for index in cli.progress(range(images.shape[0]), desc="ingesting images"):
+    for index in progress(range(images.shape[0]), desc="ingesting images"):
         image = images.read(index)
         check_image_slice(image, images.name_of(index))
         raw[index] = image
@@ -202,18 +203,19 @@ def _write_images(images: SliceStack, raw) -> tuple[float, float, int]:
 def _write_labels(labels: SliceStack, store, kind: str, foreground_value: int) -> None:
     objects = io.create_label(store, "objects", labels.shape, np.dtype(np.uint32))
     classes = io.create_label(store, "classes", labels.shape, np.dtype(np.uint8))
-    for index in cli.progress(range(labels.shape[0]), desc="ingesting labels"):
+    for index in progress(range(labels.shape[0]), desc="ingesting labels"):
         objects[index], classes[index] = targets_from_labels(labels.read(index), kind, foreground_value)
 
 
 def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m unetflow.ingest", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m unetflow.steps.ingest", description=__doc__.splitlines()[0])
     parser.add_argument("--images", required=True, help="image stack: TIFF, folder, .npy or Zarr")
     parser.add_argument("--labels", help="label stack, same formats (optional)")
     parser.add_argument("--out", required=True, help="output data.zarr")
-    parser.add_argument("--label-kind", choices=LABEL_KINDS, default="auto")
-    parser.add_argument("--num-classes", type=int, default=2)
-    parser.add_argument("--slices", default="", help='slices to take, e.g. "0-17" or "0,3,5-7" (default: all)')
+    parser.add_argument("--label-kind", choices=LABEL_KINDS, default=settings.default("datasets", "*", "label_kind"))
+    parser.add_argument("--num-classes", type=int, default=settings.default("num_classes"))
+    parser.add_argument("--slices", default=settings.default("datasets", "*", "slices"),
+                        help='slices to take, e.g. "0-17" or "0,3,5-7" (default: all)')
     return parser.parse_args(None if argv is None else list(argv))
 
 

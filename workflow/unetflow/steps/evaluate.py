@@ -1,11 +1,9 @@
 """Evaluation of predictions and segmentations against ground truth, per slice and per dataset.
 
-Per slice: pixel error, foreground IoU and Dice of the foreground probability
-thresholded at the segment rule's threshold; adapted Rand error with its precision and recall
-(``skimage.metrics.adapted_rand_error``) and variation of information split
-into its split and merge parts (``skimage.metrics.variation_of_information``)
-of the segment rule's objects against the ground-truth objects (membrane /
-background pixels of the ground truth ignored); and the ISBI 2012 challenge's
+Per slice: every metric of :mod:`unetflow.methods.metrics`, the pixel metrics on the
+foreground probability thresholded at the segment rule's threshold (pixel error,
+foreground IoU and Dice), the object metrics on the segment rule's objects against the
+ground-truth objects (adapted Rand error, variation of information); and the ISBI 2012 challenge's
 V_Rand and V_Info (thinned), see :mod:`unetflow.isbi_scores`. The dataset row
 averages the slices; V_Rand and V_Info there take the threshold that is best
 for the whole dataset, as the challenge did.
@@ -19,39 +17,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from skimage.metrics import adapted_rand_error, variation_of_information
 
-from . import cli, io
-from .errors import InputError
-from .isbi_scores import THRESHOLDS, best_scores, slice_scores
-from .metrics import foreground_dice, foreground_iou, pixel_error
-from .segment import foreground_probability
+from .. import cli, io, settings
+from ..errors import InputError
+from ..isbi_scores import THRESHOLDS, best_scores, slice_scores
+from ..methods.metrics import object_columns, object_scores, pixel_scores
+from ..progress import progress
 
 log = logging.getLogger(__name__)
-
-
-def object_scores(truth: np.ndarray, objects: np.ndarray) -> dict[str, float]:
-    """Adapted Rand error (precision, recall) and VI (split, merge) of objects vs ground truth."""
-    error, precision, recall = adapted_rand_error(truth, objects, ignore_labels=(0,))
-    split, merge = variation_of_information(truth, objects, ignore_labels=(0,))
-    # skimage returns (H(objects | truth), H(truth | objects)): over- and under-segmentation
-    return {"adapted_rand_error": float(error), "adapted_rand_precision": float(precision),
-            "adapted_rand_recall": float(recall), "vi_split": float(split), "vi_merge": float(merge)}
-
-
-def pixel_scores(foreground: np.ndarray, classes: np.ndarray, threshold: float = 0.5) -> dict[str, float]:
-    predicted = foreground >= threshold
-    truth = classes > 0
-    return {"pixel_error": pixel_error(predicted, truth), "foreground_iou": foreground_iou(predicted, truth),
-            "foreground_dice": foreground_dice(predicted, truth)}
-
-
-OBJECT_SCORES = ("adapted_rand_error", "adapted_rand_precision", "adapted_rand_recall", "vi_split", "vi_merge",
-                 "v_rand", "v_info")
+ISBI_SCORES = ("v_rand", "v_info")
 NO_OBJECTS = "no ground-truth objects: object scores not defined, left out of the dataset row"
 
 
-def evaluate(data: Path, predictions: Path, segmentation: Path, *, threshold: float = 0.5) -> pd.DataFrame:
+def evaluate(data: Path, predictions: Path, segmentation: Path, *, threshold: float) -> pd.DataFrame:
     """One row per slice and a final ``all`` row with the dataset's scores; pixel scores
     threshold the foreground probability at ``threshold`` (the segment rule's).
 
@@ -65,9 +43,9 @@ def evaluate(data: Path, predictions: Path, segmentation: Path, *, threshold: fl
     probabilities = io.open_probabilities(predictions)
     objects = io.checked_array(io.open_store(segmentation), "objects")
     rows, isbi = [], []
-    for z in cli.progress(range(classes.shape[0]), desc="evaluated slices"):
-        foreground = foreground_probability(probabilities, z)
-        row = {"slice": str(z), **pixel_scores(foreground, classes[z], threshold), "note": ""}
+    for z in progress(range(classes.shape[0]), desc="evaluated slices"):
+        foreground = io.foreground_probability(probabilities, z)
+        row = {"slice": str(z), **pixel_scores(foreground >= threshold, classes[z] > 0), "note": ""}
         true_objects = truth[z]
         if true_objects.any():
             per_threshold = slice_scores(foreground, true_objects)
@@ -76,7 +54,7 @@ def evaluate(data: Path, predictions: Path, segmentation: Path, *, threshold: fl
                        v_info=float(per_threshold[:, 1].max()))
         else:
             log.warning("slice %d of %s: %s", z, data, NO_OBJECTS)
-            row.update(dict.fromkeys(OBJECT_SCORES, np.nan), note=NO_OBJECTS)
+            row.update(dict.fromkeys((*object_columns(), *ISBI_SCORES), np.nan), note=NO_OBJECTS)
         rows.append(row)
     table = pd.DataFrame(rows)
     overall = {"slice": "all", **table.drop(columns=["slice", "note"]).mean().to_dict(), **dataset_isbi_scores(isbi)}
@@ -92,12 +70,13 @@ def dataset_isbi_scores(per_slice: list[np.ndarray]) -> dict[str, float]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m unetflow.evaluate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m unetflow.steps.evaluate", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, required=True, help="data.zarr with labels")
     parser.add_argument("--predictions", type=Path, required=True)
     parser.add_argument("--segmentation", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="output CSV")
-    parser.add_argument("--threshold", type=float, default=0.5, help="foreground threshold of the pixel scores")
+    parser.add_argument("--threshold", type=float, default=settings.section("segment")["threshold"],
+                        help="foreground threshold of the pixel scores (segment.threshold)")
     parser.add_argument("--model", default="")
     parser.add_argument("--dataset", default="")
     return parser.parse_args(argv)

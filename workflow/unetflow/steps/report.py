@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 from skimage.segmentation import find_boundaries
 
-from . import cli, io
-from .plots import pyplot, save_figure
+from .. import cli, io
+from ..methods.metrics import reported_columns
+from ..plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
-TABLE_COLUMNS = ["model", "dataset", "pixel_error", "foreground_iou", "foreground_dice", "adapted_rand_error",
-                 "vi_split", "vi_merge", "v_rand", "v_info"]
+TABLE_COLUMNS = ["model", "dataset", *reported_columns(), "v_rand", "v_info"]
 
 
 def metrics_table(evaluations: list[Path]) -> pd.DataFrame:
@@ -75,7 +75,7 @@ def plot_overlays(path: Path, pairs: list[tuple[str, str]], results: Path, slice
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m unetflow.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m unetflow.steps.report", description=__doc__.splitlines()[0])
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--models", nargs="*", default=[])

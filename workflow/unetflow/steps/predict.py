@@ -10,6 +10,7 @@ slice or the stack.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import time
 from collections import deque
@@ -22,9 +23,9 @@ import zarr
 from ome_zarr.format import FormatV04
 from ome_zarr.writer import write_multiscales_metadata
 
-from . import cli, io
-from .errors import InputError
-from .inference import (
+from .. import cli, io, settings
+from ..errors import InputError
+from ..inference import (
     TileGeometry,
     auto_batch_size,
     autocast_dtype,
@@ -35,7 +36,8 @@ from .inference import (
     resolve_device,
     tile_geometry,
 )
-from .tiling import array_window_reader, predict_block, tile_grid_for
+from ..progress import progress
+from ..tiling import array_window_reader, predict_block, tile_grid_for
 
 log = logging.getLogger(__name__)
 CHANNEL_AXES = [{"name": "c", "type": "channel"}, *io.AXES]
@@ -99,7 +101,7 @@ def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, 
             ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
         pending: deque[Future] = deque()
         next_plane = reader.submit(load, 0) if raw.shape[0] else None
-        for z in cli.progress(range(raw.shape[0]), desc="predicted slices"):
+        for z in progress(range(raw.shape[0]), desc="predicted slices"):
             plane = next_plane.result()
             next_plane = reader.submit(load, z + 1) if z + 1 < raw.shape[0] else None
             read = array_window_reader(plane)
@@ -130,55 +132,52 @@ def write_block(target: zarr.Array, z: int, block: tuple[int, int, int, int], va
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m unetflow.predict", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m unetflow.steps.predict", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path, help="model.pt written by the train rule")
     parser.add_argument("data", type=Path, help="data.zarr")
     parser.add_argument("out", type=Path, help="output predictions .zarr")
-    parser.add_argument("--tile", type=int, default=256, help="output tile edge (rounded up to a valid size)")
-    parser.add_argument("--batch-size", default="auto", help="tiles per forward pass, or auto (from free GPU memory)")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "fp16"))
-    parser.add_argument("--test-time-augmentation", action="store_true", help="average over 8 flips/rotations")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "uint8"))
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--settings", default="{}", help="the config's predict section as JSON (schema defaults "
+                        "for missing keys)")
+    parser.add_argument("--runtime", default="{}", help="its runtime keys (device, batch_size) as JSON")
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = its default)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    options = settings.section("predict", {**json.loads(args.settings), **json.loads(args.runtime)})
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.tile < 1 or not (args.batch_size == "auto" or args.batch_size.isdigit() and int(args.batch_size) > 0):
-        raise InputError(f"predict: tile ({args.tile}) and batch_size ({args.batch_size}) must be positive "
-                         "(batch_size may be auto); fix the config")
-    device = resolve_device(args.device)
-    model = prepare_for_inference(load_model(args.model, device), device)
-    geometry = tile_geometry(model.config, args.tile)
-    if geometry.tile < model.config.margin:
+    device = resolve_device(options["device"])
+    network, architecture = load_model(args.model, device)
+    model = prepare_for_inference(network, device)
+    geometry = tile_geometry(architecture, options["tile"])
+    if geometry.tile < architecture.margin:
         raise InputError(
-            f"predict: tile {args.tile} px is smaller than the network's margin of {model.config.margin} px, so "
-            f"most of every input tile would be context; set predict.tile to at least {model.config.margin} "
-            f"(better {4 * model.config.margin} or the slice size)"
+            f"predict: tile {options['tile']} px is smaller than the network's margin of {architecture.margin} px, "
+            f"so most of every input tile would be context; set predict.tile to at least {architecture.margin} "
+            f"(better {4 * architecture.margin} or the slice size)"
         )
     raw = io.open_raw(io.open_store(args.data))
-    dtype = autocast_dtype(args.precision, device)
-    forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=args.test_time_augmentation)
+    dtype = autocast_dtype(options["precision"], device)
+    tta = options["test_time_augmentation"]
+    forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=tta)
     batch_size = (auto_batch_size(forward, geometry.tile + 2 * geometry.margin, device,
                                   len(tile_grid_for(raw.shape[1:], geometry)))
-                  if args.batch_size == "auto" else int(args.batch_size))
-    shape = (model.config.num_classes, *raw.shape)
+                  if options["batch_size"] == "auto" else options["batch_size"])
+    shape = (architecture.num_classes, *raw.shape)
     log.info("predicting %s with %s on %s: %d slices of %dx%d, tiles %d px (+%d margin%s), batch %d%s, "
              "precision %s", args.data, args.model, device, *raw.shape, geometry.tile, geometry.margin,
-             ", blended" if geometry.blend else "", batch_size, ", 8-fold TTA" if args.test_time_augmentation else "",
-             describe_precision(args.precision, device, dtype))
+             ", blended" if geometry.blend else "", batch_size, ", 8-fold TTA" if tta else "",
+             describe_precision(options["precision"], device, dtype))
     attributes = {"model": str(args.model), "tile": geometry.tile, "margin": geometry.margin,
-                  "test_time_augmentation": args.test_time_augmentation, "dtype": args.dtype,
-                  "scale": 255 if args.dtype == "uint8" else 1}
+                  "test_time_augmentation": tta, "dtype": options["dtype"],
+                  "scale": 255 if options["dtype"] == "uint8" else 1}
     start = time.perf_counter()
     with io.atomic_store(args.out) as temporary:
-        target = create_output(temporary, shape, args.dtype, attributes)
+        target = create_output(temporary, shape, options["dtype"], attributes)
         predict_stack(raw, io.normalization(raw), target, forward, geometry=geometry, batch_size=batch_size,
-                      dtype=args.dtype, source=f"model {args.model} on {args.data}")
+                      dtype=options["dtype"], source=f"model {args.model} on {args.data}")
     seconds = time.perf_counter() - start
     log.info("%.1f s, %.2f megapixels/s", seconds, raw.size / seconds / 1e6)
 

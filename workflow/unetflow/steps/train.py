@@ -28,24 +28,29 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
 from torch.utils.data import DataLoader
 
-from . import checkpoint, cli, io
-from .augment import AugmentSettings, OnlineSamples
-from .errors import InputError
-from .fingerprints import settings_fingerprint, store_fingerprint
-from .inference import (
-    MODEL_FORMAT,
+from .. import checkpoint, cli, io
+from .. import settings as settings_module
+from ..augmentation import AugmentSettings, OnlineSamples
+from ..errors import InputError
+from ..fingerprints import settings_fingerprint, store_fingerprint
+from ..inference import (
     autocast,
     autocast_dtype,
     describe_precision,
     make_forward,
     resolve_device,
+    save_model,
     tile_geometry,
 )
-from .metrics import foreground_iou, pixel_error
-from .model import ModelConfig, UNet, center_crop, model_input_size, non_finite_tensors
-from .optimisation import (
+from ..methods import architectures
+from ..methods.architectures import Architecture
+from ..methods.losses import LOSSES
+from ..methods.metrics import foreground_iou, pixel_error
+from ..model import center_crop, non_finite_tensors
+from ..optimisation import (
     DivergenceGuard,
     StepOutcome,
     StepStats,
@@ -54,11 +59,10 @@ from .optimisation import (
     learning_rate,
     make_optimizer,
     optimisation_step,
-    weighted_cross_entropy,
 )
-from .plots import pyplot, save_figure
-from .tiling import predict_slice
-from .training_data import IterationBatches, SampleBank, collate, load_validation
+from ..plots import pyplot, save_figure
+from ..tiling import predict_slice
+from ..training_data import IterationBatches, SampleBank, collate, load_validation
 
 log = logging.getLogger(__name__)
 VALIDATION_TILE = 128
@@ -66,26 +70,32 @@ VALIDATION_TILE = 128
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """The config's ``train`` section."""
+    """The config's ``train`` section (defaults: the schema's, see :meth:`from_config`)."""
 
-    iterations: int = 1000
-    max_minutes: float | None = None
-    batch_size: int = 1
-    optimizer: str = "sgd"
-    lr: float = 0.01
-    momentum: float = 0.99
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup: float = 0.0
-    grad_clip: float | None = 12.0
-    max_nonfinite_steps: int = 20
-    precision: str = "auto"
-    device: str = "auto"
-    seed: int = 0
-    validate_every: int = 100
-    checkpoint_every: int = 100
-    log_every: int = 10
-    workers: int = 0
+    iterations: int
+    max_minutes: float | None
+    batch_size: int
+    loss: str
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    schedule: str
+    warmup: float
+    grad_clip: float | None
+    max_nonfinite_steps: int
+    precision: str
+    device: str
+    seed: int
+    validate_every: int
+    checkpoint_every: int
+    log_every: int
+    workers: int
+
+    @classmethod
+    def from_config(cls, values: dict) -> TrainSettings:
+        """From the config's ``train`` keys in ``values``, the schema's defaults for the rest."""
+        return cls(**settings_module.section("train", values))
 
     def learning_rate(self, progress: float) -> float:
         return learning_rate(progress, lr=self.lr, schedule=self.schedule, warmup=self.warmup)
@@ -106,16 +116,17 @@ class IntervalLog:
                 "data_wait_fraction": self.data_wait / max(1e-9, time.perf_counter() - self.start)}
 
 
-def validate(model: UNet, slices: list, device: torch.device, dtype: torch.dtype | None) -> dict[str, float]:
+def validate(model: nn.Module, architecture: Architecture, slices: list, device: torch.device,
+             dtype: torch.dtype | None) -> dict[str, float]:
     """Mean loss (unweighted cross-entropy), pixel error and foreground IoU over whole slices,
     predicted tile by tile as the predict rule does."""
     model.eval()
-    geometry = tile_geometry(model.config, VALIDATION_TILE)
+    geometry = tile_geometry(architecture, VALIDATION_TILE)
     forward = make_forward(model, device, dtype, geometry.tile)
     losses, errors, ious = [], [], []
     for image, classes in slices:
         probabilities = predict_slice(forward, image, tile=geometry.tile, margin=geometry.margin,
-                                      num_classes=model.config.num_classes, blend=geometry.blend,
+                                      num_classes=architecture.num_classes, blend=geometry.blend,
                                       align=geometry.align)
         picked = np.take_along_axis(probabilities, classes[None].astype(np.int64), axis=0)[0]
         losses.append(float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()))
@@ -146,7 +157,8 @@ class TrainingState:
     """Everything a checkpoint holds: the network, its optimiser and grad scaler, and how far
     training got (iteration, training seconds, metrics rows so far)."""
 
-    model: UNet
+    model: nn.Module
+    architecture: Architecture
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     iteration: int = 0
@@ -154,13 +166,13 @@ class TrainingState:
     rows: list[dict] = field(default_factory=list)
 
     @classmethod
-    def start(cls, model_config: ModelConfig, settings: TrainSettings, device: torch.device,
+    def start(cls, architecture: Architecture, settings: TrainSettings, device: torch.device,
               dtype: torch.dtype | None) -> TrainingState:
         torch.manual_seed(settings.seed)
-        model = UNet(model_config).to(device)
+        model = architecture.network().to(device)
         optimizer = make_optimizer(model, optimizer=settings.optimizer, lr=settings.lr, momentum=settings.momentum,
                                    weight_decay=settings.weight_decay, fused=fused_on(device))
-        return cls(model, optimizer, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16))
+        return cls(model, architecture, optimizer, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16))
 
     def resume(self, saved: dict) -> None:
         self.model.load_state_dict(saved["model"])
@@ -177,20 +189,20 @@ class TrainingState:
         })
 
 
-def training_step(state: TrainingState, batch: tuple[torch.Tensor, ...], *, device: torch.device,
-                  dtype: torch.dtype | None, grad_clip: float | None) -> StepOutcome:
-    """Forward, weighted loss and the guarded optimisation step on one batch."""
+def training_step(state: TrainingState, batch: tuple[torch.Tensor, ...], *, loss_function: Callable,
+                  device: torch.device, dtype: torch.dtype | None, grad_clip: float | None) -> StepOutcome:
+    """Forward, loss (weighted by the weight map) and the guarded optimisation step on one batch."""
     image, labels, weights = (tensor.to(device, non_blocking=True) for tensor in batch)
     with autocast(device, dtype):
         logits = state.model(image[:, None])
-    # same-padded models may produce a few more pixels than the label tile (model_input_size)
-    loss = weighted_cross_entropy(center_crop(logits, labels.shape[-2:]), labels, weights)
+    # same-size models may produce a few more pixels than the label tile (Architecture.input_size)
+    loss = loss_function(center_crop(logits, labels.shape[-2:]), labels, weights)
     return optimisation_step(state.model, state.optimizer, state.scaler, loss, grad_clip=grad_clip)
 
 
 def train(
     *,
-    model_config: ModelConfig,
+    architecture: Architecture,
     settings: TrainSettings,
     samples: SampleBank | OnlineSamples,
     validation: list[tuple[np.ndarray, np.ndarray]],
@@ -206,14 +218,16 @@ def train(
     ``model.pt`` exists and the last good checkpoint stays.
     """
     model_name = out_dir.name
-    check_sample_sizes(model_name, model_config, samples)
+    check_sample_sizes(model_name, architecture, samples)
+    loss_function = LOSSES.get(settings.loss)
     device = resolve_device(settings.device)
     dtype = autocast_dtype(settings.precision, device)
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
-    state = TrainingState.start(model_config, settings, device, dtype)
+    state = TrainingState.start(architecture, settings, device, dtype)
     checkpoint_path = out_dir / "checkpoint.pt"
-    key = settings_fingerprint({**fingerprint_of, "model": model_config.to_dict(), "train": asdict(settings)})
+    key = settings_fingerprint({**fingerprint_of, "architecture": [architecture.name, architecture.to_dict()],
+                               "train": settings_module.without_runtime("train", asdict(settings))})
     saved = checkpoint.load(checkpoint_path, key)
     checkpointed = None
     if saved is not None:
@@ -256,7 +270,8 @@ def train(
             group["lr"] = lr
         batch = next(batches)
         interval.data_wait += time.perf_counter() - step_start
-        stats.add(training_step(state, batch, device=device, dtype=dtype, grad_clip=settings.grad_clip))
+        stats.add(training_step(state, batch, loss_function=loss_function, device=device, dtype=dtype,
+                                grad_clip=settings.grad_clip))
         state.iteration += 1
         state.elapsed += time.perf_counter() - step_start
         finished = state.iteration == settings.iterations or state.elapsed >= budget
@@ -288,7 +303,7 @@ def train(
     if guard.total:
         log.warning("%d of %d steps were skipped (non-finite loss or gradient); see skipped_steps in metrics.csv",
                     guard.total, state.iteration - start)
-    write_outputs(out_dir, state.model, model_config, settings, metrics, samples.output_size, state.iteration)
+    write_outputs(out_dir, state, settings, metrics, samples.output_size)
     checkpoint_path.unlink(missing_ok=True)
     return metrics
 
@@ -299,7 +314,7 @@ def metrics_row(state: TrainingState, figures: dict[str, float], interval: Inter
     row = interval.row(figures, iteration=state.iteration, lr=lr, seconds=state.elapsed)
     if validation:
         validation_start = time.perf_counter()
-        row.update(validate(state.model, validation, device, dtype))
+        row.update(validate(state.model, state.architecture, validation, device, dtype))
         state.elapsed += time.perf_counter() - validation_start  # the budget is wall-clock time
     log.info("iteration %d/%d loss %.4f lr %.2e grad norm %.3g%s %.1f s%s", state.iteration, iterations, row["loss"], lr,
              row["grad_norm"], f" skipped {row['skipped_steps']}" if row["skipped_steps"] else "", state.elapsed,
@@ -307,9 +322,9 @@ def metrics_row(state: TrainingState, figures: dict[str, float], interval: Inter
     return row
 
 
-def check_sample_sizes(model_name: str, model_config: ModelConfig, samples: SampleBank | OnlineSamples) -> None:
+def check_sample_sizes(model_name: str, architecture: Architecture, samples: SampleBank | OnlineSamples) -> None:
     """Samples must be exactly the model's input and output tiles."""
-    needed = model_input_size(model_config, samples.output_size)
+    needed = architecture.input_size(samples.output_size)
     if samples.input_size != needed:
         raise InputError(
             f"model '{model_name}': its samples are {samples.input_size} -> {samples.output_size} px, but the "
@@ -318,7 +333,7 @@ def check_sample_sizes(model_name: str, model_config: ModelConfig, samples: Samp
         )
 
 
-def refuse_non_finite_weights(model: UNet, error: Callable[[str], InputError]) -> None:
+def refuse_non_finite_weights(model: nn.Module, error: Callable[[str], InputError]) -> None:
     """Raise ``error(problem)`` if any weight is NaN or infinite: such a model is never written."""
     broken = non_finite_tensors(model)
     if broken:
@@ -337,31 +352,29 @@ def write_failed_run(out_dir: Path, metrics: pd.DataFrame) -> None:
         log.warning("removed %s of an earlier run: it does not belong to these settings", stale)
 
 
-def write_outputs(out_dir: Path, model: UNet, model_config: ModelConfig, settings: TrainSettings,
-                  metrics: pd.DataFrame, sample_output_size: int, iterations: int) -> None:
-    """``model.pt`` (weights + configuration, all prediction needs), ``metrics.csv``, ``loss.png``."""
+def write_outputs(out_dir: Path, state: TrainingState, settings: TrainSettings, metrics: pd.DataFrame,
+                  sample_output_size: int) -> None:
+    """``model.pt`` (architecture + weights, all prediction needs), ``metrics.csv``, ``loss.png``."""
     with io.atomic_store(out_dir / "metrics.csv") as temporary:
         metrics.to_csv(temporary, index=False)
     write_loss_plot(out_dir / "loss.png", metrics, out_dir.name)
-    with io.atomic_store(out_dir / "model.pt") as temporary:
-        torch.save({"format": MODEL_FORMAT, "model_config": model_config.to_dict(),
-                    "state_dict": {k: v.cpu() for k, v in model.state_dict().items()},
-                    "train_settings": asdict(settings), "iterations": iterations,
-                    "sample_output_size": sample_output_size}, temporary)
+    save_model(out_dir / "model.pt", state.architecture, state.model, train_settings=asdict(settings),
+               iterations=state.iteration, sample_output_size=sample_output_size)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m unetflow.train", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m unetflow.steps.train", description=__doc__.splitlines()[0])
     parser.add_argument("--samples", type=Path, nargs="*", default=[], help="augmented.zarr stores (precomputed)")
     parser.add_argument("--data", type=Path, nargs="*", default=[], help="data.zarr stores (online mode)")
     parser.add_argument("--weights", type=Path, nargs="*", default=[], help="weights.zarr stores (online mode)")
     parser.add_argument("--validation", type=Path, nargs="*", default=[], help="labelled data.zarr stores")
     parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--model", default="{}", help="model architecture as JSON")
-    parser.add_argument("--settings", default="{}", help="train settings as JSON")
+    parser.add_argument("--model", default="{}", help="the config's models.<name> entry as JSON")
+    parser.add_argument("--settings", default="{}", help="train settings as JSON (schema defaults for missing keys)")
+    parser.add_argument("--runtime", default="{}", help="train runtime keys (device, workers, ...) as JSON")
     parser.add_argument("--online", default=None, help="augment settings as JSON: draw samples on the fly")
     parser.add_argument("--sample-sizes", type=int, nargs=2, metavar=("INPUT", "OUTPUT"))
-    parser.add_argument("--num-classes", type=int, default=2)
+    parser.add_argument("--num-classes", type=int, default=settings_module.default("num_classes"))
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = its default)")
     return parser.parse_args(argv)
 
@@ -370,10 +383,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    model_config = ModelConfig(**json.loads(args.model), num_classes=args.num_classes)
-    settings = TrainSettings(**json.loads(args.settings))
+    architecture = architectures.from_config(json.loads(args.model), num_classes=args.num_classes,
+                                             where=f"models.{args.out_dir.name}")
+    settings = TrainSettings.from_config({**json.loads(args.settings), **json.loads(args.runtime)})
     if args.online is not None:
-        online = json.loads(args.online)
+        online = settings_module.section("augment", json.loads(args.online))
         samples = OnlineSamples(args.data, args.weights, settings=AugmentSettings.from_config(online["transforms"]),
                                 input_size=args.sample_sizes[0], output_size=args.sample_sizes[1],
                                 seed=online["seed"], length=online["samples"])
@@ -387,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     validation = load_validation(args.validation)
     log.info("training %s on %d samples (%s), validating on %d slices", args.out_dir.name, len(samples),
              ", ".join(sources), len(validation))
-    train(model_config=model_config, settings=settings, samples=samples, validation=validation,
+    train(architecture=architecture, settings=settings, samples=samples, validation=validation,
           out_dir=args.out_dir, fingerprint_of=inputs_fingerprint(args))
 
 

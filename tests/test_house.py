@@ -1,0 +1,108 @@
+"""The house rules as tests: steps are leaves, every rule's conda environment holds what its
+step imports, CPU steps import without torch, code edits change the code fingerprint."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+from unetflow import fingerprints
+from unetflow.fingerprints import PACKAGE, code_fingerprint, imported_modules
+
+from conftest import REPO, copy_workflow
+
+STEPS = sorted(path.stem for path in (PACKAGE / "steps").glob("*.py") if path.stem != "__init__")
+# import name -> conda-forge package, where they differ
+CONDA_NAMES = {"skimage": "scikit-image", "PIL": "pillow", "yaml": "pyyaml", "matplotlib": "matplotlib-base",
+               "torch": "pytorch", "ome_zarr": "ome-zarr"}
+OPTIONAL = {"distributed"}  # imported only when dask.scheduler names a distributed scheduler
+
+
+def rules() -> dict[str, tuple[str, str]]:
+    """Rule -> (the step its shell runs, its conda environment file)."""
+    found = {}
+    for path in (REPO / "workflow" / "rules").glob("*.smk"):
+        for block in re.split(r"^rule ", path.read_text(), flags=re.MULTILINE)[1:]:
+            name = block.split(":")[0]
+            step = re.search(r"python -m unetflow\.steps\.(\w+)", block).group(1)
+            env = re.search(r'conda:\s+"([^"]+)"', block).group(1)
+            found[name] = (step, (path.parent / env).resolve())
+    return found
+
+
+def third_party_imports(step: str) -> set[str]:
+    """Top-level names of the packages a step's modules import (lazy imports included)."""
+    names = set()
+    for module in imported_modules(PACKAGE / "steps" / f"{step}.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level:
+                names.add(node.module.split(".")[0])
+    return {name for name in names if name not in sys.stdlib_module_names and name not in ("unetflow", "__future__")}
+
+
+def test_every_rule_runs_a_step_module_named_after_it():
+    found = rules()
+    assert set(found) == {"demo_data", "ingest", "weights", "augment", "train", "predict", "segment", "evaluate",
+                          "report"}
+    assert all(rule == step for rule, (step, _) in found.items())
+    assert sorted(found) == STEPS
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_step_imports_no_other_step(step):
+    modules = imported_modules(PACKAGE / "steps" / f"{step}.py")
+    assert [m.name for m in modules if m.parent.name == "steps" and m.stem not in (step, "__init__")] == []
+
+
+@pytest.mark.parametrize("rule", sorted(rules()))
+def test_each_rules_conda_environment_holds_what_its_step_imports(rule):
+    step, env = rules()[rule]
+    listed = {re.split(r"[ <>=]", entry)[0] for entry in yaml.safe_load(env.read_text())["dependencies"]}
+    needed = {CONDA_NAMES.get(name, name) for name in third_party_imports(step) - OPTIONAL}
+    assert needed - listed == set(), f"{env.name} lacks what unetflow.steps.{step} imports"
+
+
+def test_the_cpu_steps_import_without_torch():
+    cpu_steps = [rule for rule, (_, env) in rules().items() if env.name == "cpu.yaml"]
+    assert {"segment", "evaluate", "weights", "augment"} <= set(cpu_steps)
+    script = ("import sys; sys.modules['torch'] = None\n"  # `import torch` now raises ImportError
+              + "".join(f"import unetflow.steps.{step}\n" for step in cpu_steps)
+              + "assert 'torch' not in [m.split('.')[0] for m in sys.modules if sys.modules[m] is not None]")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_code_fingerprint_follows_the_imports_of_a_step():
+    weights = {path.relative_to(PACKAGE).as_posix() for path in imported_modules(PACKAGE / "steps" / "weights.py")}
+    assert {"steps/weights.py", "distances.py", "io.py", "parallel.py", "settings.py"} <= weights
+    assert not weights & {"model.py", "steps/ingest.py", "inference.py"}
+    train = {path.relative_to(PACKAGE).as_posix() for path in imported_modules(PACKAGE / "steps" / "train.py")}
+    assert {"methods/losses.py", "methods/architectures.py", "model.py", "augmentation.py"} <= train
+
+
+def test_the_code_fingerprint_changes_with_code_but_not_with_comments_or_docstrings(tmp_path, monkeypatch):
+    package = copy_workflow(tmp_path / "copy") / "workflow" / "unetflow"
+    monkeypatch.setattr(fingerprints, "PACKAGE", package)
+    before = {step: code_fingerprint(step) for step in STEPS}
+    distances = package / "distances.py"
+    source = distances.read_text()
+    distances.write_text(source.replace('"""', '"""Another word. ', 1) + "\n# a comment\n")
+    assert {step: code_fingerprint(step) for step in STEPS} == before
+    distances.write_text(source + "\nEXTRA = 1\n")
+    changed = {step for step in STEPS if code_fingerprint(step) != before[step]}
+    assert changed == {"weights"}  # the only step that computes distances
+
+
+def test_a_step_reports_an_input_error_once_and_exits_1(tmp_path):
+    missing = tmp_path / "no-such-stack.tif"
+    result = subprocess.run([sys.executable, "-m", "unetflow.steps.ingest", "--images", str(missing), "--out",
+                             str(tmp_path / "data.zarr")], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert result.stderr.count(str(missing)) == 1, result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "data.zarr").exists()

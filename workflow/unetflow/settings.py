@@ -1,0 +1,82 @@
+"""Settings of a step from the config schema, the one place their defaults live.
+
+Snakemake validates the config against ``workflow/schemas/config.schema.yaml``
+and fills its defaults; a step run by hand gets the same defaults from
+:func:`section`. Keys the schema marks ``x-runtime: true`` (device, workers,
+logging and checkpoint intervals, the Dask scheduler) say how a step runs, not
+what it computes: they are no rerun trigger and not part of a checkpoint's
+fingerprint (:func:`without_runtime`).
+"""
+
+from __future__ import annotations
+
+import copy
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import yaml
+
+from .errors import InputError
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+@cache
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA_PATH.read_text())
+
+
+def section_schema(name: str) -> dict:
+    return schema()["properties"][name]
+
+
+def with_defaults(subschema: dict, values: Any) -> Any:
+    """``values`` with every missing key that ``subschema`` gives a default filled in, recursively."""
+    if not isinstance(values, dict):
+        return values
+    filled = dict(values)
+    for key, child in subschema.get("properties", {}).items():
+        if key not in filled and "default" in child:
+            filled[key] = copy.deepcopy(child["default"])
+        if key in filled:
+            filled[key] = with_defaults(child, filled[key])
+    return filled
+
+
+def section(name: str, values: dict | None = None) -> dict:
+    """The config section ``name`` (e.g. ``"train"``) from ``values`` with the schema's defaults,
+    validated; raises :class:`InputError` naming the key and the problem."""
+    subschema = section_schema(name)
+    filled = with_defaults(subschema, values or {})
+    try:
+        jsonschema.validate(filled, subschema)
+    except jsonschema.ValidationError as error:
+        where = ".".join(str(part) for part in (name, *error.absolute_path))
+        raise InputError(f"config: {where}: {error.message}") from None
+    return filled
+
+
+def default(*path: str) -> Any:
+    """The schema's default at ``path``, e.g. ``("num_classes",)`` or ``("datasets", "*", "slices")``
+    (``*``: any key of a mapping)."""
+    node = schema()
+    for key in path:
+        node = node["additionalProperties"] if key == "*" else node["properties"][key]
+    return copy.deepcopy(node["default"])
+
+
+def runtime_keys(name: str) -> tuple[str, ...]:
+    """Keys of section ``name`` that change how a step runs but not its results."""
+    properties = section_schema(name).get("properties", {})
+    return tuple(key for key, child in properties.items() if child.get("x-runtime"))
+
+
+def without_runtime(name: str, values: dict) -> dict:
+    """Section ``name``'s settings that change results (the rerun trigger and fingerprint)."""
+    return {key: value for key, value in values.items() if key not in runtime_keys(name)}
+
+
+def only_runtime(name: str, values: dict) -> dict:
+    return {key: value for key, value in values.items() if key in runtime_keys(name)}

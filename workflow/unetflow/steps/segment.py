@@ -1,0 +1,61 @@
+"""Segmentation step: per-pixel probabilities to objects, slice by slice with Dask,
+by the method of ``segment.method`` (see :mod:`unetflow.methods.segmenters`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+
+import dask
+import numpy as np
+import zarr
+
+from .. import cli, io, settings
+from ..config_checks import check_seed_height
+from ..methods.segmenters import segment
+from ..parallel import TaskProgress, dask_config
+
+log = logging.getLogger(__name__)
+
+
+def segment_slice(probabilities: zarr.Array, target: zarr.Array, z: int, method: str, options: dict) -> int:
+    objects = segment(io.foreground_probability(probabilities, z), method, options)
+    target[z] = objects
+    return int(objects.max())
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m unetflow.steps.segment", description=__doc__.splitlines()[0])
+    parser.add_argument("predictions", type=Path, help="predictions .zarr (probabilities)")
+    parser.add_argument("out", type=Path, help="output segmentation .zarr")
+    parser.add_argument("--settings", default="{}", help="the config's segment section as JSON (schema defaults "
+                        "for missing keys)")
+    parser.add_argument("--scheduler", default=settings.section("dask")["scheduler"])
+    parser.add_argument("--workers", type=int, default=1)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    options = settings.section("segment", json.loads(args.settings))
+    method = options.pop("method")
+    if method == "watershed":
+        check_seed_height(options["seeds"], options["h"])
+    probabilities = io.open_probabilities(args.predictions)
+    shape = probabilities.shape[1:]
+    with io.atomic_store(args.out) as temporary:
+        group = io.create_group(temporary)
+        target = io.create_image(group, "objects", shape, np.dtype(np.uint32), method=method, **options)
+        group.attrs["image-label"] = {"version": "0.4"}  # napari opens it as a labels layer
+        tasks = [dask.delayed(segment_slice, pure=False)(probabilities, target, z, method, options,
+                                                         dask_key_name=f"segment-slice-{z}") for z in range(shape[0])]
+        with dask_config(args.scheduler, args.workers), TaskProgress(
+                total=len(tasks), desc="segmented slices", unit="slices", prefix="segment-slice"):
+            counts = dask.compute(*tasks)
+    log.info("%s: %d objects per slice on average (%s)", args.out, np.mean(counts), method)
+
+
+if __name__ == "__main__":
+    cli.run(main)
