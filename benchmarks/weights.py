@@ -54,7 +54,7 @@ def dask_seconds(classes, objects, weights, workers: int) -> float:
 def main() -> None:
     name, classes, objects = dataset()
     weights = class_weights(np.bincount(classes.ravel(), minlength=2))
-    weight_map(classes[0], objects[0], class_weight=weights)  # compile the numba kernels first
+    weight_map(classes[0], objects[0], class_weight=weights, w0=10, sigma=5)  # compile the numba kernels first
     ours, our_maps = seconds_per_slice(weight_map, classes, objects, weights)
     naive, naive_maps = seconds_per_slice(naive_weight_map, classes, objects, weights)
     difference = max(float(np.abs(a - b).max()) for a, b in zip(our_maps, naive_maps))

@@ -34,7 +34,7 @@ def run_ingest(images: Path, labels: np.ndarray | None, out: Path, **options) ->
     label_stack = None
     if labels is not None:
         label_stack = open_stack(save(out.parent / "labels.tif", labels))
-    ingest(open_stack(images), label_stack, out, **options)
+    ingest(open_stack(images), label_stack, out, **{"label_kind": "auto", "num_classes": 2, **options})
     return zarr.open_group(str(out), mode="r")
 
 

@@ -28,7 +28,7 @@ class TileSamples:
         images, binary, instances = generate_stack(1, 160, seed=2)
         classes = (binary[0] == 255).astype(np.uint8)
         weights = weight_map(classes, instances[0].astype(np.uint32),
-                             class_weight=class_weights(np.bincount(classes.ravel())))
+                             class_weight=class_weights(np.bincount(classes.ravel())), w0=10, sigma=5)
         image = ((images[0] - images[0].mean()) / images[0].std()).astype(np.float32)
         self.output_size = output_size
         self.input_size = TINY.input_size(output_size)

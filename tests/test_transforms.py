@@ -26,7 +26,7 @@ def test_cubic_weights_interpolate_the_control_points():
 
 
 def test_elastic_field_has_the_papers_scale_and_is_smooth():
-    fields = np.stack([elastic_displacement(64, np.random.default_rng(seed)) for seed in range(200)])
+    fields = np.stack([elastic_displacement(64, np.random.default_rng(seed), grid=3, sigma=10) for seed in range(200)])
     corners = fields[:, :, [0, 0, -1, -1], [0, -1, 0, -1]]
     assert corners.std() == pytest.approx(10.0, rel=0.1)  # control vectors: Gaussian, sigma 10 px
     assert np.abs(np.diff(fields, axis=2)).max() < 3.0  # bicubic: no jumps between neighbours
@@ -65,7 +65,7 @@ def test_sampling_equals_scipy_map_coordinates_with_mirroring(order):
 
     rng = np.random.default_rng(order)
     plane = rng.random((90, 70)).astype(np.float32)
-    geometry = Geometry(center=(30.0, 60.0), rotation=0.7, displacement=elastic_displacement(64, rng))
+    geometry = Geometry(center=(30.0, 60.0), rotation=0.7, displacement=elastic_displacement(64, rng, grid=3, sigma=10))
     coordinates = source_coordinates(geometry, 64)  # reaches past the plane's edges
     (ours,) = sample_planes([plane], [order], coordinates)
     reference = ndimage.map_coordinates(plane.astype(np.float64), coordinates, order=order, mode="mirror")

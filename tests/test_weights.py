@@ -39,7 +39,7 @@ def test_equals_the_naive_reference_on_isbi_slices(isbi_dir):
         classes = (labels == 255).astype(np.uint8)
         objects = connected_components(classes, connectivity=1).astype(np.uint32)
         weights = class_weights(np.bincount(classes.ravel()))
-        ours = weight_map(classes, objects, class_weight=weights)
+        ours = weight_map(classes, objects, class_weight=weights, w0=10, sigma=5)
         reference = naive_weight_map(classes, objects, class_weight=weights, w0=10, sigma=5)
         np.testing.assert_allclose(ours, reference, atol=1e-5, rtol=0)
 
@@ -62,7 +62,8 @@ def test_finite_for_zero_one_or_many_objects(count):
         row, col = divmod(index, 8)
         classes[row * 8 : row * 8 + 5, col * 8 : col * 8 + 5] = 1
     objects = connected_components(classes, connectivity=1).astype(np.uint32)
-    weights = weight_map(classes, objects, class_weight=class_weights(np.bincount(classes.ravel(), minlength=2)))
+    weights = weight_map(classes, objects, class_weight=class_weights(np.bincount(classes.ravel(), minlength=2)),
+                         w0=10, sigma=5)
     assert np.all(np.isfinite(weights))
     if count < 2:
         np.testing.assert_allclose(weights, class_weights(np.bincount(classes.ravel(), minlength=2))[classes])

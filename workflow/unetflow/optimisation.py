@@ -21,7 +21,7 @@ from torch import nn
 from .errors import InputError
 
 
-def learning_rate(progress: float, *, lr: float, schedule: str = "constant", warmup: float = 0.0) -> float:
+def learning_rate(progress: float, *, lr: float, schedule: str, warmup: float) -> float:
     """Learning rate at ``progress`` in [0, 1]: linear warm-up over the first ``warmup`` fraction,
     then ``constant``, ``cosine`` (to 0) or ``poly`` (``(1 - t)**0.9``, nnU-Net's)."""
     if warmup > 0 and progress < warmup:

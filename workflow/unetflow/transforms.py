@@ -19,8 +19,6 @@ from scipy import ndimage
 
 from .mirror import mirrored_window
 
-PAPER_ELASTIC_GRID = 3
-PAPER_ELASTIC_SIGMA = 10.0
 SPLINE_HALO = 12  # cubic spline prefilter on a window: edge error below 0.27**12 ~ 1e-7
 
 
@@ -55,7 +53,7 @@ def cubic_weights(size: int, grid: int) -> np.ndarray:
 
 
 def elastic_displacement(
-    size: int, rng: np.random.Generator, *, grid: int = PAPER_ELASTIC_GRID, sigma: float = PAPER_ELASTIC_SIGMA
+    size: int, rng: np.random.Generator, *, grid: int, sigma: float
 ) -> np.ndarray:
     """The paper's elastic deformation: random vectors on a coarse ``grid`` x ``grid`` grid,
     Gaussian with ``sigma`` px standard deviation, interpolated bicubically to every pixel.
@@ -244,7 +242,7 @@ def add_noise(image: np.ndarray, rng: np.random.Generator, *, std: float) -> np.
 
 def deform_elastically(
     planes: list[np.ndarray], orders: list[int], rng: np.random.Generator, *,
-    grid: int = PAPER_ELASTIC_GRID, sigma: float = PAPER_ELASTIC_SIGMA,
+    grid: int, sigma: float,
 ) -> list[np.ndarray]:
     """The paper's elastic deformation of square planes of one size, all by one random field."""
     size = planes[0].shape[0]

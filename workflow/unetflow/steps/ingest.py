@@ -160,8 +160,8 @@ def ingest(
     labels: SliceStack | None,
     out: str | Path,
     *,
-    label_kind: str = "auto",
-    num_classes: int = 2,
+    label_kind: str,
+    num_classes: int,
 ) -> None:
     """Validate the stacks and write them to an OME-Zarr store, slice by slice.
 

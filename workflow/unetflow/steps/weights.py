@@ -30,8 +30,6 @@ from ..plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 
-PAPER_W0 = 10.0
-PAPER_SIGMA = 5.0
 FLOAT32_RESOLUTION = 2.0**-24
 
 
@@ -80,8 +78,8 @@ def weight_map(
     objects: np.ndarray,
     *,
     class_weight: np.ndarray,
-    w0: float = PAPER_W0,
-    sigma: float = PAPER_SIGMA,
+    w0: float,
+    sigma: float,
 ) -> np.ndarray:
     """U-Net weight map of one slice.
 
