@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import errno
 import logging
 import sys
 from collections.abc import Callable
 
+from . import settings
 from .errors import InputError
 
 log = logging.getLogger("unetflow")
@@ -43,3 +45,16 @@ def fail(message: str) -> None:
     """Log ``message`` once, as the job's last line, and exit 1."""
     log.error("%s", message)
     sys.exit(1)
+
+
+def add_settings_option(parser: argparse.ArgumentParser, section: str) -> None:
+    """``--settings``: the config section ``section`` as JSON; the schema's defaults fill the rest."""
+    parser.add_argument("--settings", default="{}", help=f"the config's {section} section as JSON (the schema's "
+                        "defaults for missing keys)")
+
+
+def add_dask_options(parser: argparse.ArgumentParser) -> None:
+    """``--scheduler`` (the config's ``dask.scheduler``) and ``--workers`` of a Dask step."""
+    parser.add_argument("--scheduler", default=settings.section("dask")["scheduler"],
+                        help="threads, processes, synchronous or a distributed scheduler's address")
+    parser.add_argument("--workers", type=int, default=1)

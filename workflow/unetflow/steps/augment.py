@@ -103,10 +103,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--preview", type=Path)
     parser.add_argument("--input-size", type=int, required=True)
     parser.add_argument("--output-size", type=int, required=True)
-    parser.add_argument("--settings", default="{}", help="the config's augment section as JSON (schema defaults "
-                        "for missing keys)")
-    parser.add_argument("--scheduler", default=settings.section("dask")["scheduler"])
-    parser.add_argument("--workers", type=int, default=1)
+    cli.add_settings_option(parser, "augment")
+    cli.add_dask_options(parser)
     return parser.parse_args(argv)
 
 

@@ -136,8 +136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("model", type=Path, help="model.pt written by the train rule")
     parser.add_argument("data", type=Path, help="data.zarr")
     parser.add_argument("out", type=Path, help="output predictions .zarr")
-    parser.add_argument("--settings", default="{}", help="the config's predict section as JSON (schema defaults "
-                        "for missing keys)")
+    cli.add_settings_option(parser, "predict")
     parser.add_argument("--runtime", default="{}", help="its runtime keys (device, batch_size) as JSON")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = its default)")
     return parser.parse_args(argv)

@@ -30,10 +30,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m unetflow.steps.segment", description=__doc__.splitlines()[0])
     parser.add_argument("predictions", type=Path, help="predictions .zarr (probabilities)")
     parser.add_argument("out", type=Path, help="output segmentation .zarr")
-    parser.add_argument("--settings", default="{}", help="the config's segment section as JSON (schema defaults "
-                        "for missing keys)")
-    parser.add_argument("--scheduler", default=settings.section("dask")["scheduler"])
-    parser.add_argument("--workers", type=int, default=1)
+    cli.add_settings_option(parser, "segment")
+    cli.add_dask_options(parser)
     return parser.parse_args(argv)
 
 

@@ -370,7 +370,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--validation", type=Path, nargs="*", default=[], help="labelled data.zarr stores")
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--model", default="{}", help="the config's models.<name> entry as JSON")
-    parser.add_argument("--settings", default="{}", help="train settings as JSON (schema defaults for missing keys)")
+    cli.add_settings_option(parser, "train")
     parser.add_argument("--runtime", default="{}", help="train runtime keys (device, workers, ...) as JSON")
     parser.add_argument("--online", default=None, help="augment settings as JSON: draw samples on the fly")
     parser.add_argument("--sample-sizes", type=int, nargs=2, metavar=("INPUT", "OUTPUT"))

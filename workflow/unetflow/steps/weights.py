@@ -187,12 +187,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("data", type=Path, help="input data.zarr")
     parser.add_argument("out", type=Path, help="output weights.zarr")
     parser.add_argument("--preview", type=Path, help="PNG of one slice, its labels and its weight map")
-    parser.add_argument("--settings", default="{}", help="the config's weights section as JSON (schema defaults "
-                        "for missing keys)")
+    cli.add_settings_option(parser, "weights")
     parser.add_argument("--num-classes", type=int, default=settings.default("num_classes"))
-    parser.add_argument("--scheduler", default=settings.section("dask")["scheduler"],
-                        help="threads, processes, synchronous or a scheduler address")
-    parser.add_argument("--workers", type=int, default=1)
+    cli.add_dask_options(parser)
     return parser.parse_args(argv)
 
 
