@@ -10,10 +10,12 @@ from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import tifffile
 import yaml
+import zarr
 
 from conftest import copy_workflow, snakemake
 
@@ -139,6 +141,27 @@ def test_settings_that_change_how_jobs_run_rerun_nothing(complete_run):
 def test_a_changed_segment_setting_reruns_segment_and_what_follows(complete_run):
     jobs = planned_jobs(complete_run, *override(complete_run, "segment", {"segment": {"h": 3.0}}))
     assert jobs == Counter({"segment": 1, "evaluate": 1, "report": 1, "all": 1})
+
+
+def test_a_pretrained_model_predicts_new_data_with_no_training_data_configured(complete_run, tmp_path):
+    directory = copy_workflow(tmp_path / "apply")
+    model = tmp_path / "from a colleague" / "model.pt"
+    model.parent.mkdir()
+    model.write_bytes((complete_run / "results/models/small/model.pt").read_bytes())
+    demo = complete_run / "resources/demo"
+    config = {"datasets": {"new": {"images": str(demo / "test-volume.tif"), "labels": str(demo / "test-labels.tif")}},
+              "models": {"mine": {"file": str(model)}}, "run_models": ["mine"],
+              "train_on": [], "validate_on": [], "predict_on": ["new"]}
+    options = override(directory, "apply", config)
+    assert planned_jobs(directory, *options) == Counter({"ingest": 1, **FROM_PREDICT})
+    snakemake(directory, "--cores", "2", *options)
+    ours = zarr.open_group(str(directory / "results/predictions/mine/new.zarr"), mode="r")["probabilities"][:]
+    trained_run = zarr.open_group(str(complete_run / "results/predictions/small/demo_test.zarr"), mode="r")
+    assert np.array_equal(ours, trained_run["probabilities"][:])
+    assert not (directory / "results/models").exists() and not (directory / "resources").exists()
+    assert "| mine | new |" in (directory / "results/report/metrics.md").read_text()
+    model.write_bytes(model.read_bytes())  # replaced by a newer file
+    assert planned_jobs(directory, *options) == Counter(FROM_PREDICT)
 
 
 def test_snakemake_report_bundles_the_outputs(complete_run):

@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -129,3 +130,28 @@ def test_auto_batch_size_is_one_on_the_cpu_and_fits_half_the_free_gpu_memory():
     assert batch_for_memory(free_bytes=40 * gib, per_tile_bytes=2 * gib, most=32) == 10
     assert batch_for_memory(free_bytes=40 * gib, per_tile_bytes=gib // 10, most=32) == 32  # capped
     assert batch_for_memory(free_bytes=gib, per_tile_bytes=4 * gib, most=32) == 1  # never below one
+
+
+class Payload:
+    """What a malicious model file may hold: unpickling it runs a shell command."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_a_model_file_with_code_in_it_is_refused_without_running_it(tmp_path):
+    marker = tmp_path / "the-code-ran"
+    planted = tmp_path / "planted.pt"
+    torch.save({"format": inference.MODEL_FORMAT, "state_dict": Payload(marker)}, planted)
+    data = save_data(tmp_path / "data.zarr", (1, 20, 20))
+    with pytest.raises(InputError, match=r"planted\.pt: not a readable model file .*holds Python objects other "
+                                         r"than tensors, numbers and strings, which unetflow does not load"):
+        main([str(planted), str(data), str(tmp_path / "p.zarr"), "--runtime", '{"device": "cpu"}'])
+    assert not marker.exists() and not (tmp_path / "p.zarr").exists()
+    # the plant is real: an unsafe load runs it
+    subprocess.run([sys.executable, "-c", f"import torch; torch.load({str(planted)!r}, weights_only=False)"],
+                   capture_output=True, check=False)
+    assert marker.exists()

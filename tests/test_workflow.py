@@ -169,6 +169,12 @@ def test_train_rule_runs_on_the_demo(workflow_dir):
                                          "base_channels, batch_norm, depth, dropout, padding)"),
     ({"models": {"small": {"train": {"lr": -1}}}}, "models.small.train.lr: -1 is less than or equal to the minimum"),
     ({"train_on": []}, "train_on is missing or empty, so the models have nothing to train on"),
+    ({"models": {"mine": {"file": "nowhere/model.pt"}}}, "models.mine.file: nowhere/model.pt does not exist or is "
+                                                        "not a file; give the path of a model.pt written by unetflow"),
+    ({"models": {"mine": {"file": "config/config.yaml"}}}, "models.mine.file: config/config.yaml: not a readable model "
+                                                          "file"),
+    ({"models": {"mine": {"file": "config/config.yaml", "depth": 3}}}, "models.mine gives a model file and also "
+                                                                      "depth"),
 ])
 def test_unknown_methods_and_missing_training_data_are_refused_before_any_job(workflow_dir, config, message):
     result = snakemake(workflow_dir, "-n", "--configfile", write_config(workflow_dir, config), check=False)

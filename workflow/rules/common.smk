@@ -37,14 +37,38 @@ def check_config():
         config_checks.check_unique(config.get(key, []), key)
     config_checks.check_seed_height(config["segment"]["seeds"], config["segment"]["h"])
     check_method(config["segment"]["method"], "segmenters", "segmenter", "segment.method")
-    for model in active_models():
+    for model in trained_models():
         check_method(model_train_settings(model)["loss"], "losses", "loss", f"models.{model}.train.loss")
-        check_method(config["models"][model].get("architecture", "unet"), "architectures", "architecture",
+        check_method(config["models"][model].get("architecture", architectures.DEFAULT), "architectures", "architecture",
                      f"models.{model}.architecture")
         model_sample_sizes(model)  # unknown architecture arguments are refused here
-    if active_models() and not config["train_on"]:
+    for model in active_models():
+        if pretrained_file(model):
+            check_pretrained(model)
+    if trained_models() and not config["train_on"]:
         raise ValueError("config: train_on is missing or empty, so the models have nothing to train on; name the "
-                         "labelled datasets to train on, e.g. train_on: [my_labelled_stack]")
+                         "labelled datasets to train on, e.g. train_on: [my_labelled_stack], or give each model "
+                         "a trained model file (models.<name>.file)")
+
+
+def check_pretrained(model):
+    """A pretrained model's entry names only its file, and the file is a unetflow model."""
+    entry, key = config["models"][model], f"models.{model}.file"
+    others = sorted(set(entry) - {"file"})
+    if others:
+        raise ValueError(f"config: models.{model} gives a model file and also {', '.join(others)}; a pretrained "
+                         "model's architecture and training are in its file: remove the other keys (or the file "
+                         "to train the model here)")
+    path = Path(entry["file"])
+    if not path.is_file():
+        raise ValueError(f"config: {key}: {path} does not exist or is not a file; give the path of a model.pt "
+                         "written by unetflow's train rule")
+    from unetflow.inference import read_model_file  # torch, only when a pretrained model is configured
+
+    try:
+        read_model_file(path)
+    except InputError as error:
+        raise ValueError(f"config: {key}: {error}") from None
 
 
 def check_method(name, module, decorator, setting):
@@ -90,6 +114,21 @@ def augment_settings():
 
 def dataset(name):
     return config["datasets"][name]
+
+
+def pretrained_file(model):
+    """The model file of a pretrained model (models.<name>.file), else None."""
+    return config["models"][model].get("file")
+
+
+def trained_models():
+    """The active models this workflow trains (those without a model file)."""
+    return [model for model in active_models() if not pretrained_file(model)]
+
+
+def model_file(wildcards):
+    """A model's model.pt: its own file if pretrained, else what the train rule writes."""
+    return pretrained_file(wildcards.model) or f"results/models/{wildcards.model}/model.pt"
 
 
 def active_models():

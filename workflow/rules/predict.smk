@@ -3,7 +3,7 @@
 
 rule predict:
     input:
-        model="results/models/{model}/model.pt",
+        model=model_file,
         data="results/{dataset}/data.zarr",
     output:
         directory("results/predictions/{model}/{dataset}.zarr"),

@@ -7,7 +7,7 @@
 # jobs stale by itself, so the change is applied however the earlier run ended.
 # Runtime knobs (the schema's x-runtime keys) are left out: they do not change results.
 
-from unetflow.fingerprints import settings_fingerprint
+from unetflow.fingerprints import settings_fingerprint, store_fingerprint
 
 
 def settings_hash(*parts):
@@ -32,6 +32,8 @@ def samples_settings(name, model):
 
 
 def model_provenance(model):
+    if pretrained_file(model):
+        return [{"file": pretrained_file(model)}, store_fingerprint(pretrained_file(model))]
     return [model_architecture(model), results_settings("train", model_train_settings(model)), code_of("train"),
             [samples_settings(name, model) for name in training_datasets()],
             [ingest_settings(name) for name in validation_datasets()]]

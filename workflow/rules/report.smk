@@ -4,7 +4,7 @@
 rule report:
     input:
         evaluations=expand("results/evaluation/{model}/{dataset}.csv", model=active_models(), dataset=evaluated_datasets()),
-        metrics=expand("results/models/{model}/metrics.csv", model=active_models()),
+        metrics=expand("results/models/{model}/metrics.csv", model=trained_models()),
         segmentations=expand("results/segmentation/{model}/{dataset}.zarr", model=active_models(), dataset=prediction_datasets()),
     output:
         table=report("results/report/metrics.html", caption="../report/metrics.rst", category="Metrics"),
@@ -15,6 +15,7 @@ rule report:
         upstream=upstream_of_report(),  # settings of the inputs (provenance.smk)
         code=code_of("report"),
         models=active_models(),
+        trained=trained_models(),
         predicted=prediction_datasets(),
         evaluated=evaluated_datasets(),
     log:
@@ -24,4 +25,4 @@ rule report:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.report --results results --out-dir results/report --models {params.models:q} --predicted {params.predicted:q} --evaluated {params.evaluated:q} > {log:q} 2>&1"
+        "python -m unetflow.steps.report --results results --out-dir results/report --models {params.models:q} --trained {params.trained:q} --predicted {params.predicted:q} --evaluated {params.evaluated:q} > {log:q} 2>&1"

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 ARCHITECTURES: Registry = Registry("architecture", "models.<name>.architecture")
 architecture = ARCHITECTURES.register
 BUILD_ARGUMENTS = ("in_channels", "num_classes")
+DEFAULT = "unet"  # the architecture of a model entry that names none
 
 
 class Architecture:
@@ -76,7 +77,7 @@ def create(name: str, arguments: dict[str, Any], *, num_classes: int, in_channel
 def from_config(entry: dict[str, Any], *, num_classes: int, where: str = "models") -> Architecture:
     """The architecture of a config entry ``models.<name>`` (its ``augment``/``train`` overrides aside)."""
     arguments = {key: value for key, value in entry.items() if key not in ("architecture", "augment", "train")}
-    return create(entry.get("architecture", "unet"), arguments, num_classes=num_classes, where=where)
+    return create(entry.get("architecture", DEFAULT), arguments, num_classes=num_classes, where=where)
 
 
 @architecture("unet")

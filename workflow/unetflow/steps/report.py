@@ -49,7 +49,10 @@ def plot_loss_curves(path: Path, metrics: dict[str, Path]) -> None:
     axes[0].set(xlabel="iteration", ylabel="training loss (weighted)", yscale="log", title="training loss")
     axes[1].set(xlabel="iteration", ylabel="pixel error", title="validation pixel error")
     for axis in axes:
-        axis.legend()
+        if metrics:
+            axis.legend()
+        else:
+            axis.text(0.5, 0.5, "no model trained in this run", ha="center", va="center", transform=axis.transAxes)
     save_figure(figure, path, dpi=90)
 
 
@@ -79,6 +82,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--models", nargs="*", default=[])
+    parser.add_argument("--trained", nargs="*", default=[], help="models trained in this run (loss curves)")
     parser.add_argument("--predicted", nargs="*", default=[], help="datasets predicted (overlays)")
     parser.add_argument("--evaluated", nargs="*", default=[], help="datasets evaluated (table)")
     return parser.parse_args(argv)
@@ -94,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     with io.atomic_store(args.out_dir / "metrics.html") as temporary:
         temporary.write_text(table.to_html(index=False, float_format=lambda value: f"{value:.4f}"))
     plot_loss_curves(args.out_dir / "loss_curves.png",
-                     {model: args.results / "models" / model / "metrics.csv" for model in args.models})
+                     {model: args.results / "models" / model / "metrics.csv" for model in args.trained})
     plot_overlays(args.out_dir / "overlays.png", [(m, d) for m in args.models for d in args.predicted], args.results)
     log.info("report written to %s:\n%s", args.out_dir, markdown(table))
 
