@@ -18,7 +18,7 @@ from conftest import REPO, copy_workflow
 STEPS = sorted(path.stem for path in (PACKAGE / "steps").glob("*.py") if path.stem != "__init__")
 # import name -> conda-forge package, where they differ
 CONDA_NAMES = {"skimage": "scikit-image", "PIL": "pillow", "yaml": "pyyaml", "matplotlib": "matplotlib-base",
-               "torch": "pytorch", "ome_zarr": "ome-zarr"}
+               "torch": "pytorch", "ome_zarr": "ome-zarr", "bioimageio": "bioimageio.spec"}
 OPTIONAL = {"distributed"}  # imported only when dask.scheduler names a distributed scheduler
 
 
@@ -26,7 +26,7 @@ def rules() -> dict[str, tuple[str, str]]:
     """Rule -> (the step its shell runs, its conda environment file)."""
     found = {}
     for path in (REPO / "workflow" / "rules").glob("*.smk"):
-        for block in re.split(r"^rule ", path.read_text(), flags=re.MULTILINE)[1:]:
+        for block in re.split(r"^\s*rule ", path.read_text(), flags=re.MULTILINE)[1:]:
             name = block.split(":")[0]
             step = re.search(r"python -m unetflow\.steps\.(\w+)", block).group(1)
             env = re.search(r'conda:\s+"([^"]+)"', block).group(1)
@@ -49,9 +49,10 @@ def third_party_imports(step: str) -> set[str]:
 def test_every_rule_runs_a_step_module_named_after_it():
     found = rules()
     assert set(found) == {"demo_data", "ingest", "weights", "augment", "train", "predict", "segment", "evaluate",
-                          "report"}
-    assert all(rule == step for rule, (step, _) in found.items())
-    assert sorted(found) == STEPS
+                          "report", "export", "merge_predictions", "merge_segmentation"}
+    # the merge rules of a split stack (predict.parts) share one step
+    assert all(rule == step or (rule.startswith("merge_") and step == "merge") for rule, (step, _) in found.items())
+    assert sorted({step for step, _ in found.values()}) == STEPS
 
 
 @pytest.mark.parametrize("step", STEPS)
@@ -69,7 +70,7 @@ def test_each_rules_conda_environment_holds_what_its_step_imports(rule):
 
 
 def test_the_cpu_steps_import_without_torch():
-    cpu_steps = [rule for rule, (_, env) in rules().items() if env.name == "cpu.yaml"]
+    cpu_steps = sorted({step for step, env in rules().values() if env.name == "cpu.yaml"})
     assert {"segment", "evaluate", "weights", "augment"} <= set(cpu_steps)
     script = ("import sys; sys.modules['torch'] = None\n"  # `import torch` now raises ImportError
               + "".join(f"import unetflow.steps.{step}\n" for step in cpu_steps)

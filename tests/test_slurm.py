@@ -21,8 +21,10 @@ pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 QUICK = {
     "augment": {"samples": 16},
     "train": {"iterations": 12, "batch_size": 2, "validate_every": 6, "checkpoint_every": 6, "log_every": 3},
+    "predict": {"parts": 2},  # prediction and segmentation split into two jobs each
 }
-RULES = ("demo_data", "ingest", "weights", "augment", "train", "predict", "segment", "evaluate", "report")
+RULES = ("demo_data", "ingest", "weights", "augment", "train", "predict", "merge_predictions", "segment",
+         "merge_segmentation", "evaluate", "report")
 # the shipped profile asks for 8 cores per heavy job; the test node has 2
 SMALL_NODE = [
     "--set-threads", *(f"{rule}=2" for rule in ("weights", "augment", "segment", "train", "predict")),
@@ -61,10 +63,12 @@ def test_demo_runs_as_slurm_jobs_with_the_results_of_a_local_run(slurm_cluster, 
     snakemake(local, "--cores", "2", "--configfile", quick_config(local))
     cluster = copy_workflow(tmp_path / "cluster")
     snakemake(cluster, "--profile", "profiles/slurm", *SMALL_NODE, "--configfile", quick_config(cluster))
-    accounting = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,Comment"], capture_output=True,
-                                text=True, check=True).stdout
+    accounting = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,Comment,ReqTRES"],
+                                capture_output=True, text=True, check=True).stdout
     jobs = [line.split("|") for line in accounting.splitlines() if line]
-    assert len(jobs) >= 11 and {state for _, state, _ in jobs} == {"COMPLETED"}
+    assert len(jobs) >= 15 and {state for _, state, _, _ in jobs} == {"COMPLETED"}
     for rule in RULES:  # the plugin puts rule_<name>[_wildcards_...] into each job's comment
-        assert any(comment.startswith(f"rule_{rule}") for _, _, comment in jobs), f"{rule} ran as no SLURM job"
+        assert any(comment.startswith(f"rule_{rule}_") for _, _, comment, _ in jobs), f"{rule} ran as no SLURM job"
+    parts = [requested for _, _, comment, requested in jobs if comment.startswith("rule_predict_")]
+    assert len(parts) == 2 and all("gres/gpu=1" in requested for requested in parts), parts
     assert (cluster / "results/report/metrics.md").read_text() == (local / "results/report/metrics.md").read_text()

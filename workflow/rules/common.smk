@@ -24,6 +24,23 @@ shell.prefix(f"export PYTHONPATH={PACKAGE_PATH}${{{{PYTHONPATH:+:$PYTHONPATH}}}}
 wildcard_constraints:
     dataset="|".join(config["datasets"]) or "no-datasets",
     model="|".join(config["models"]) or "no-models",
+    part="[0-9]+",
+
+
+PARTS = config["predict"]["parts"]  # jobs per stack of predict and of segment (unetflow.parts)
+PART = "" if PARTS == 1 else "-part{part}"  # in the log and benchmark names of a part
+
+
+def store_or_part(store):
+    """The output of a predict or segment job: the store, or part {part}'s flag when split."""
+    if PARTS == 1:
+        return directory(store)
+    folder, name = store.rsplit("/", 1)
+    return temp(f"{folder}/.{name}.parts/{{part}}-of-{PARTS}.done")
+
+
+def part_of(wildcards):
+    return int(getattr(wildcards, "part", 1))
 
 
 def check_config():

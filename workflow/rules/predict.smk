@@ -1,4 +1,5 @@
-# A trained model + data.zarr -> per-class probabilities (overlap-tile).
+# A trained model + data.zarr -> per-class probabilities (overlap-tile); one job per stack, or
+# predict.parts jobs over slice ranges that fill one store (merged by merge.smk).
 
 
 rule predict:
@@ -6,8 +7,11 @@ rule predict:
         model=model_file,
         data="results/{dataset}/data.zarr",
     output:
-        directory("results/predictions/{model}/{dataset}.zarr"),
+        store_or_part("results/predictions/{model}/{dataset}.zarr"),
     params:
+        store="results/predictions/{model}/{dataset}.zarr",
+        part=part_of,
+        parts=runtime(PARTS),
         upstream=upstream_of_prediction,  # settings of the inputs (provenance.smk)
         runtime=predict_runtime,
         code=code_of("predict"),
@@ -17,10 +21,10 @@ rule predict:
         gpu=1,
         mem_mb=memory_mb(4000, 2),
     log:
-        "logs/predict/{model}/{dataset}.log",
+        f"logs/predict/{{model}}/{{dataset}}{PART}.log",
     benchmark:
-        "benchmarks/runs/predict/{model}/{dataset}.tsv"
+        f"benchmarks/runs/predict/{{model}}/{{dataset}}{PART}.tsv"
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m unetflow.steps.predict {input.model:q} {input.data:q} {output:q} --settings {params.settings:q} --runtime {params.runtime:q} --threads {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.predict {input.model:q} {input.data:q} {params.store:q} --part {params.part} --parts {params.parts} --settings {params.settings:q} --runtime {params.runtime:q} --threads {threads} > {log:q} 2>&1"

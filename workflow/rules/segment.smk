@@ -1,12 +1,15 @@
-# Probabilities -> objects (seeded watershed or connected components).
+# Probabilities -> objects (seeded watershed or connected components); split like predict.
 
 
 rule segment:
     input:
         "results/predictions/{model}/{dataset}.zarr",
     output:
-        directory("results/segmentation/{model}/{dataset}.zarr"),
+        store_or_part("results/segmentation/{model}/{dataset}.zarr"),
     params:
+        store="results/segmentation/{model}/{dataset}.zarr",
+        part=part_of,
+        parts=runtime(PARTS),
         upstream=upstream_of_segmentation,  # settings of the inputs (provenance.smk)
         scheduler=runtime(config["dask"]["scheduler"]),
         code=code_of("segment"),
@@ -15,10 +18,10 @@ rule segment:
     resources:
         mem_mb=memory_mb(2000, 4),
     log:
-        "logs/segment/{model}/{dataset}.log",
+        f"logs/segment/{{model}}/{{dataset}}{PART}.log",
     benchmark:
-        "benchmarks/runs/segment/{model}/{dataset}.tsv"
+        f"benchmarks/runs/segment/{{model}}/{{dataset}}{PART}.tsv"
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.segment {input:q} {output:q} --settings {params.settings:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.segment {input:q} {params.store:q} --part {params.part} --parts {params.parts} --settings {params.settings:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

@@ -53,6 +53,12 @@ def add_settings_option(parser: argparse.ArgumentParser, section: str) -> None:
                         "defaults for missing keys)")
 
 
+def add_part_options(parser: argparse.ArgumentParser) -> None:
+    """``--part K --parts N``: do part K of N of the stack (see :mod:`unetflow.parts`)."""
+    parser.add_argument("--part", type=int, default=1, help="the part of the stack to do, 1 to --parts")
+    parser.add_argument("--parts", type=int, default=1, help="the parts the stack is split into (jobs)")
+
+
 def add_dask_options(parser: argparse.ArgumentParser) -> None:
     """``--scheduler`` (the config's ``dask.scheduler``) and ``--workers`` of a Dask step."""
     parser.add_argument("--scheduler", default=settings.section("dask")["scheduler"],

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import io
+from . import gpu_slots, io
 from .errors import InputError
 from .methods import architectures
 from .methods.architectures import Architecture
@@ -24,10 +24,13 @@ OLD_MODEL_FORMATS = {"unetflow-model-1": "a U-Net without the ReLU after its up-
 
 
 def resolve_device(name: str) -> torch.device:
-    """``auto``: CUDA, then Apple MPS, then the CPU; or the named device, checked to exist."""
+    """``auto``: CUDA, then Apple MPS, then the CPU; or the named device, checked to exist.
+    ``auto`` and ``cuda`` take a GPU no other job on this machine holds (:mod:`unetflow.gpu_slots`)."""
+    if name in ("auto", "cuda") and torch.cuda.is_available():
+        index = gpu_slots.claim(torch.cuda.device_count())
+        torch.cuda.set_device(index)
+        return torch.device("cuda", index)
     if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")

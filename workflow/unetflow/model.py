@@ -5,16 +5,21 @@ channels doubling to 1024, two unpadded 3x3 convolutions + ReLU per block, 2x2
 up-convolutions + ReLU halving the channels, crop-and-concatenate skip connections,
 drop-out at the end of the contracting path, a 1x1 convolution to K classes:
 23 convolutional layers, 572x572 in, 388x388 out, about 31.0 million weights.
+
+This file also imports on its own, outside the unetflow package: it is the architecture
+source of exported bioimage.io model packages (:class:`ProbabilityUNet`).
 """
 
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import nn
 
-from .methods.architectures import ModelConfig
+if __package__:  # inside unetflow; a bioimage.io package imports this file without it
+    from .methods.architectures import ModelConfig
 
 
 def center_crop(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -49,8 +54,9 @@ class UNet(nn.Module):
     deviation 5.6 instead of 1.9 (weighted loss 11 instead of 3.9 on ISBI samples).
     """
 
-    def __init__(self, config: ModelConfig = ModelConfig()):
+    def __init__(self, config: ModelConfig | UNetOptions | None = None):
         super().__init__()
+        config = ModelConfig() if config is None else config  # the paper's network
         self.config = config
         channels = [config.base_channels * 2**level for level in range(config.depth + 1)]
         options = {"padding": config.padding, "batch_norm": config.batch_norm}
@@ -85,6 +91,34 @@ class UNet(nn.Module):
             features = torch.relu(upsample(features))
             features = block(torch.cat([center_crop(skip, features.shape[-2:]), features], dim=1))
         return self.head(features)
+
+
+class UNetOptions(NamedTuple):
+    """The arguments of a U-Net (see :class:`ModelConfig`), for building one without unetflow."""
+
+    depth: int
+    base_channels: int
+    padding: str
+    batch_norm: bool
+    dropout: float
+    in_channels: int
+    num_classes: int
+
+
+class ProbabilityUNet(UNet):
+    """The U-Net with class probabilities as its output (softmax over the class axis), built
+    from keyword arguments: the network of an exported bioimage.io model package.
+
+    Its weights are those of the :class:`UNet` with the same arguments (the same state_dict
+    keys), and its output is what unetflow's prediction writes for an input tile.
+    """
+
+    def __init__(self, *, depth: int, base_channels: int, padding: str, batch_norm: bool, dropout: float,
+                 in_channels: int, num_classes: int):
+        super().__init__(UNetOptions(depth, base_channels, padding, batch_norm, dropout, in_channels, num_classes))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(super().forward(image), dim=1)
 
 
 def initialise(module: nn.Module) -> None:

@@ -23,7 +23,7 @@ import zarr
 from ome_zarr.format import FormatV04
 from ome_zarr.writer import write_multiscales_metadata
 
-from .. import cli, io, settings
+from .. import cli, io, parts, settings
 from ..errors import InputError
 from ..inference import (
     TileGeometry,
@@ -80,8 +80,9 @@ def create_output(path: Path, shape: tuple[int, ...], dtype: str, attributes: di
 
 
 def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, geometry: TileGeometry,
-                  batch_size: int, dtype: str, source: str = "the model") -> None:
-    """Predict every slice of ``raw`` into ``target`` (c, z, y, x), one output chunk at a time.
+                  batch_size: int, dtype: str, source: str = "the model", slices: range | None = None) -> None:
+    """Predict the ``slices`` of ``raw`` (default: all) into ``target`` (c, z, y, x), one output
+    chunk at a time.
 
     The next slice is read and normalised, and finished blocks are compressed and
     written, on two helper threads while the network runs (both release the GIL),
@@ -100,10 +101,11 @@ def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, 
     with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
             ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
         pending: deque[Future] = deque()
-        next_plane = reader.submit(load, 0) if raw.shape[0] else None
-        for z in progress(range(raw.shape[0]), desc="predicted slices"):
+        slices = range(raw.shape[0]) if slices is None else slices
+        next_plane = reader.submit(load, slices[0]) if slices else None
+        for index, z in enumerate(progress(slices, desc="predicted slices")):
             plane = next_plane.result()
-            next_plane = reader.submit(load, z + 1) if z + 1 < raw.shape[0] else None
+            next_plane = reader.submit(load, slices[index + 1]) if index + 1 < len(slices) else None
             read = array_window_reader(plane)
             for row0, row1, col0, col1 in blocks:
                 probabilities = predict_block(forward, read, (row0, row1, col0, col1), raw.shape[1:],
@@ -139,6 +141,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cli.add_settings_option(parser, "predict")
     parser.add_argument("--runtime", default="{}", help="its runtime keys (device, batch_size) as JSON")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = its default)")
+    cli.add_part_options(parser)
     return parser.parse_args(argv)
 
 
@@ -173,10 +176,21 @@ def main(argv: list[str] | None = None) -> None:
                   "test_time_augmentation": tta, "dtype": options["dtype"],
                   "scale": 255 if options["dtype"] == "uint8" else 1}
     start = time.perf_counter()
-    with io.atomic_store(args.out) as temporary:
-        target = create_output(temporary, shape, options["dtype"], attributes)
+
+    def predict_into(target: zarr.Array, slices: range) -> None:
         predict_stack(raw, io.normalization(raw), target, forward, geometry=geometry, batch_size=batch_size,
-                      dtype=options["dtype"], source=f"model {args.model} on {args.data}")
+                      dtype=options["dtype"], source=f"model {args.model} on {args.data}", slices=slices)
+
+    if args.parts == 1:
+        with io.atomic_store(args.out) as temporary:
+            predict_into(create_output(temporary, shape, options["dtype"], attributes), range(shape[1]))
+    else:
+        signature = {"shape": shape, "attributes": attributes, "data": str(args.data)}
+        store = parts.shared_store(args.out, signature,
+                                   lambda path: create_output(path, shape, options["dtype"], attributes))
+        slices = parts.slice_range(args.part, args.parts, shape[1])
+        predict_into(store["probabilities"], slices)
+        parts.mark_done(args.out, args.part, args.parts, slices)
     seconds = time.perf_counter() - start
     log.info("%.1f s, %.2f megapixels/s", seconds, raw.size / seconds / 1e6)
 

@@ -12,7 +12,7 @@ import dask
 import numpy as np
 import zarr
 
-from .. import cli, io, settings
+from .. import cli, io, parts, settings
 from ..config_checks import check_seed_height
 from ..methods.segmenters import segment
 from ..parallel import TaskProgress, dask_config
@@ -32,6 +32,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("out", type=Path, help="output segmentation .zarr")
     cli.add_settings_option(parser, "segment")
     cli.add_dask_options(parser)
+    cli.add_part_options(parser)
     return parser.parse_args(argv)
 
 
@@ -43,16 +44,29 @@ def main(argv: list[str] | None = None) -> None:
         check_seed_height(options["seeds"], options["h"])
     probabilities = io.open_probabilities(args.predictions)
     shape = probabilities.shape[1:]
-    with io.atomic_store(args.out) as temporary:
-        group = io.create_group(temporary)
-        target = io.create_image(group, "objects", shape, np.dtype(np.uint32), method=method, **options)
+
+    def create(path: Path) -> zarr.Array:
+        group = io.create_group(path)
         group.attrs["image-label"] = {"version": "0.4"}  # napari opens it as a labels layer
+        return io.create_image(group, "objects", shape, np.dtype(np.uint32), method=method, **options)
+
+    def segment_into(target: zarr.Array, slices: range) -> list[int]:
         tasks = [dask.delayed(segment_slice, pure=False)(probabilities, target, z, method, options,
-                                                         dask_key_name=f"segment-slice-{z}") for z in range(shape[0])]
+                                                         dask_key_name=f"segment-slice-{z}") for z in slices]
         with dask_config(args.scheduler, args.workers), TaskProgress(
                 total=len(tasks), desc="segmented slices", unit="slices", prefix="segment-slice"):
-            counts = dask.compute(*tasks)
-    log.info("%s: %d objects per slice on average (%s)", args.out, np.mean(counts), method)
+            return list(dask.compute(*tasks))
+
+    if args.parts == 1:
+        with io.atomic_store(args.out) as temporary:
+            counts = segment_into(create(temporary), range(shape[0]))
+    else:
+        signature = {"shape": shape, "method": method, "options": options, "predictions": str(args.predictions)}
+        store = parts.shared_store(args.out, signature, create)
+        slices = parts.slice_range(args.part, args.parts, shape[0])
+        counts = segment_into(store["objects"], slices)
+        parts.mark_done(args.out, args.part, args.parts, slices)
+    log.info("%s: %d objects per slice on average (%s)", args.out, np.mean(counts) if counts else 0, method)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,33 @@
+# The stores that predict.parts jobs filled, each renamed to its output once all parts are done.
+
+if PARTS > 1:
+
+    rule merge_predictions:
+        input:
+            expand("results/predictions/{{model}}/.{{dataset}}.zarr.parts/{part}-of-{parts}.done",
+                   part=range(1, PARTS + 1), parts=PARTS),
+        output:
+            directory("results/predictions/{model}/{dataset}.zarr"),
+        params:
+            parts=runtime(PARTS),
+        log:
+            "logs/merge/predictions/{model}/{dataset}.log",
+        conda:
+            "../../envs/cpu.yaml"
+        shell:
+            "python -m unetflow.steps.merge {output:q} --parts {params.parts} > {log:q} 2>&1"
+
+    rule merge_segmentation:
+        input:
+            expand("results/segmentation/{{model}}/.{{dataset}}.zarr.parts/{part}-of-{parts}.done",
+                   part=range(1, PARTS + 1), parts=PARTS),
+        output:
+            directory("results/segmentation/{model}/{dataset}.zarr"),
+        params:
+            parts=runtime(PARTS),
+        log:
+            "logs/merge/segmentation/{model}/{dataset}.log",
+        conda:
+            "../../envs/cpu.yaml"
+        shell:
+            "python -m unetflow.steps.merge {output:q} --parts {params.parts} > {log:q} 2>&1"

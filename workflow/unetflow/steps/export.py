@@ -1,0 +1,426 @@
+"""Export: a trained U-Net as a bioimage.io model package (model spec 0.5), one zip file.
+
+The package holds the network twice, as a PyTorch state dict with its architecture
+(``unetflow/model.py``, which imports on its own, and :class:`~unetflow.model.ProbabilityUNet`'s
+keyword arguments) and as TorchScript, both giving class probabilities (softmax over the
+classes, as the predict step writes). The input is one channel, normalised to zero mean and
+unit variance over (y, x) by the package's preprocessing; valid input sizes are
+``min + n * step``. A valid-padded network's output is smaller than its input by twice its
+margin (the context it consumes per side), stated as the output size's offset; a
+same-padded network's output keeps the size and states a halo (its receptive-field radius)
+to crop when tiles are stitched. A test tile with unetflow's own prediction of it, a cover
+image and a README describing the model and its training complete the package.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+
+from .. import cli, geometry, io, model, synthetic
+from ..errors import InputError
+from ..inference import make_forward, read_model_file
+from ..methods.architectures import Architecture, ModelConfig
+from ..mirror import mirrored_window
+from ..model import ProbabilityUNet, count_parameters
+from ..plots import pyplot, save_figure
+
+log = logging.getLogger(__name__)
+
+PAPER = ("Ronneberger, O., Fischer, P., Brox, T. (2015). U-Net: Convolutional Networks for Biomedical Image "
+         "Segmentation. Medical Image Computing and Computer-Assisted Intervention (MICCAI 2015), LNCS 9351, "
+         "234-241.")
+PAPER_DOI = "10.1007/978-3-319-24574-4_28"
+PAPER_OUTPUT_TILE = 388  # the paper's output tile (572 px in for its network): the default test tile
+NORMALISATION_EPS = 1e-6  # bioimage.io's zero_mean_unit_variance: (x - mean) / (std + eps)
+WEIGHTS_TOLERANCE = 1e-5  # largest difference of a probability allowed between each weight format and unetflow
+INPUT_ID, OUTPUT_ID = "raw", "probabilities"
+DEFAULT_TAGS = ("unet", "2d", "pytorch", "semantic-segmentation", "unetflow")
+NAME_CHARACTERS = re.compile(r"[A-Za-z0-9_+\- ()]{5,128}")  # the spec's rule for model names
+
+
+def check_exportable(architecture: Architecture, source: Path) -> None:
+    """Refuse architectures other than the U-Net, the only one with a standalone source."""
+    if architecture.name != "unet":
+        raise InputError(f"export: {source} holds a {architecture.name!r} network; export supports unet only "
+                         "(its architecture source, unetflow/model.py, imports without unetflow). Export a model "
+                         "trained with architecture unet")
+
+
+def output_halo(architecture: ModelConfig) -> int:
+    """Pixels per side to crop from a same-padded network's output tiles before stitching them.
+
+    The receptive-field radius of the network (the margin of its valid-padded twin), rounded
+    up to a multiple of ``2**depth / 2`` so that an input padded by it on both sides stays a
+    valid size. Cropped outputs never see the zero padding of the convolutions, so stitched
+    tiles are seamless. 0 for a valid-padded network, whose output is already cropped.
+    """
+    if architecture.padding == "valid":
+        return 0
+    unit = max(1, 2**architecture.depth // 2)
+    return -(-geometry.margin(architecture.depth, "valid") // unit) * unit
+
+
+def input_sizes(architecture: ModelConfig) -> tuple[int, int]:
+    """(min, step) of the valid input edges ``min + n * step`` (bioimage.io's ParameterizedSize).
+
+    Valid padding: the input of the smallest valid output, then steps of ``2**depth``. Same
+    padding: multiples of ``2**depth`` larger than twice the halo, so a cropped tile is not empty.
+    """
+    step = 2**architecture.depth
+    if architecture.padding == "valid":
+        return architecture.input_size(architecture.valid_output_size(1)), step
+    return (2 * output_halo(architecture) // step + 1) * step, step
+
+
+def example_edge(architecture: ModelConfig, tile: int) -> int:
+    """Edge of the test input: the valid input whose output is at least ``tile`` px, at least the
+    smallest valid input (both are ``min + n * step``)."""
+    return max(architecture.input_size(architecture.valid_output_size(tile)), input_sizes(architecture)[0])
+
+
+def centre_window(plane, edge: int) -> np.ndarray:
+    """The central ``edge`` x ``edge`` window of a 2-D array-like, mirrored where it leaves it."""
+    top, left = (plane.shape[0] - edge) // 2, (plane.shape[1] - edge) // 2
+    return mirrored_window(plane, (top, top + edge), (left, left + edge))
+
+
+def example_tile(edge: int, *, data: Path | None, seed: int) -> np.ndarray:
+    """The raw test tile (float32): the centre of the middle slice of ``data``, else a synthetic
+    EM-like slice."""
+    if data is None:
+        images, _, _ = synthetic.generate_stack(1, edge, seed=seed)
+        return images[0].astype(np.float32)
+    raw = io.open_raw(io.open_store(data))
+    return centre_window(raw[raw.shape[0] // 2], edge).astype(np.float32)
+
+
+def zero_mean_unit_variance(image: np.ndarray, eps: float = NORMALISATION_EPS) -> np.ndarray:
+    """``(image - mean) / (std + eps)`` over the whole image, as bioimage.io's preprocessing."""
+    image = image.astype(np.float64)
+    return ((image - image.mean()) / (image.std() + eps)).astype(np.float32)
+
+
+def reference_probabilities(unet: torch.nn.Module, tile: np.ndarray, output_edge: int) -> np.ndarray:
+    """unetflow's prediction (its forward, fp32 on the CPU) of a raw tile normalised as the
+    package says: (1, K, output_edge, output_edge)."""
+    forward = make_forward(unet, torch.device("cpu"), None, output_edge)
+    return forward(zero_mean_unit_variance(tile)[None, None])
+
+
+def package_probabilities(network: torch.nn.Module, tile: np.ndarray) -> np.ndarray:
+    """The output of the package's network (either weight format) for a raw tile."""
+    with torch.no_grad():
+        return network(torch.from_numpy(zero_mean_unit_variance(tile)[None, None])).numpy()
+
+
+def exported_network(architecture: ModelConfig, state_dict: dict) -> ProbabilityUNet:
+    """The package's network: the U-Net's weights in :class:`ProbabilityUNet`, in evaluation mode."""
+    network = ProbabilityUNet(**architecture_kwargs(architecture))
+    network.load_state_dict(state_dict)
+    return network.eval()
+
+
+def architecture_kwargs(architecture: ModelConfig) -> dict:
+    return {key: getattr(architecture, key) for key in ("depth", "base_channels", "padding", "batch_norm",
+                                                          "dropout", "in_channels", "num_classes")}
+
+
+def trace(network: torch.nn.Module, edge: int) -> torch.jit.ScriptModule:
+    """TorchScript of ``network``, traced on an input of ``edge`` px (sizes stay free)."""
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated")
+        return torch.jit.trace(network, torch.zeros(1, 1, edge, edge))
+
+
+def channel_names(num_classes: int) -> list[str]:
+    """Class names of the output channels: class 0 is the background in unetflow."""
+    return ["background", "foreground"] if num_classes == 2 else ["background"] + [
+        f"class{index}" for index in range(1, num_classes)]
+
+
+def foreground(probabilities: np.ndarray) -> np.ndarray:
+    """P(not background) of (K, y, x) probabilities (as :func:`unetflow.io.foreground_probability`)."""
+    return probabilities[1] if probabilities.shape[0] == 2 else 1.0 - probabilities[0]
+
+
+def write_cover(path: Path, tile: np.ndarray, probabilities: np.ndarray) -> None:
+    """The test input (its part under the output) beside the foreground probability, 2:1."""
+    plt = pyplot()
+    figure, (left, right) = plt.subplots(1, 2, figsize=(8, 4))
+    crop = (tile.shape[0] - probabilities.shape[-1]) // 2
+    left.imshow(tile[crop : tile.shape[0] - crop, crop : tile.shape[1] - crop], cmap="gray")
+    left.set_title("input")
+    right.imshow(foreground(probabilities), cmap="magma", vmin=0.0, vmax=1.0)
+    right.set_title("foreground probability")
+    for axis in (left, right):
+        axis.set_axis_off()
+    save_figure(figure, path)
+
+
+def check_name(name: str) -> str:
+    if not NAME_CHARACTERS.fullmatch(name):
+        raise InputError(f"export: --name {name!r} is not a valid bioimage.io model name; use 5 to 128 letters, "
+                         "digits, spaces and _+-()")
+    return name
+
+
+def check_license(license_id: str) -> str:
+    from bioimageio.spec.model.v0_5 import LicenseId
+
+    try:
+        return LicenseId(license_id)
+    except ValueError:
+        raise InputError(f"export: --license {license_id!r} is not an SPDX license identifier; use one such as MIT, "
+                         "Apache-2.0 or CC-BY-4.0") from None
+
+
+def default_name(model_path: Path) -> str:
+    """``unetflow U-Net <model>``, the model being the folder of ``model.pt``."""
+    return f"unetflow U-Net {re.sub(r'[^A-Za-z0-9_+() -]', '-', model_path.resolve().parent.name)}"[:128]
+
+
+def readme(*, name: str, architecture: ModelConfig, saved: dict, source: Path, parameters: int,
+           input_range: tuple[int, int], test_edge: int, halo: int, differences: dict[str, float]) -> str:
+    """The package's documentation (markdown): model, training, input, output, citation."""
+    margin = architecture.margin
+    smallest, step = input_range
+    train_settings = saved.get("train_settings") or {}
+    training = "\n".join(f"| {key} | {json.dumps(value)} |" for key, value in sorted(train_settings.items()))
+    agreement = ", ".join(f"{weights} {difference:.1g}" for weights, difference in differences.items())
+    if architecture.padding == "valid":
+        output_size = (f"the input size minus {2 * margin} px ({margin} px of context consumed on each side, the "
+                       "network's margin); every output pixel sees its full context, so output tiles are exact "
+                       f"(overlap-tile). To predict a whole image, mirror it (numpy `reflect`) by {margin} px on "
+                       "each side, and more to reach a valid size, as unetflow does.")
+    else:
+        output_size = (f"the input size (same-padded convolutions). Crop {halo} px (the halo, the network's "
+                       "receptive-field radius) from each side of output tiles before stitching them.")
+    return f"""# {name}
+
+The U-Net of Ronneberger, Fischer and Brox (MICCAI 2015), trained with unetflow (a Snakemake
+workflow of the paper's method) and exported from `{source.name}` by `python -m unetflow.steps.export`.
+It classifies every pixel of a 2-D grey-value image into {architecture.num_classes} classes
+({", ".join(channel_names(architecture.num_classes))}).
+
+## Network
+
+| setting | value |
+|---|---|
+| depth (2x2 max-poolings) | {architecture.depth} |
+| channels of the first level | {architecture.base_channels} (doubling per level) |
+| convolutions | 3x3, {architecture.padding} padding |
+| batch normalisation | {"yes" if architecture.batch_norm else "no"} |
+| drop-out (end of contracting path, training only) | {architecture.dropout} |
+| classes | {architecture.num_classes} |
+| weights | {parameters:,} |
+
+Weights are given as a PyTorch state dict (architecture: `ProbabilityUNet` in `model.py`, which
+needs only PyTorch) and as TorchScript; both give the same probabilities.
+
+## Training
+
+{saved.get("iterations", "An unrecorded number of")} iterations with these `train` settings of unetflow:
+
+| setting | value |
+|---|---|
+{training or "| (not recorded in the model file) | |"}
+
+## Input
+
+One channel (`{INPUT_ID}`), axes batch, channel, y, x; float32. Edges of {smallest} + n x {step} px
+(n = 0, 1, 2, ...). The package normalises each image to zero mean and unit variance over
+(y, x) (`zero_mean_unit_variance`, eps {NORMALISATION_EPS}). unetflow itself normalises with the
+mean and standard deviation of the whole dataset (stack), computed when it is ingested, so
+for tiles much smaller than a slice, or slices that differ in brightness, give tiles normalised
+with the dataset's statistics for the closest match to unetflow's own predictions.
+
+## Output
+
+`{OUTPUT_ID}`: class probabilities (softmax over the channel axis, which sums to 1), axes batch,
+channel, y, x; float32. Channel 1 ({channel_names(architecture.num_classes)[1]}) is what unetflow
+thresholds and segments for two classes. The output size is {output_size}
+
+## Validation
+
+The test input is a {test_edge} x {test_edge} px tile (raw intensities), the test output
+unetflow's own prediction of it (`unetflow.inference.make_forward`, fp32 on the CPU, the tile
+normalised as above). Both weight formats reproduce it, largest difference of a probability:
+{agreement}. The paper validated the method on the ISBI 2012 EM
+segmentation challenge; evaluate this model on your own labelled data (unetflow's evaluate rule
+reports pixel, Rand and warping errors).
+
+## Citation
+
+{PAPER} doi:[{PAPER_DOI}](https://doi.org/{PAPER_DOI})
+"""
+
+
+def training_details(architecture: ModelConfig, saved: dict):
+    """What the model file records of its training, as bioimage.io's training details."""
+    from bioimageio.spec.model.v0_5 import TrainingDetails
+
+    train_settings = saved.get("train_settings") or {}
+    return TrainingDetails(
+        training_preprocessing="zero mean, unit variance with the statistics of each dataset; random elastic "
+                               "deformations, flips and rotations (unetflow augment)",
+        training_batch_size=train_settings.get("batch_size"), initial_learning_rate=train_settings.get("lr"),
+        learning_rate_schedule=train_settings.get("schedule"), loss_function=train_settings.get("loss"),
+        optimizer=train_settings.get("optimizer"),
+        regularization=f"drop-out {architecture.dropout}, weight decay "
+                       f"{train_settings.get('weight_decay')}" if train_settings else None)
+
+
+def describe(*, name: str, authors: list[str], license_id: str, tags: list[str], architecture: ModelConfig,
+             saved: dict, files: dict[str, Path], input_range: tuple[int, int], halo: int, parameters: int):
+    """The bioimage.io model description (spec 0.5) of the staged ``files``."""
+    from bioimageio.spec.model import v0_5 as spec
+
+    smallest, step = input_range
+    space_size = spec.ParameterizedSize(min=smallest, step=step)
+    input_axes = [spec.BatchAxis(), spec.ChannelAxis(channel_names=[INPUT_ID]),
+                  spec.SpaceInputAxis(id=spec.AxisId("y"), size=space_size),
+                  spec.SpaceInputAxis(id=spec.AxisId("x"), size=space_size)]
+    offset = -2 * architecture.margin
+
+    def output_axis(axis: str):
+        size = spec.SizeReference(tensor_id=spec.TensorId(INPUT_ID), axis_id=spec.AxisId(axis), offset=offset)
+        if halo:
+            return spec.SpaceOutputAxisWithHalo(id=spec.AxisId(axis), size=size, halo=halo,
+                                                description="crop the halo before stitching tiles")
+        return spec.SpaceOutputAxis(id=spec.AxisId(axis), size=size,
+                                    description=f"input size minus the margin of {architecture.margin} px per side")
+
+    output_axes = [spec.BatchAxis(), spec.ChannelAxis(channel_names=channel_names(architecture.num_classes)),
+                   output_axis("y"), output_axis("x")]
+    pytorch_version = spec.Version(torch.__version__.split("+")[0])
+    return spec.ModelDescr(
+        name=name,
+        description=(f"U-Net (Ronneberger et al. 2015) for {architecture.num_classes}-class pixel classification "
+                     "of 2-D images, trained with unetflow; outputs class probabilities."),
+        authors=[spec.Author(name=author) for author in authors],
+        cite=[spec.CiteEntry(text=PAPER, doi=spec.Doi(PAPER_DOI))],
+        license=spec.LicenseId(license_id),
+        tags=tags,
+        documentation=spec.FileDescr(source=files["readme"]),
+        covers=[spec.FileDescr(source=files["cover"])],
+        inputs=[spec.InputTensorDescr(
+            id=spec.TensorId(INPUT_ID), axes=input_axes, description="grey-value image",
+            data=spec.IntervalOrRatioDataDescr(type="float32"),
+            test_tensor=spec.FileDescr(source=files["test_input"]),
+            sample_tensor=spec.FileDescr(source=files["sample_input"]), pad=spec.ReflectPadding(mode="reflect"),
+            preprocessing=[spec.ZeroMeanUnitVarianceDescr(kwargs=spec.ZeroMeanUnitVarianceKwargs(
+                axes=[spec.AxisId("y"), spec.AxisId("x")], eps=NORMALISATION_EPS))])],
+        outputs=[spec.OutputTensorDescr(
+            id=spec.TensorId(OUTPUT_ID), axes=output_axes, description="class probabilities (softmax)",
+            data=spec.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
+            test_tensor=spec.FileDescr(source=files["test_output"]),
+            sample_tensor=spec.FileDescr(source=files["sample_output"]))],
+        weights=spec.WeightsDescr(
+            pytorch_state_dict=spec.PytorchStateDictWeightsDescr(
+                source=files["state_dict"], pytorch_version=pytorch_version,
+                architecture=spec.ArchitectureFromFileDescr(source=Path(model.__file__),
+                                                            callable=spec.Identifier(ProbabilityUNet.__name__),
+                                                            kwargs=architecture_kwargs(architecture))),
+            torchscript=spec.TorchscriptWeightsDescr(source=files["torchscript"], pytorch_version=pytorch_version,
+                                                     parent="pytorch_state_dict")),
+        config=spec.Config(bioimageio=spec.BioimageioConfig(
+            architecture_type="2D U-Net", task="semantic segmentation",
+            model_parameter_count=parameters,
+            training=training_details(architecture, saved))),
+    )
+
+
+def stage_files(folder: Path, *, architecture: ModelConfig, saved: dict, network: ProbabilityUNet, source: Path,
+                name: str, tile: np.ndarray, input_range: tuple[int, int], halo: int) -> dict[str, Path]:
+    """Write the package's files into ``folder``: weights (state dict and TorchScript, each checked
+    to reproduce unetflow's prediction of the test tile), test and sample tensors, cover, README."""
+    unet = architecture.network()
+    unet.load_state_dict(saved["state_dict"])
+    probabilities = reference_probabilities(unet.eval(), tile, tile.shape[0] - 2 * architecture.margin)
+    torchscript = trace(network, input_range[0])
+    differences = {weights: float(np.abs(package_probabilities(exported, tile) - probabilities).max())
+                   for weights, exported in (("pytorch_state_dict", network), ("torchscript", torchscript))}
+    if max(differences.values()) > WEIGHTS_TOLERANCE:
+        raise RuntimeError(f"export: the exported network of {source} does not reproduce unetflow's prediction of the "
+                           f"test tile (largest differences {differences}, allowed {WEIGHTS_TOLERANCE}); report "
+                           "this as a unetflow bug")
+    files = {"state_dict": folder / "weights.pt", "torchscript": folder / "weights_torchscript.pt",
+             "test_input": folder / "test_input.npy", "test_output": folder / "test_output.npy",
+             "sample_input": folder / "sample_input.tif", "sample_output": folder / "sample_output.tif",
+             "cover": folder / "cover.png", "readme": folder / "README.md"}
+    torch.save(network.state_dict(), files["state_dict"])
+    torchscript.save(str(files["torchscript"]))
+    np.save(files["test_input"], tile[None, None])
+    np.save(files["test_output"], probabilities)
+    tifffile.imwrite(files["sample_input"], tile, photometric="minisblack")
+    tifffile.imwrite(files["sample_output"], probabilities[0], photometric="minisblack")
+    write_cover(files["cover"], zero_mean_unit_variance(tile), probabilities[0])
+    files["readme"].write_text(readme(name=name, architecture=architecture, saved=saved, source=source,
+                                      parameters=count_parameters(network), input_range=input_range,
+                                      test_edge=tile.shape[0], halo=halo, differences=differences))
+    log.info("on the %d px test tile, the weight formats differ from unetflow's prediction by at most %s",
+             tile.shape[0], differences)
+    return files
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m unetflow.steps.export", description=__doc__.splitlines()[0])
+    parser.add_argument("model", type=Path, help="model.pt written by the train rule")
+    parser.add_argument("out", type=Path, help="the package to write (.zip)")
+    parser.add_argument("--name", help="the model's name (default: unetflow U-Net <the model's folder>)")
+    parser.add_argument("--author", action="append", help="an author's name (repeat for more; default: unetflow)")
+    parser.add_argument("--license", default="MIT", help="SPDX license identifier of the weights (default: MIT)")
+    parser.add_argument("--tag", action="append", default=[], help="a tag to add, e.g. electron-microscopy")
+    parser.add_argument("--data", type=Path, help="data.zarr to take the test tile from (default: synthetic)")
+    parser.add_argument("--tile", type=int, default=PAPER_OUTPUT_TILE,
+                        help=f"output edge of the test tile, rounded up to a valid size (default {PAPER_OUTPUT_TILE})")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the synthetic test tile")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    try:
+        from bioimageio.spec import save_bioimageio_package
+        from pydantic import ValidationError
+    except ImportError as error:
+        raise InputError("export: bioimageio.spec is not installed; install unetflow[bioimageio] (or use the "
+                         "conda environment envs/bioimageio.yaml)") from error
+    saved, architecture = read_model_file(args.model)
+    check_exportable(architecture, args.model)
+    name = check_name(args.name or default_name(args.model))
+    check_license(args.license)
+    input_range, halo = input_sizes(architecture), output_halo(architecture)
+    tile = example_tile(example_edge(architecture, args.tile), data=args.data, seed=args.seed)
+    network = exported_network(architecture, saved["state_dict"])
+    with tempfile.TemporaryDirectory(prefix="unetflow-export-") as staging:
+        files = stage_files(Path(staging), architecture=architecture, saved=saved, network=network,
+                            source=args.model, name=name, tile=tile, input_range=input_range, halo=halo)
+        try:
+            description = describe(name=name, authors=args.author or ["unetflow"], license_id=args.license,
+                                   tags=sorted({*DEFAULT_TAGS, *args.tag}), architecture=architecture, saved=saved,
+                                   files=files, input_range=input_range, halo=halo,
+                                   parameters=count_parameters(network))
+        except ValidationError as error:
+            problems = "; ".join(f"{'.'.join(map(str, problem['loc']))}: {problem['msg'][:200]}"
+                                 for problem in error.errors())
+            raise InputError(f"export: the package description of {args.model} is invalid ({problems}); check "
+                             "--name, --author, --license (an SPDX identifier such as MIT or CC-BY-4.0) and "
+                             "--tag") from error
+        with io.atomic_store(args.out) as temporary:
+            save_bioimageio_package(description, output_path=temporary)
+    log.info("wrote %s: %s, input %d + n x %d px, test tile %d px", args.out, name, *input_range, tile.shape[0])
+
+
+if __name__ == "__main__":
+    cli.run(main)
