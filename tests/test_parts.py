@@ -20,6 +20,7 @@ import torch
 import yaml
 import zarr
 from unetflow import inference, parts
+from unetflow.errors import InputError
 from unetflow.methods.architectures import ModelConfig
 from unetflow.synthetic import generate_stack
 
@@ -51,9 +52,14 @@ def test_parts_starting_together_share_one_store_and_a_stale_one_is_replaced(tmp
     stores[0]["a"][:4] = 7
     assert parts.shared_store(output, {"k": 1}, create)["a"][0] == 7  # the same settings: kept
     assert parts.shared_store(output, {"k": 2}, create)["a"][0] == 0  # other settings: replaced
+    with pytest.raises(InputError, match=r"out\.zarr: parts \[1\] of 1 are not finished"):
+        parts.merge(output, 1)
     parts.mark_done(output, 1, 1, range(8))
     parts.merge(output, 1)
     assert output.is_dir() and not parts.workspace(output).exists()
+    parts.shared_store(output, {"k": 3}, create)  # a split run stopped half-way, then one job:
+    parts.discard_workspace(output)
+    assert not parts.workspace(output).exists()
 
 
 FAKE_GPUS = textwrap.dedent("""

@@ -88,6 +88,13 @@ def _discard(store: Path, why: str) -> None:
     shutil.rmtree(aside, ignore_errors=True)
 
 
+def discard_workspace(output: Path) -> None:
+    """Remove the workspace a split run left (the stack is now done as one job)."""
+    if workspace(output).exists():
+        log.info("removing %s, left by a run in parts", workspace(output))
+        shutil.rmtree(workspace(output), ignore_errors=True)
+
+
 def mark_done(output: Path, part: int, parts: int, slices: range) -> None:
     flag(output, part, parts).write_text(f"slices {slices.start}-{slices.stop - 1}\n" if slices else "no slices\n")
 

@@ -182,6 +182,7 @@ def main(argv: list[str] | None = None) -> None:
                       dtype=options["dtype"], source=f"model {args.model} on {args.data}", slices=slices)
 
     if args.parts == 1:
+        parts.discard_workspace(args.out)
         with io.atomic_store(args.out) as temporary:
             predict_into(create_output(temporary, shape, options["dtype"], attributes), range(shape[1]))
     else:

@@ -58,6 +58,7 @@ def main(argv: list[str] | None = None) -> None:
             return list(dask.compute(*tasks))
 
     if args.parts == 1:
+        parts.discard_workspace(args.out)
         with io.atomic_store(args.out) as temporary:
             counts = segment_into(create(temporary), range(shape[0]))
     else:
