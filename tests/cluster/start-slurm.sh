@@ -85,6 +85,7 @@ SelectTypeParameters=CR_Core_Memory
 GresTypes=gpu
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
+AccountingStorageTRES=gres/gpu
 JobAcctGatherType=jobacct_gather/none
 AccountingStoreFlags=job_comment
 StateSaveLocation=$STATE/state
