@@ -1,5 +1,6 @@
 # Helpers shared by the rules: dataset lookups and input lists.
 
+import functools
 import json
 import shlex
 import sys
@@ -31,12 +32,19 @@ PARTS = config["predict"]["parts"]  # jobs per stack of predict and of segment (
 PART = "" if PARTS == 1 else "-part{part}"  # in the log and benchmark names of a part
 
 
+def part_flag(store):
+    """The flag part {part} writes into the workspace of `store` (unetflow.parts.flag)."""
+    folder, name = store.rsplit("/", 1)
+    return f"{folder}/.{name}.parts/{{part}}-of-{PARTS}.done"
+
+
+def part_flags(store):
+    return expand(part_flag(store), part=range(1, PARTS + 1), allow_missing=True)
+
+
 def store_or_part(store):
     """The output of a predict or segment job: the store, or part {part}'s flag when split."""
-    if PARTS == 1:
-        return directory(store)
-    folder, name = store.rsplit("/", 1)
-    return temp(f"{folder}/.{name}.parts/{{part}}-of-{PARTS}.done")
+    return directory(store) if PARTS == 1 else temp(part_flag(store))
 
 
 def part_of(wildcards):
@@ -97,6 +105,7 @@ def check_method(name, module, decorator, setting):
         raise ValueError(str(error)) from None
 
 
+@functools.cache  # the sources do not change while the DAG is built; provenance asks often
 def code_of(step):
     """Hash of the code that runs for `step` (unetflow.fingerprints.code_fingerprint), a params
     entry: editing the step or a module it imports reruns its jobs."""

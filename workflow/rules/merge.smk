@@ -4,8 +4,7 @@ if PARTS > 1:
 
     rule merge_predictions:
         input:
-            expand("results/predictions/{{model}}/.{{dataset}}.zarr.parts/{part}-of-{parts}.done",
-                   part=range(1, PARTS + 1), parts=PARTS),
+            part_flags("results/predictions/{model}/{dataset}.zarr"),
         output:
             directory("results/predictions/{model}/{dataset}.zarr"),
         params:
@@ -19,8 +18,7 @@ if PARTS > 1:
 
     rule merge_segmentation:
         input:
-            expand("results/segmentation/{{model}}/.{{dataset}}.zarr.parts/{part}-of-{parts}.done",
-                   part=range(1, PARTS + 1), parts=PARTS),
+            part_flags("results/segmentation/{model}/{dataset}.zarr"),
         output:
             directory("results/segmentation/{model}/{dataset}.zarr"),
         params:

@@ -31,9 +31,14 @@ def samples_settings(name, model):
             None if online else code_of("augment")]
 
 
+@functools.cache  # a model file is hashed once per DAG, not once per job that uses it
+def file_fingerprint(path):
+    return store_fingerprint(path)
+
+
 def model_provenance(model):
     if pretrained_file(model):
-        return [{"file": pretrained_file(model)}, store_fingerprint(pretrained_file(model))]
+        return [{"file": pretrained_file(model)}, file_fingerprint(pretrained_file(model))]
     return [model_architecture(model), results_settings("train", model_train_settings(model)), code_of("train"),
             [samples_settings(name, model) for name in training_datasets()],
             [ingest_settings(name) for name in validation_datasets()]]
