@@ -237,6 +237,16 @@ def test_an_invalid_name_or_license_is_refused_before_anything_is_written(tmp_pa
     assert list(tmp_path.iterdir()) == [model]
 
 
+def test_a_model_with_nan_weights_is_refused_not_exported(tmp_path):
+    model = save_trained_like(tmp_path / "model.pt", SMALL)
+    saved = torch.load(model, weights_only=True)
+    saved["state_dict"]["head.bias"][0] = float("nan")
+    torch.save(saved, model)
+    with pytest.raises(InputError, match=r"model\.pt: 1 of its weight tensors hold NaN or infinity \(head\.bias\)"):
+        main([str(model), str(tmp_path / "bioimageio.zip")])
+    assert not (tmp_path / "bioimageio.zip").exists()
+
+
 def planned_exports(workflow: Path, *targets: str) -> list[str]:
     """The export jobs' counts in a dry run's job stats."""
     result = snakemake(workflow, *targets, "-n", "--quiet", "rules")

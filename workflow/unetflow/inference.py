@@ -145,19 +145,25 @@ def read_model_file(path: Path) -> tuple[dict, Architecture]:
 def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, Architecture]:
     """The network saved by the train rule, on ``device``, in evaluation mode, and its architecture."""
     saved, architecture = read_model_file(path)
-    model = architecture.network()
+    model = load_weights(path, architecture.network(), saved["state_dict"])
+    return model.to(device).eval(), architecture
+
+
+def load_weights(path: Path, network: torch.nn.Module, state_dict: dict) -> torch.nn.Module:
+    """``network`` with the weights of model file ``path``; refused if they do not fit it or hold
+    NaN or infinity."""
     try:
-        model.load_state_dict(saved["state_dict"])
+        network.load_state_dict(state_dict)
     except RuntimeError as error:
         raise InputError(f"{path}: its weights do not fit its architecture ({error}); retrain the model") from error
-    broken = non_finite_tensors(model)
+    broken = non_finite_tensors(network)
     if broken:
         raise InputError(
             f"{path}: {len(broken)} of its weight tensors hold NaN or infinity ({', '.join(broken[:3])}"
             f"{', ...' if len(broken) > 3 else ''}), so every prediction would be NaN: the training that wrote "
             "it diverged. Delete it and retrain (lower train.lr or set train.grad_clip)"
         )
-    return model.to(device).eval(), architecture
+    return network
 
 
 def dihedral(batch: np.ndarray, index: int) -> np.ndarray:

@@ -28,7 +28,7 @@ import torch
 
 from .. import cli, geometry, io, model, synthetic
 from ..errors import InputError
-from ..inference import make_forward, read_model_file
+from ..inference import load_weights, make_forward, read_model_file
 from ..methods.architectures import Architecture, ModelConfig
 from ..mirror import mirrored_window
 from ..model import ProbabilityUNet, count_parameters
@@ -123,11 +123,10 @@ def package_probabilities(network: torch.nn.Module, tile: np.ndarray) -> np.ndar
         return network(torch.from_numpy(zero_mean_unit_variance(tile)[None, None])).numpy()
 
 
-def exported_network(architecture: ModelConfig, state_dict: dict) -> ProbabilityUNet:
-    """The package's network: the U-Net's weights in :class:`ProbabilityUNet`, in evaluation mode."""
-    network = ProbabilityUNet(**architecture_kwargs(architecture))
-    network.load_state_dict(state_dict)
-    return network.eval()
+def exported_network(path: Path, architecture: ModelConfig, state_dict: dict) -> ProbabilityUNet:
+    """The package's network: the U-Net's weights in :class:`ProbabilityUNet`, in evaluation mode
+    (refused when they hold NaN or infinity, as for prediction)."""
+    return load_weights(path, ProbabilityUNet(**architecture_kwargs(architecture)), state_dict).eval()
 
 
 def architecture_kwargs(architecture: ModelConfig) -> dict:
@@ -402,7 +401,7 @@ def main(argv: list[str] | None = None) -> None:
     check_license(args.license)
     input_range, halo = input_sizes(architecture), output_halo(architecture)
     tile = example_tile(example_edge(architecture, args.tile), data=args.data, seed=args.seed)
-    network = exported_network(architecture, saved["state_dict"])
+    network = exported_network(args.model, architecture, saved["state_dict"])
     with tempfile.TemporaryDirectory(prefix="unetflow-export-") as staging:
         files = stage_files(Path(staging), architecture=architecture, saved=saved, network=network,
                             source=args.model, name=name, tile=tile, input_range=input_range, halo=halo)
