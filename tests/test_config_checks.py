@@ -1,6 +1,6 @@
 import pytest
 
-from unetflow.config_checks import check_path, check_seed_height, check_unique, parse_slice_selection
+from unetflow.config_checks import check_disjoint, check_path, check_seed_height, check_unique, parse_slice_selection
 from unetflow.errors import InputError
 from unetflow.readers import parse_slices
 
@@ -40,3 +40,29 @@ def test_repeated_names_and_braces_are_refused_naming_the_key():
         check_unique(["a", "b", "a"], "predict_on")
     with pytest.raises(InputError, match=r"config: datasets.x.images is 'data/run\{1\}.tif', whose braces"):
         check_path("data/run{1}.tif", "datasets.x.images")
+
+
+def stack(slices="", images="stack.tif") -> dict:
+    return {"images": images, "slices": slices}
+
+
+def test_train_tune_and_report_data_may_share_no_slice():
+    datasets = {"train": stack("0-14"), "tune": stack("15-17"), "report": stack("18-21"), "other": stack(images="b.tif")}
+    check_disjoint({"train_on": ["train"], "validate_on": ["tune"], "predict_on": ["report", "other"]}, datasets)
+    datasets["report"] = stack("17-21")
+    with pytest.raises(InputError, match=r"tune \(validate_on\) and report \(predict_on\) share slices \[17\] of "
+                                         r"stack.tif.*must be disjoint"):
+        check_disjoint({"train_on": ["train"], "validate_on": ["tune"], "predict_on": ["report"]}, datasets)
+    datasets["whole"] = stack()  # no selection: every slice
+    with pytest.raises(InputError, match=r"train \(train_on\) and whole \(predict_on\) share every slice"):
+        check_disjoint({"train_on": ["train"], "predict_on": ["whole"]}, datasets)
+    with pytest.raises(InputError, match=r"tune \(validate_on\) and tune \(predict_on\) share slices \[15, 16, 17\]"):
+        check_disjoint({"validate_on": ["tune"], "predict_on": ["tune"]}, datasets)
+
+
+def test_the_same_stack_under_another_spelling_of_its_path_is_the_same_stack(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    datasets = {"a": stack("0-3", "data/s.tif"), "b": stack("3", "./data/../data/s.tif")}
+    with pytest.raises(InputError, match=r"share slices \[3\]"):
+        check_disjoint({"train_on": ["a"], "predict_on": ["b"]}, datasets)

@@ -4,6 +4,7 @@ One complete run in a temporary copy is shared by the tests; each rerun
 scenario is a dry run whose job list is compared with what must rerun.
 """
 
+import json
 import os
 import re
 from collections import Counter
@@ -16,8 +17,10 @@ import pytest
 import tifffile
 import yaml
 import zarr
+from skimage.metrics import adapted_rand_error
 
 from conftest import copy_workflow, snakemake
+from unetflow.methods.segmenters import segment
 
 pytestmark = pytest.mark.slow
 
@@ -45,15 +48,45 @@ def override(directory: Path, name: str, config: dict) -> tuple[str, str]:
     return "--configfile", str(path)
 
 
+# a new model's predictions of the test stack and of the tuning stack (demo_val), the tuning and what follows
+FROM_PREDICT = {"predict": 2, "tune": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1}
+
+
 def test_demo_segments_the_synthetic_test_stack_well(complete_run):
     table = pd.read_csv(complete_run / "results/evaluation/small/demo_test.csv", dtype={"slice": str})
     overall = table[table["slice"] == "all"].iloc[0]
-    assert overall["pixel_error"] <= 0.05
+    assert overall["pixel_error_at_threshold"] <= 0.05 and overall["pixel_error_at_0.5"] <= 0.05
     assert overall["adapted_rand_error"] <= 0.10
     report = (complete_run / "results/report/metrics.md").read_text()
     assert "| small | demo_test |" in report
-    for name in ("metrics.html", "loss_curves.png", "overlays.png"):
+    for name in ("metrics.html", "loss_curves.png", "overlays.png", "tuning.png"):
         assert (complete_run / "results/report" / name).stat().st_size > 500
+
+
+def test_the_segmentation_settings_are_the_sweeps_best_on_the_tuning_slices_and_are_used(complete_run):
+    choice = json.loads((complete_run / "results/tuning/small/segment.json").read_text())
+    sweep = pd.read_csv(complete_run / "results/tuning/small/sweep.csv")
+    assert choice["tuned_on"] == ["results/demo_val/data.zarr"] and choice["slices"] == 2
+    assert choice["candidates"] == len(sweep) > 50  # the schema's default grid
+    tied = sweep[sweep["score"] <= sweep["score"].min() + 0.001]  # tune.tolerance: the lowest pixel error of these
+    assert choice["score"] == pytest.approx(tied.loc[tied["pixel_error"].idxmin(), "score"])
+    # scored again here, from the tuning slices' labels and probabilities: best of the sweep, and its score
+    data = zarr.open_group(str(complete_run / "results/demo_val/data.zarr"), mode="r")
+    probabilities = zarr.open_group(str(complete_run / "results/predictions/small/demo_val.zarr"), mode="r")
+    truth, foreground = data["labels/objects/0"][:], probabilities["probabilities"][1]
+    rescored = [np.mean([adapted_rand_error(truth[z], segment(foreground[z], row["method"], row), ignore_labels=(0,))[0]
+                         for z in range(len(truth))]) for row in sweep.to_dict("records")]
+    assert rescored == pytest.approx(sweep["score"].to_list())
+    assert rescored[int(np.flatnonzero(sweep["chosen"])[0])] <= min(rescored) + 0.001
+    assert int(np.flatnonzero(sweep["chosen"])[0]) == int(tied["pixel_error"].idxmin())
+    assert np.ptp(rescored) > 0.05  # the settings matter on these slices
+    for dataset in ("demo_test",):  # every segmented dataset uses the choice
+        used = zarr.open_group(str(complete_run / f"results/segmentation/small/{dataset}.zarr"), mode="r")
+        assert dict(used["objects"].attrs["unetflow"]) == choice["settings"]
+    report = (complete_run / "results/report/metrics.md").read_text()
+    assert "## Segmentation settings" in report and "tuned: lowest adapted_rand_error" in report
+    assert "| demo_train | train |" in report and "| demo_val | validate + tune |" in report
+    assert "| demo_test | report |" in report
 
 
 def test_nothing_to_do_right_after_a_complete_run(complete_run):
@@ -63,12 +96,12 @@ def test_nothing_to_do_right_after_a_complete_run(complete_run):
 def test_a_changed_predict_setting_reruns_predict_and_what_follows(complete_run):
     for setting in ({"tile": 124}, {"test_time_augmentation": True}):
         jobs = planned_jobs(complete_run, *override(complete_run, "predict", {"predict": setting}))
-        assert jobs == Counter({"predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
+        assert jobs == Counter(FROM_PREDICT)
 
 
 def test_a_changed_training_setting_reruns_training_and_what_follows(complete_run):
     jobs = planned_jobs(complete_run, *override(complete_run, "train", {"train": {"lr": 0.001}}))
-    assert jobs == Counter({"train": 1, "predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
+    assert jobs == Counter({"train": 1, **FROM_PREDICT})
 
 
 def test_a_new_prediction_dataset_runs_only_its_own_jobs(complete_run):
@@ -111,7 +144,6 @@ def appended(path: Path, text: str):
     return edited(path, lambda source: source + text)
 
 
-FROM_PREDICT = {"predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1}
 
 
 def test_a_code_edit_reruns_its_step_and_what_follows_not_what_came_before(complete_run):
@@ -121,7 +153,7 @@ def test_a_code_edit_reruns_its_step_and_what_follows_not_what_came_before(compl
     assert jobs == Counter({"weights": 1, "augment": 1, "train": 1, **FROM_PREDICT})
     with appended(package / "methods/segmenters.py", "\nEDITED = True\n"):  # a library module: its steps
         jobs = planned_jobs(complete_run)
-    assert jobs == Counter({"segment": 1, "evaluate": 1, "report": 1, "all": 1})
+    assert jobs == Counter({"tune": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
 
 
 def test_a_comment_or_docstring_edit_reruns_nothing(complete_run):
@@ -138,9 +170,15 @@ def test_settings_that_change_how_jobs_run_rerun_nothing(complete_run):
     assert planned_jobs(complete_run, *override(complete_run, "runtime", runtime)) == Counter()
 
 
-def test_a_changed_segment_setting_reruns_segment_and_what_follows(complete_run):
-    jobs = planned_jobs(complete_run, *override(complete_run, "segment", {"segment": {"h": 3.0}}))
+def test_segment_and_tune_settings_rerun_what_they_change(complete_run):
+    # the demo tunes: the fixed settings are not used then, so changing them reruns nothing
+    assert planned_jobs(complete_run, *override(complete_run, "segment", {"segment": {"h": 3.0}})) == Counter()
+    fixed = {"segment": {"settings": "fixed", "h": 3.0}}
+    jobs = planned_jobs(complete_run, *override(complete_run, "segment", fixed))
     assert jobs == Counter({"segment": 1, "evaluate": 1, "report": 1, "all": 1})
+    for tune in ({"grid": [{"method": ["components"], "threshold": [0.5]}]}, {"metric": "variation_of_information"}):
+        jobs = planned_jobs(complete_run, *override(complete_run, "tune", {"tune": tune}))
+        assert jobs == Counter({"tune": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
 
 
 def test_a_pretrained_model_predicts_new_data_with_no_training_data_configured(complete_run, tmp_path):
@@ -151,9 +189,10 @@ def test_a_pretrained_model_predicts_new_data_with_no_training_data_configured(c
     demo = complete_run / "resources/demo"
     config = {"datasets": {"new": {"images": str(demo / "test-volume.tif"), "labels": str(demo / "test-labels.tif")}},
               "models": {"mine": {"file": str(model)}}, "run_models": ["mine"],
-              "train_on": [], "validate_on": [], "predict_on": ["new"]}
+              "train_on": [], "validate_on": [], "predict_on": ["new"], "segment": {"settings": "fixed"}}
     options = override(directory, "apply", config)
-    assert planned_jobs(directory, *options) == Counter({"ingest": 1, **FROM_PREDICT})
+    applied = {"predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1}
+    assert planned_jobs(directory, *options) == Counter({"ingest": 1, **applied})
     snakemake(directory, "--cores", "2", *options)
     ours = zarr.open_group(str(directory / "results/predictions/mine/new.zarr"), mode="r")["probabilities"][:]
     trained_run = zarr.open_group(str(complete_run / "results/predictions/small/demo_test.zarr"), mode="r")
@@ -161,7 +200,7 @@ def test_a_pretrained_model_predicts_new_data_with_no_training_data_configured(c
     assert not (directory / "results/models").exists() and not (directory / "resources").exists()
     assert "| mine | new |" in (directory / "results/report/metrics.md").read_text()
     model.write_bytes(model.read_bytes())  # replaced by a newer file
-    assert planned_jobs(directory, *options) == Counter(FROM_PREDICT)
+    assert planned_jobs(directory, *options) == Counter(applied)
 
 
 def test_snakemake_report_bundles_the_outputs(complete_run):

@@ -8,7 +8,9 @@ import zarr
 from unetflow import io
 from unetflow.methods.metrics import object_scores, pixel_scores
 from unetflow.steps.evaluate import evaluate
-from unetflow.isbi_scores import best_scores, contingency, slice_scores, thinned_segments, v_info, v_rand
+from unetflow.errors import InputError
+from unetflow.isbi_scores import (best_pixel_error, best_scores, contingency, interior_counts, slice_scores,
+                                  thinned_segments, v_info, v_rand)
 
 
 def two_cells() -> np.ndarray:
@@ -73,7 +75,7 @@ def test_object_and_pixel_scores():
     merged = object_scores(truth, np.ones_like(truth))
     assert merged["vi_merge"] > 0 and merged["vi_split"] == pytest.approx(0.0)
     pixels = pixel_scores(truth > 0, truth > 0)
-    assert pixels == pytest.approx({"pixel_error": 0.0, "foreground_iou": 1.0, "foreground_dice": 1.0})
+    assert pixels == pytest.approx({"pixel_error_at_threshold": 0.0, "foreground_iou": 1.0, "foreground_dice": 1.0})
 
 
 def test_non_finite_probabilities_are_refused_within_seconds(tmp_path):
@@ -92,13 +94,14 @@ def test_non_finite_probabilities_are_refused_within_seconds(tmp_path):
     assert not (tmp_path / "scores.csv").exists()
 
 
-def write_case(tmp_path, truth: np.ndarray, probability: np.ndarray, objects: np.ndarray) -> dict[str, str]:
+def write_case(tmp_path, truth: np.ndarray, probability: np.ndarray, objects: np.ndarray,
+               threshold: float = 0.5) -> dict[str, str]:
     data = io.create_group(tmp_path / "data.zarr")
     io.create_image(data, "raw", truth.shape, np.dtype(np.uint8))[:] = 0
     io.create_label(data, "objects", truth.shape, np.dtype(np.uint32))[:] = truth
     io.create_label(data, "classes", truth.shape, np.dtype(np.uint8))[:] = truth > 0
     segmentation = io.create_group(tmp_path / "segmentation.zarr")
-    io.create_image(segmentation, "objects", truth.shape, np.dtype(np.uint32))[:] = objects
+    io.create_image(segmentation, "objects", truth.shape, np.dtype(np.uint32), threshold=threshold)[:] = objects
     predictions = io.create_group(tmp_path / "predictions.zarr")
     array = predictions.create_array("probabilities", shape=(2, *truth.shape), chunks=(1, 1, *truth.shape[1:]),
                                      dtype="float32", fill_value=0, config=io.ARRAY_CONFIG)
@@ -111,11 +114,42 @@ def test_a_slice_without_ground_truth_objects_gets_pixel_scores_and_a_note(tmp_p
     truth = np.stack([two_cells(), np.zeros_like(two_cells())])
     probability = (truth > 0).astype(np.float32)
     probability[1, :2] = 1.0  # a false positive on the empty slice: pixel error 2/20
-    table = evaluate(**write_case(tmp_path, truth, probability, truth), threshold=0.5)
+    table = evaluate(**write_case(tmp_path, truth, probability, truth))
     empty, overall = table.iloc[1], table.iloc[-1]
-    assert empty["pixel_error"] == pytest.approx(2 / 20) and empty["foreground_iou"] == 0.0
+    assert empty["pixel_error_at_threshold"] == pytest.approx(2 / 20) and empty["foreground_iou"] == 0.0
     assert np.isnan(empty["adapted_rand_error"]) and np.isnan(empty["v_rand"])
     assert "no ground-truth objects" in empty["note"]
-    assert overall["pixel_error"] == pytest.approx(1 / 20)  # both slices
+    assert overall["pixel_error_at_threshold"] == pytest.approx(1 / 20)  # both slices
     assert overall["adapted_rand_error"] == pytest.approx(0.0) and overall["v_rand"] == pytest.approx(1.0)
     assert overall["note"] == "1 of 2 slices have objects"
+
+
+def test_the_three_pixel_errors_are_each_what_their_name_says(tmp_path):
+    truth = np.stack([two_cells(), two_cells()])
+    probability = np.where(truth > 0, 0.9, 0.0).astype(np.float32)
+    probability[:, :, 10] = 0.4  # the membrane column: interior at thresholds below 0.4
+    probability[0, :5, :3] = 0.45  # 15 interior pixels that only thresholds below 0.45 call interior
+    table = evaluate(**write_case(tmp_path, truth, probability, truth, threshold=0.42))
+    first, overall = table.iloc[0], table.iloc[-1]
+    pixels = truth[0].size
+    assert first["threshold"] == 0.42
+    assert first["pixel_error_at_0.5"] == pytest.approx(15 / pixels)  # the 0.45 pixels fall out at 0.5
+    assert first["pixel_error_at_threshold"] == pytest.approx(0.0)  # 0.42 gets both right
+    # the challenge's form, thresholds 0.0, 0.1, ..., 0.9 with p > t: 0.4 and 0.45 split at t = 0.4,
+    # where every pixel is right on both slices
+    assert first["isbi_pixel_error"] == pytest.approx(0.0) and first["isbi_pixel_error_threshold"] == 0.4
+    assert overall["isbi_pixel_error"] == pytest.approx(0.0) and overall["isbi_pixel_error_threshold"] == 0.4
+    # at threshold 0.9 nothing is interior (p > 0.9 is false): F = 0, so the best is elsewhere; at 0.3
+    # the membrane column (20 px per slice) is called interior: F = 2 tp / (2 tp + fp)
+    counts = interior_counts(probability[0], truth[0])
+    interior = np.count_nonzero(truth[0])
+    assert tuple(counts[3]) == (interior, 20, 0) and tuple(counts[9]) == (0, 0, interior)
+    assert best_pixel_error(counts[[3]], (0.3,))["isbi_pixel_error"] == pytest.approx(1 - 2 * interior / (2 * interior + 20))
+
+
+def test_evaluation_needs_the_segmentation_threshold(tmp_path):
+    truth = np.stack([two_cells()])
+    stores = write_case(tmp_path, truth, (truth > 0).astype(np.float32), truth)
+    del zarr.open_group(str(stores["segmentation"]), mode="r+")["objects"].attrs["unetflow"]
+    with pytest.raises(InputError, match="records no segmentation threshold.*rerun the segment rule"):
+        evaluate(**stores)

@@ -48,7 +48,7 @@ def third_party_imports(step: str) -> set[str]:
 
 def test_every_rule_runs_a_step_module_named_after_it():
     found = rules()
-    assert set(found) == {"demo_data", "ingest", "weights", "augment", "train", "predict", "segment", "evaluate",
+    assert set(found) == {"demo_data", "ingest", "weights", "augment", "train", "predict", "tune", "segment", "evaluate",
                           "report", "export", "merge_predictions", "merge_segmentation"}
     # the merge rules of a split stack (predict.parts) share one step
     assert all(rule == step or (rule.startswith("merge_") and step == "merge") for rule, (step, _) in found.items())
@@ -71,7 +71,7 @@ def test_each_rules_conda_environment_holds_what_its_step_imports(rule):
 
 def test_the_cpu_steps_import_without_torch():
     cpu_steps = sorted({step for step, env in rules().values() if env.name == "cpu.yaml"})
-    assert {"segment", "evaluate", "weights", "augment"} <= set(cpu_steps)
+    assert {"tune", "segment", "evaluate", "weights", "augment"} <= set(cpu_steps)
     script = ("import sys; sys.modules['torch'] = None\n"  # `import torch` now raises ImportError
               + "".join(f"import unetflow.steps.{step}\n" for step in cpu_steps)
               + "assert 'torch' not in [m.split('.')[0] for m in sys.modules if sys.modules[m] is not None]")

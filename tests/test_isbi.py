@@ -21,6 +21,7 @@ QUICK = {
     "augment": {"samples": 8},
     "predict": {"test_time_augmentation": False},
     "train": {"log_every": 3},
+    "tune": {"grid": [{"method": ["watershed"], "seeds": ["probability"], "threshold": [0.3, 0.5], "h": [0.15]}]},
 }
 
 
@@ -28,16 +29,17 @@ def run_isbi(directory: Path, datasets: dict) -> pd.DataFrame:
     extra = directory / "isbi-quick.yaml"
     extra.write_text(yaml.safe_dump({**QUICK, "datasets": datasets}))
     snakemake(directory, "--cores", "2", "--configfile", "config/isbi2012.yaml", str(extra))
-    store = zarr.open_group(str(directory / "results/isbi_val/data.zarr"), mode="r")
+    store = zarr.open_group(str(directory / "results/isbi_report/data.zarr"), mode="r")
     assert store["raw"].shape == (4, 512, 512)
     assert zarr.open_group(str(directory / "results/segmentation/cpu30/isbi_test.zarr"), mode="r")["objects"].shape == (30, 512, 512)
-    return pd.read_csv(directory / "results/evaluation/cpu30/isbi_val.csv", dtype={"slice": str})
+    return pd.read_csv(directory / "results/evaluation/cpu30/isbi_report.csv", dtype={"slice": str})
 
 
 def split(images, labels) -> dict:
     return {
-        "isbi_train": {"images": str(images), "labels": str(labels), "slices": "0-17"},
-        "isbi_val": {"images": str(images), "labels": str(labels), "slices": "18-21"},
+        "isbi_train": {"images": str(images), "labels": str(labels), "slices": "0-14"},
+        "isbi_val": {"images": str(images), "labels": str(labels), "slices": "15-17"},
+        "isbi_report": {"images": str(images), "labels": str(labels), "slices": "18-21"},
     }
 
 

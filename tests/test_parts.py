@@ -97,7 +97,7 @@ def test_concurrent_jobs_on_a_four_gpu_machine_get_four_different_gpus(tmp_path)
 def split_run(directory: Path, model: Path, stack: Path, pieces: int) -> list[str]:
     config = {"datasets": {"big": {"images": str(stack)}}, "models": {"mine": {"file": str(model)}},
               "run_models": ["mine"], "train_on": [], "validate_on": [], "predict_on": ["big"],
-              "predict": {"parts": pieces, "tile": 64}}
+              "predict": {"parts": pieces, "tile": 64}, "segment": {"settings": "fixed"}}
     (directory / "split.yaml").write_text(yaml.safe_dump(config))
     return ["--configfile", str(directory / "split.yaml")]
 

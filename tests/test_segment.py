@@ -68,7 +68,7 @@ def test_non_finite_probabilities_are_refused_within_seconds_naming_store_and_sl
     store = nan_prediction_store(tmp_path / "nan.zarr")
     result = subprocess.run(
         [sys.executable, "-m", "unetflow.steps.segment", str(store), str(tmp_path / "objects.zarr"), "--settings",
-         '{"method": "watershed", "seeds": "probability", "h": 0.1}', "--workers", "2"],
+         '{"settings": "fixed", "method": "watershed", "seeds": "probability", "h": 0.1}', "--workers", "2"],
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1

@@ -23,7 +23,7 @@ QUICK = {
     "train": {"iterations": 12, "batch_size": 2, "validate_every": 6, "checkpoint_every": 6, "log_every": 3},
     "predict": {"parts": 2},  # prediction and segmentation split into two jobs each
 }
-RULES = ("demo_data", "ingest", "weights", "augment", "train", "predict", "merge_predictions", "segment",
+RULES = ("demo_data", "ingest", "weights", "augment", "train", "predict", "merge_predictions", "tune", "segment",
          "merge_segmentation", "evaluate", "report")
 # the shipped profile asks for 8 cores per heavy job; the test node has 2
 SMALL_NODE = [
@@ -71,5 +71,6 @@ def test_demo_runs_as_slurm_jobs_with_the_results_of_a_local_run(slurm_cluster, 
         assert any(comment == f"rule_{rule}" or comment.startswith(f"rule_{rule}_") for _, _, comment, _ in jobs), \
             f"{rule} ran as no SLURM job"
     parts = [requested for _, _, comment, requested in jobs if comment.startswith("rule_predict_")]
-    assert len(parts) == 2 and all("gres/gpu=1" in requested for requested in parts), parts
+    # two parts each of the test stack and of the tuning stack
+    assert len(parts) == 4 and all("gres/gpu=1" in requested for requested in parts), parts
     assert (cluster / "results/report/metrics.md").read_text() == (local / "results/report/metrics.md").read_text()

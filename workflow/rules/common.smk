@@ -1,6 +1,7 @@
 # Helpers shared by the rules: dataset lookups and input lists.
 
 import functools
+import itertools
 import json
 import shlex
 import sys
@@ -62,6 +63,9 @@ def check_config():
         config_checks.check_unique(config.get(key, []), key)
     config_checks.check_seed_height(config["segment"]["seeds"], config["segment"]["h"])
     check_method(config["segment"]["method"], "segmenters", "segmenter", "segment.method")
+    if tuned():
+        check_tuning()
+    check_split()
     for model in trained_models():
         check_method(model_train_settings(model)["loss"], "losses", "loss", f"models.{model}.train.loss")
         check_method(config["models"][model].get("architecture", architectures.DEFAULT), "architectures", "architecture",
@@ -74,6 +78,35 @@ def check_config():
         raise ValueError("config: train_on is missing or empty, so the models have nothing to train on; name the "
                          "labelled datasets to train on, e.g. train_on: [my_labelled_stack], or give each model "
                          "a trained model file (models.<name>.file)")
+
+
+def check_tuning():
+    """segment.settings tuned needs labelled data to tune on and a grid of known methods."""
+    if active_models() and not validation_datasets():
+        raise ValueError("config: segment.settings is tuned, but validate_on is empty, so there is nothing to tune "
+                         "the segmentation on; name labelled datasets held out from training in validate_on, or "
+                         "set segment.settings: fixed and give the segment settings")
+    for number, entry in enumerate(config["tune"]["grid"]):
+        for method in grid_values(entry, "method"):
+            check_method(method, "segmenters", "segmenter", f"tune.grid[{number}].method")
+        if "watershed" in grid_values(entry, "method"):
+            for seeds, h in itertools.product(grid_values(entry, "seeds"), grid_values(entry, "h")):
+                config_checks.check_seed_height(seeds, h, f"tune.grid[{number}]")
+
+
+def grid_values(entry, key):
+    """A tune grid entry's values of `key`, or the segment default it leaves the key at."""
+    return entry.get(key, [settings.default("segment", key)])
+
+
+def check_split():
+    """Data that trains, tunes and is reported on share no slice (unetflow.config_checks)."""
+    roles = {"train_on": training_datasets() if trained_models() else [], "validate_on": validation_datasets(),
+             "predict_on": evaluated_datasets()}
+    try:
+        config_checks.check_disjoint(roles, config["datasets"])
+    except InputError as error:
+        raise ValueError(str(error)) from None
 
 
 def check_pretrained(model):
@@ -131,6 +164,21 @@ def predict_runtime(wildcards, threads):
 def train_runtime(wildcards, threads):
     """The model's train runtime keys (device, workers, intervals) as JSON; no rerun trigger."""
     return json.dumps(settings.only_runtime("train", model_train_settings(wildcards.model)), sort_keys=True)
+
+
+def tuned():
+    return config["segment"]["settings"] == "tuned"
+
+
+def segment_settings():
+    """What the segment rule's results depend on in the segment section: with tuned settings
+    only that (the choice is an input), else the fixed settings."""
+    return {"settings": "tuned"} if tuned() else config["segment"]
+
+
+def tuned_settings(wildcards):
+    """The tune rule's choice for the model, when segment.settings is tuned."""
+    return f"results/tuning/{wildcards.model}/segment.json" if tuned() else []
 
 
 def augment_settings():
@@ -229,6 +277,19 @@ def prediction_datasets():
 def evaluated_datasets():
     """Predicted datasets that have labels."""
     return [name for name in prediction_datasets() if "labels" in config["datasets"][name]]
+
+
+def data_split():
+    """Each dataset's stack, slices and use, for the report (which slices each number comes from)."""
+    uses = {}
+    for use, names in (("train", training_datasets() if trained_models() else []),
+                       ("validate + tune" if tuned() else "validate", validation_datasets()),
+                       ("report", evaluated_datasets()),
+                       ("predict", [name for name in prediction_datasets() if name not in evaluated_datasets()])):
+        for name in names:
+            uses.setdefault(name, []).append(use)
+    return [{"dataset": name, "use": ", ".join(use), "images": dataset(name)["images"],
+             "slices": str(dataset(name)["slices"]) or "all"} for name, use in uses.items()]
 
 
 def training_inputs(wildcards):

@@ -48,8 +48,17 @@ def prediction_provenance(model, name):
     return [model_provenance(model), ingest_settings(name), results_settings("predict"), code_of("predict")]
 
 
+def tuning_provenance(model):
+    return [[prediction_provenance(model, name) for name in validation_datasets()], config["tune"], code_of("tune")]
+
+
+def segment_provenance(model):
+    """Where the segment settings of a model's segmentations come from."""
+    return tuning_provenance(model) if tuned() else config["segment"]
+
+
 def segmentation_provenance(model, name):
-    return [prediction_provenance(model, name), config["segment"], code_of("segment")]
+    return [prediction_provenance(model, name), segment_provenance(model), code_of("segment")]
 
 
 def upstream_of_data(wildcards):
@@ -68,8 +77,13 @@ def upstream_of_prediction(wildcards):
     return settings_hash(model_provenance(wildcards.model), ingest_settings(wildcards.dataset))
 
 
+def upstream_of_tuning(wildcards):
+    return settings_hash([prediction_provenance(wildcards.model, name) for name in validation_datasets()])
+
+
 def upstream_of_segmentation(wildcards):
-    return settings_hash(prediction_provenance(wildcards.model, wildcards.dataset))
+    tuning = tuning_provenance(wildcards.model) if tuned() else None
+    return settings_hash(prediction_provenance(wildcards.model, wildcards.dataset), tuning)
 
 
 def upstream_of_evaluation(wildcards):

@@ -1,9 +1,11 @@
-# Probabilities -> objects (seeded watershed or connected components); split like predict.
+# Probabilities -> objects (seeded watershed or connected components) with the tuned or the fixed
+# segment settings; split like predict.
 
 
 rule segment:
     input:
-        "results/predictions/{model}/{dataset}.zarr",
+        predictions="results/predictions/{model}/{dataset}.zarr",
+        tuned=tuned_settings,  # the tune rule's choice, when segment.settings is tuned
     output:
         store_or_part("results/segmentation/{model}/{dataset}.zarr"),
     params:
@@ -13,7 +15,8 @@ rule segment:
         upstream=upstream_of_segmentation,  # settings of the inputs (provenance.smk)
         scheduler=runtime(config["dask"]["scheduler"]),
         code=code_of("segment"),
-        settings=json.dumps(config["segment"], sort_keys=True),
+        settings=json.dumps(segment_settings(), sort_keys=True),
+        tuned=lambda wildcards, input: ["--tuned", input.tuned] if input.tuned else [],
     threads: workflow.cores
     resources:
         mem_mb=memory_mb(2000, 4),
@@ -24,4 +27,4 @@ rule segment:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.segment {input:q} {params.store:q} --part {params.part} --parts {params.parts} --settings {params.settings:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.segment {input.predictions:q} {params.store:q} --part {params.part} --parts {params.parts} --settings {params.settings:q} {params.tuned:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
 
 from .errors import InputError
 
@@ -89,3 +90,36 @@ def check_checkout(path: str) -> None:
             f"the workflow's folder {path!r} holds braces, which Snakemake reads as wildcards in every job; "
             "move or clone the checkout to a path without '{' and '}'"
         )
+
+
+def check_disjoint(roles: dict[str, list[str]], datasets: dict[str, dict]) -> None:
+    """Datasets of different roles (train, tune, report) share no slice of a stack.
+
+    ``roles`` maps a role to the dataset names that play it; two datasets overlap when
+    their ``images`` name the same file or folder and their slice selections meet (no
+    selection = every slice). Scores on slices the model trained on, or chose its
+    post-processing on, would be optimistic, so such a config is refused.
+    """
+    named = [(role, name) for role, names in roles.items() for name in names]
+    for index, (role, name) in enumerate(named):
+        for other_role, other in named[index + 1:]:
+            if role == other_role:
+                continue
+            shared = shared_slices(datasets[name], datasets[other])
+            if shared:
+                raise InputError(
+                    f"config: {name} ({role}) and {other} ({other_role}) share {shared} of "
+                    f"{datasets[name]['images']}; data used to train, to tune and to report must be disjoint, "
+                    "or the reported scores are optimistic: give each its own slices (datasets.<name>.slices) "
+                    "or remove one of them from train_on / validate_on / predict_on")
+
+
+def shared_slices(first: dict, second: dict) -> str:
+    """The slices two dataset entries both use, in words ("" when none)."""
+    if Path(first["images"]).resolve() != Path(second["images"]).resolve():
+        return ""
+    selections = [parse_slice_selection(entry.get("slices", ""), "config: datasets") for entry in (first, second)]
+    if None in selections:  # one of them uses the whole stack
+        return "every slice"
+    common = sorted(set(selections[0]) & set(selections[1]))
+    return f"slices {common}" if common else ""

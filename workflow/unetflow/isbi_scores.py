@@ -24,6 +24,11 @@ objects ``T`` (0 = membrane):
 
 Scores are in [0, 1], higher is better. ``skimage.metrics.adapted_rand_error``
 is 1 - V_Rand without steps 1-3 and 6.
+
+The challenge's first ranking also had a *pixel error*: 1 - the maximal F-score of
+pixel similarity over the same thresholds, the cell interior (``p > threshold``
+against ``T > 0``) being the positive class, pixels pooled over the stack
+(:func:`interior_counts`, :func:`best_pixel_error`).
 """
 
 from __future__ import annotations
@@ -99,3 +104,26 @@ def best_scores(per_slice: list[np.ndarray], thresholds: tuple[float, ...] = THR
     best_rand, best_info = int(np.argmax(mean[:, 0])), int(np.argmax(mean[:, 1]))
     return {"v_rand": float(mean[best_rand, 0]), "v_rand_threshold": thresholds[best_rand],
             "v_info": float(mean[best_info, 1]), "v_info_threshold": thresholds[best_info]}
+
+
+def interior_counts(interior_probability: np.ndarray, truth: np.ndarray,
+                    thresholds: tuple[float, ...] = THRESHOLDS) -> np.ndarray:
+    """(thresholds, 3) counts of true-positive, false-positive and false-negative interior
+    pixels of one slice at each threshold (interior: ``p > threshold``; truth: ``T > 0``)."""
+    actual = truth > 0
+    counts = []
+    for threshold in thresholds:
+        predicted = interior_probability > threshold
+        counts.append((np.count_nonzero(predicted & actual), np.count_nonzero(predicted & ~actual),
+                       np.count_nonzero(~predicted & actual)))
+    return np.array(counts, dtype=np.int64)
+
+
+def best_pixel_error(counts: np.ndarray, thresholds: tuple[float, ...] = THRESHOLDS) -> dict[str, float]:
+    """The challenge's pixel error, 1 - the best F-score over the thresholds, from the summed
+    ``counts`` of :func:`interior_counts`, and the threshold where it is reached."""
+    true_positive, false_positive, false_negative = counts.T.astype(np.float64)
+    denominator = 2 * true_positive + false_positive + false_negative
+    f_score = np.divide(2 * true_positive, denominator, out=np.ones_like(denominator), where=denominator > 0)
+    best = int(np.argmax(f_score))
+    return {"isbi_pixel_error": float(1 - f_score[best]), "isbi_pixel_error_threshold": thresholds[best]}

@@ -72,7 +72,7 @@ def reported_columns() -> list[str]:
     return [column for metric in METRICS.entries.values() for column in metric.reported]
 
 
-@pixel_metric("pixel_error")
+@pixel_metric("pixel_error_at_threshold")
 def pixel_error(predicted: np.ndarray, truth: np.ndarray) -> float:
     """Fraction of pixels whose class differs from the ground truth (ISBI 2012's pixel error)."""
     return float(np.mean(np.asarray(predicted) != np.asarray(truth)))

@@ -35,9 +35,13 @@ segmenter = SEGMENTERS.register
 
 def segment(foreground: np.ndarray, method: str, settings: dict) -> np.ndarray:
     """Objects of one slice by ``method``, given the ``segment`` settings it takes."""
-    function = SEGMENTERS.get(method)
-    takes = inspect.signature(function).parameters
-    return function(foreground, **{key: value for key, value in settings.items() if key in takes})
+    return SEGMENTERS.get(method)(foreground, **settings_of(method, settings))
+
+
+def settings_of(method: str, settings: dict) -> dict:
+    """The keys of ``settings`` that ``method`` takes (others do not change its objects)."""
+    takes = inspect.signature(SEGMENTERS.get(method)).parameters
+    return {key: value for key, value in settings.items() if key in takes}
 
 
 @segmenter("components")

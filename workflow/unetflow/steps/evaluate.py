@@ -1,12 +1,15 @@
 """Evaluation of predictions and segmentations against ground truth, per slice and per dataset.
 
 Per slice: every metric of :mod:`unetflow.methods.metrics`, the pixel metrics on the
-foreground probability thresholded at the segment rule's threshold (pixel error,
-foreground IoU and Dice), the object metrics on the segment rule's objects against the
-ground-truth objects (adapted Rand error, variation of information); and the ISBI 2012 challenge's
-V_Rand and V_Info (thinned), see :mod:`unetflow.isbi_scores`. The dataset row
-averages the slices; V_Rand and V_Info there take the threshold that is best
-for the whole dataset, as the challenge did.
+foreground probability thresholded at the segmentation's threshold (``threshold``, the
+tuned one with ``segment.settings: tuned``: ``pixel_error_at_threshold``, foreground
+IoU and Dice), the object metrics on the segment rule's objects against the
+ground-truth objects (adapted Rand error, variation of information); the pixel error
+at 0.5 (``pixel_error_at_0.5``); and the ISBI 2012 challenge's scores, see
+:mod:`unetflow.isbi_scores`: its pixel error (``isbi_pixel_error``, 1 - the best
+F-score over thresholds), V_Rand and V_Info (thinned). The dataset row averages the
+slices; the challenge's scores there take the threshold that is best for the whole
+dataset, as the challenge did.
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .. import cli, io, settings
+from .. import cli, io
 from ..errors import InputError
-from ..isbi_scores import THRESHOLDS, best_scores, slice_scores
-from ..methods.metrics import object_columns, object_scores, pixel_scores
+from ..isbi_scores import THRESHOLDS, best_pixel_error, best_scores, interior_counts, slice_scores
+from ..methods.metrics import object_columns, object_scores, pixel_error, pixel_scores
 from ..progress import progress
 
 log = logging.getLogger(__name__)
@@ -29,9 +32,9 @@ ISBI_SCORES = ("v_rand", "v_info")
 NO_OBJECTS = "no ground-truth objects: object scores not defined, left out of the dataset row"
 
 
-def evaluate(data: Path, predictions: Path, segmentation: Path, *, threshold: float) -> pd.DataFrame:
+def evaluate(data: Path, predictions: Path, segmentation: Path) -> pd.DataFrame:
     """One row per slice and a final ``all`` row with the dataset's scores; pixel scores
-    threshold the foreground probability at ``threshold`` (the segment rule's).
+    threshold the foreground probability at the segmentation's threshold.
 
     A slice whose ground truth holds no object gets pixel scores only, and a ``note``
     saying so: object scores compare objects and are undefined there.
@@ -42,10 +45,14 @@ def evaluate(data: Path, predictions: Path, segmentation: Path, *, threshold: fl
         raise InputError(f"{data}: has no labels, so it cannot be evaluated; remove it from the evaluation")
     probabilities = io.open_probabilities(predictions)
     objects = io.checked_array(io.open_store(segmentation), "objects")
-    rows, isbi = [], []
+    threshold = segmentation_threshold(objects, segmentation)
+    rows, isbi, counts = [], [], []
     for z in progress(range(classes.shape[0]), desc="evaluated slices"):
         foreground = io.foreground_probability(probabilities, z)
-        row = {"slice": str(z), **pixel_scores(foreground >= threshold, classes[z] > 0), "note": ""}
+        counts.append(interior_counts(foreground, classes[z]))
+        row = {"slice": str(z), "threshold": threshold, **pixel_scores(foreground >= threshold, classes[z] > 0),
+               "pixel_error_at_0.5": pixel_error(foreground >= 0.5, classes[z] > 0),
+               **best_pixel_error(counts[-1]), "note": ""}
         true_objects = truth[z]
         if true_objects.any():
             per_threshold = slice_scores(foreground, true_objects)
@@ -57,9 +64,19 @@ def evaluate(data: Path, predictions: Path, segmentation: Path, *, threshold: fl
             row.update(dict.fromkeys((*object_columns(), *ISBI_SCORES), np.nan), note=NO_OBJECTS)
         rows.append(row)
     table = pd.DataFrame(rows)
-    overall = {"slice": "all", **table.drop(columns=["slice", "note"]).mean().to_dict(), **dataset_isbi_scores(isbi)}
+    overall = {"slice": "all", **table.drop(columns=["slice", "note"]).mean().to_dict(), **dataset_isbi_scores(isbi),
+               **best_pixel_error(np.sum(counts, axis=0))}
     overall["note"] = f"{len(isbi)} of {len(rows)} slices have objects" if len(isbi) < len(rows) else ""
     return pd.concat([table, pd.DataFrame([overall])], ignore_index=True)
+
+
+def segmentation_threshold(objects, path: Path) -> float:
+    """The foreground threshold the segment step used (recorded in its store)."""
+    try:
+        return float(objects.attrs["unetflow"]["threshold"])
+    except (KeyError, TypeError):
+        raise InputError(f"{path}: records no segmentation threshold (written by an older unetflow?); rerun "
+                         "the segment rule for it") from None
 
 
 def dataset_isbi_scores(per_slice: list[np.ndarray]) -> dict[str, float]:
@@ -75,8 +92,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--predictions", type=Path, required=True)
     parser.add_argument("--segmentation", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True, help="output CSV")
-    parser.add_argument("--threshold", type=float, default=settings.section("segment")["threshold"],
-                        help="foreground threshold of the pixel scores (segment.threshold)")
     parser.add_argument("--model", default="")
     parser.add_argument("--dataset", default="")
     return parser.parse_args(argv)
@@ -84,14 +99,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    table = evaluate(args.data, args.predictions, args.segmentation, threshold=args.threshold)
+    table = evaluate(args.data, args.predictions, args.segmentation)
     table.insert(0, "dataset", args.dataset)
     table.insert(0, "model", args.model)
     with io.atomic_store(args.out) as temporary:
         table.to_csv(temporary, index=False)
     overall = table.iloc[-1]
-    log.info("%s: pixel error %.4f, adapted Rand error %.4f, V_Rand %.4f, V_Info %.4f", args.out,
-             overall["pixel_error"], overall["adapted_rand_error"], overall["v_rand"], overall["v_info"])
+    log.info("%s: pixel error %.4f at threshold %.2f (%.4f at 0.5, ISBI %.4f), adapted Rand error %.4f, V_Rand %.4f, "
+             "V_Info %.4f", args.out, overall["pixel_error_at_threshold"], overall["threshold"],
+             overall["pixel_error_at_0.5"], overall["isbi_pixel_error"], overall["adapted_rand_error"],
+             overall["v_rand"], overall["v_info"])
 
 
 if __name__ == "__main__":

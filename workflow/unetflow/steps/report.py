@@ -1,14 +1,17 @@
-"""The report: metrics across models and datasets, loss curves, overlays.
+"""The report: metrics across models and datasets, the data split, tuning, loss curves, overlays.
 
 Reads the workflow's standard outputs under ``results/`` and writes
 ``results/report/``: ``metrics.md`` and ``metrics.html`` (one row per model and
-dataset), ``loss_curves.png`` (every model), ``overlays.png`` (image, ground
+dataset, the slices each dataset holds and what each is used for, the segmentation
+settings each model used), ``tuning.png`` (each model's sweep of segmentation
+settings), ``loss_curves.png`` (every model), ``overlays.png`` (image, ground
 truth and segmentation of a few slices per model and dataset).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
@@ -21,7 +24,9 @@ from ..methods.metrics import reported_columns
 from ..plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
-TABLE_COLUMNS = ["model", "dataset", *reported_columns(), "v_rand", "v_info"]
+TABLE_COLUMNS = ["model", "dataset", "threshold", "pixel_error_at_0.5", *reported_columns(), "isbi_pixel_error",
+                 "v_rand", "v_info"]
+SETTING_COLUMNS = ["method", "threshold", "seeds", "h", "min_size"]
 
 
 def metrics_table(evaluations: list[Path]) -> pd.DataFrame:
@@ -31,11 +36,54 @@ def metrics_table(evaluations: list[Path]) -> pd.DataFrame:
     return table[table["slice"] == "all"][TABLE_COLUMNS].reset_index(drop=True)
 
 
+def split_table(split: list[dict]) -> pd.DataFrame:
+    """Each dataset's stack, slices and use (train, validate + tune, report, predict)."""
+    return pd.DataFrame(split, columns=["dataset", "use", "images", "slices"])
+
+
+def settings_table(results: Path, models: list[str], predicted: list[str], tuned: bool) -> pd.DataFrame:
+    """The segmentation settings each model's segmentations used (as their stores record them)
+    and where they come from."""
+    rows = []
+    for model in models:
+        source = "fixed: the segment section"
+        if tuned:
+            choice = json.loads((results / "tuning" / model / "segment.json").read_text())
+            source = (f"tuned: lowest {choice['metric']} ({choice['score']:.4f}) of {choice['candidates']} "
+                      f"candidates on {choice['slices']} validate_on slices")
+        for dataset in predicted:
+            used = io.open_store(results / "segmentation" / model / f"{dataset}.zarr")["objects"].attrs["unetflow"]
+            rows.append({"model": model, "dataset": dataset, **used, "chosen by": source})
+    return pd.DataFrame(rows, columns=["model", "dataset", *SETTING_COLUMNS, "chosen by"])
+
+
 def markdown(table: pd.DataFrame) -> str:
     header = "| " + " | ".join(table.columns) + " |\n|" + "---|" * len(table.columns) + "\n"
     lines = ["| " + " | ".join(f"{value:.4f}" if isinstance(value, float) else str(value) for value in row) + " |"
              for row in table.itertuples(index=False)]
     return header + "\n".join(lines) + "\n"
+
+
+def plot_tuning(path: Path, sweeps: dict[str, Path]) -> None:
+    """Each model's sweep: the tuning score against the threshold, one line per other setting."""
+    columns = max(1, len(sweeps))
+    figure, axes = pyplot().subplots(1, columns, figsize=(9 * columns, 4.5), squeeze=False)
+    for axis, (model, csv) in zip(axes[0], sweeps.items()):
+        sweep = pd.read_csv(csv)
+        for key, group in sweep.groupby(["method", "seeds", "h", "min_size"], sort=False, dropna=False):
+            label = " ".join(str(value) for value in key if pd.notna(value) and value != "")
+            axis.plot(group["threshold"], group["score"], "o-", markersize=3, linewidth=1, label=label)
+        chosen = sweep[sweep["chosen"]].iloc[0]
+        axis.plot(chosen["threshold"], chosen["score"], "k*", markersize=14, label="chosen")
+        axis.set(xlabel="threshold", ylabel="tuning score (lower is better)", yscale="log",
+                 title=f"{model}: segmentation settings on the validate_on slices")
+        axis.legend(title="method seeds h min_size", fontsize=6, title_fontsize=7, ncol=2, loc="upper left",
+                    bbox_to_anchor=(1.01, 1.0))
+    if not sweeps:
+        axes[0][0].text(0.5, 0.5, "fixed segmentation settings: nothing tuned", ha="center", va="center",
+                        transform=axes[0][0].transAxes)
+        axes[0][0].axis("off")
+    save_figure(figure, path, dpi=90)
 
 
 def plot_loss_curves(path: Path, metrics: dict[str, Path]) -> None:
@@ -85,6 +133,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--trained", nargs="*", default=[], help="models trained in this run (loss curves)")
     parser.add_argument("--predicted", nargs="*", default=[], help="datasets predicted (overlays)")
     parser.add_argument("--evaluated", nargs="*", default=[], help="datasets evaluated (table)")
+    parser.add_argument("--split", default="[]", help="JSON list of {dataset, use, images, slices}")
+    parser.add_argument("--tuned", action="store_true", help="segmentation settings tuned (results/tuning/<model>/)")
     return parser.parse_args(argv)
 
 
@@ -92,11 +142,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     evaluations = [args.results / "evaluation" / model / f"{dataset}.csv" for model in args.models for dataset in args.evaluated]
     table = metrics_table(evaluations)
+    sections = {"Scores": table, "Data: which slices each number comes from": split_table(json.loads(args.split)),
+                "Segmentation settings": settings_table(args.results, args.models, args.predicted, args.tuned)}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with io.atomic_store(args.out_dir / "metrics.md") as temporary:
-        temporary.write_text(markdown(table))
+        temporary.write_text("\n".join(f"## {title}\n\n{markdown(part)}" for title, part in sections.items()))
     with io.atomic_store(args.out_dir / "metrics.html") as temporary:
-        temporary.write_text(table.to_html(index=False, float_format=lambda value: f"{value:.4f}"))
+        temporary.write_text("\n".join(f"<h2>{title}</h2>\n" + part.to_html(index=False, float_format=lambda v: f"{v:.4f}")
+                                       for title, part in sections.items()))
+    plot_tuning(args.out_dir / "tuning.png",
+                {model: args.results / "tuning" / model / "sweep.csv" for model in args.models} if args.tuned else {})
     plot_loss_curves(args.out_dir / "loss_curves.png",
                      {model: args.results / "models" / model / "metrics.csv" for model in args.trained})
     plot_overlays(args.out_dir / "overlays.png", [(m, d) for m in args.models for d in args.predicted], args.results)

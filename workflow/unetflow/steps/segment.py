@@ -14,6 +14,7 @@ import zarr
 
 from .. import cli, io, parts, settings
 from ..config_checks import check_seed_height
+from ..errors import InputError
 from ..methods.segmenters import segment
 from ..parallel import TaskProgress, dask_config
 
@@ -26,11 +27,30 @@ def segment_slice(probabilities: zarr.Array, target: zarr.Array, z: int, method:
     return int(objects.max())
 
 
+def segment_settings(section: dict, tuned: Path | None) -> dict:
+    """The settings to segment with: the section's own (``settings: fixed``) or those the
+    tune step chose (``settings: tuned``), without the ``settings`` key."""
+    options = dict(section)
+    if options.pop("settings") == "fixed":
+        return options
+    if tuned is None:
+        raise InputError("segment.settings is tuned, but no tuned settings were given (--tuned results/tuning/"
+                         "<model>/segment.json, written by the tune rule); or set segment.settings: fixed")
+    try:
+        chosen = json.loads(tuned.read_text())["settings"]
+    except (OSError, ValueError, KeyError) as error:
+        raise InputError(f"{tuned}: not the tune step's settings ({error}); rerun the tune rule") from None
+    checked = settings.section("segment", chosen)
+    checked.pop("settings")
+    return checked
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m unetflow.steps.segment", description=__doc__.splitlines()[0])
     parser.add_argument("predictions", type=Path, help="predictions .zarr (probabilities)")
     parser.add_argument("out", type=Path, help="output segmentation .zarr")
     cli.add_settings_option(parser, "segment")
+    parser.add_argument("--tuned", type=Path, help="the tune step's choice (JSON), used when segment.settings is tuned")
     cli.add_dask_options(parser)
     cli.add_part_options(parser)
     return parser.parse_args(argv)
@@ -38,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    options = settings.section("segment", json.loads(args.settings))
+    options = segment_settings(settings.section("segment", json.loads(args.settings)), args.tuned)
     method = options.pop("method")
     if method == "watershed":
         check_seed_height(options["seeds"], options["h"])

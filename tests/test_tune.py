@@ -1,0 +1,115 @@
+"""The tune step: its candidates, its choice against a direct computation, and the segment
+step using what it chose."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from scipy import ndimage
+from skimage.metrics import adapted_rand_error
+
+from unetflow import io, settings
+from unetflow.errors import InputError
+from unetflow.methods.segmenters import segment
+from unetflow.steps.tune import candidates, choose, sweep
+from unetflow.synthetic import em_labels
+
+GRID = [{"method": ["watershed"], "seeds": ["probability"], "threshold": [0.3, 0.5, 0.7], "h": [0.02, 0.3]},
+        {"method": ["components"], "threshold": [0.3, 0.5, 0.7]}]
+
+
+def write_stores(folder, seed: int = 0, *, with_objects: bool = True) -> tuple:
+    """A labelled data store of two cell slices and a blurred, noisy interior probability
+    (``with_objects=False``: the same probabilities, ground truth of background only)."""
+    rng = np.random.default_rng(seed)
+    truth = np.stack([em_labels((96, 96), rng, cell_diameter=24.0) for _ in range(2)]).astype(np.uint32)
+    interior = ndimage.gaussian_filter((truth > 0).astype(np.float64), (0, 1.5, 1.5))
+    probability = np.clip(interior + rng.normal(0, 0.15, truth.shape), 0, 1).astype(np.float32)
+    data = io.create_group(folder / "data.zarr")
+    io.create_image(data, "raw", truth.shape, np.dtype(np.uint8))[:] = 0
+    io.create_label(data, "objects", truth.shape, np.dtype(np.uint32))[:] = truth if with_objects else 0
+    io.create_label(data, "classes", truth.shape, np.dtype(np.uint8))[:] = truth > 0
+    predictions = io.create_group(folder / "predictions.zarr")
+    array = predictions.create_array("probabilities", shape=(2, *truth.shape), chunks=(1, 1, *truth.shape[1:]),
+                                     dtype="float32", fill_value=0, config=io.ARRAY_CONFIG)
+    array[:] = np.stack([1 - probability, probability])
+    return folder / "data.zarr", folder / "predictions.zarr", truth, probability
+
+
+def test_candidates_cover_the_grid_once_each_in_order():
+    trials = candidates(GRID, settings.section("segment"))
+    assert len(trials) == 3 * 2 + 3
+    assert [trial["method"] for trial in trials] == ["watershed"] * 6 + ["components"] * 3
+    assert trials[0] == {"method": "watershed", "threshold": 0.3, "seeds": "probability", "h": 0.02, "min_size": 0}
+    # components take no seeds or h: differing only there, candidates are one
+    assert len(candidates([{"method": ["components"], "h": [1.0, 2.0], "threshold": [0.5]}],
+                          settings.section("segment"))) == 1
+
+
+def test_a_grid_with_an_impossible_seed_height_is_refused():
+    with pytest.raises(InputError, match=r"tune.grid\[0\].h is 2.0 with tune.grid\[0\].seeds: probability"):
+        candidates([{"method": ["watershed"], "seeds": ["probability"], "h": [2.0]}], settings.section("segment"))
+
+
+def test_the_choice_is_the_lowest_mean_adapted_rand_error_computed_directly(tmp_path):
+    data, predictions, truth, probability = write_stores(tmp_path)
+    trials = candidates(GRID, settings.section("segment"))
+    table = sweep([data], [predictions], trials, metric="adapted_rand_error")
+    direct = [np.mean([adapted_rand_error(truth[z], segment(probability[z], trial["method"], trial),
+                                          ignore_labels=(0,))[0] for z in range(2)]) for trial in trials]
+    pixel_errors = [np.mean((probability >= trial["threshold"]) != (truth > 0)) for trial in trials]
+    assert table["score"].to_numpy() == pytest.approx(direct)
+    assert table["pixel_error"].to_numpy() == pytest.approx(pixel_errors)
+    best = min(range(len(trials)), key=lambda index: (direct[index] > min(direct) + 1e-12, pixel_errors[index], index))
+    assert choose(table, tolerance=0.0) == best
+    assert len(set(np.round(direct, 6))) > 3  # the grid matters on this data: the test can fail
+    assert table.attrs["slices"] == 2
+
+
+def test_near_ties_go_to_the_lowest_pixel_error_then_to_the_first_candidate():
+    table = pd.DataFrame({"score": [0.3, 0.1, 0.1005, 0.1, 0.2], "pixel_error": [0.01, 0.08, 0.05, 0.08, 0.01]})
+    assert choose(table, tolerance=0.0) == 1  # exact tie of rows 1 and 3: same pixel error, the first
+    assert choose(table, tolerance=0.001) == 2  # 0.1005 is within 0.001: its pixel error is the lowest
+    assert choose(table, tolerance=0.15) == 4
+
+
+def test_the_tune_step_writes_its_choice_and_segment_uses_it(tmp_path):
+    data, predictions, truth, probability = write_stores(tmp_path)
+    grid = json.dumps({"grid": GRID})
+    run = [sys.executable, "-m", "unetflow.steps.tune", "--data", str(data), "--predictions", str(predictions),
+           "--settings", grid, "--out", str(tmp_path / "segment.json"), "--table", str(tmp_path / "sweep.csv")]
+    subprocess.run(run, check=True, capture_output=True, timeout=120)
+    choice = json.loads((tmp_path / "segment.json").read_text())
+    sweep_table = pd.read_csv(tmp_path / "sweep.csv")
+    best = choose(sweep_table, settings.section("tune")["tolerance"])
+    assert sweep_table["chosen"].sum() == 1 and sweep_table.at[best, "chosen"]
+    assert choice["settings"] == candidates(GRID, settings.section("segment"))[best]
+    assert choice["score"] == pytest.approx(sweep_table.at[best, "score"]) and choice["candidates"] == 9
+    assert sweep_table[sweep_table["method"] == "components"][["seeds", "h"]].isna().all(axis=None)  # not taken
+    subprocess.run([sys.executable, "-m", "unetflow.steps.segment", str(predictions), str(tmp_path / "objects.zarr"),
+                    "--settings", json.dumps({"settings": "tuned"}), "--tuned", str(tmp_path / "segment.json")],
+                   check=True, capture_output=True, timeout=120)
+    objects = zarr.open_group(str(tmp_path / "objects.zarr"), mode="r")["objects"]
+    used = dict(objects.attrs["unetflow"])
+    assert used == choice["settings"]
+    expected = segment(probability[1], choice["settings"]["method"], choice["settings"])
+    assert np.array_equal(objects[1], expected)
+
+
+def test_segment_with_tuned_settings_but_no_choice_says_what_to_do(tmp_path):
+    _, predictions, _, _ = write_stores(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "unetflow.steps.segment", str(predictions),
+                             str(tmp_path / "objects.zarr"), "--settings", json.dumps({"settings": "tuned"})],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "segment.settings is tuned, but no tuned settings were given" in result.stderr
+    assert not (tmp_path / "objects.zarr").exists()
+
+
+def test_tuning_data_without_objects_is_refused(tmp_path):
+    data, predictions, _, _ = write_stores(tmp_path, with_objects=False)
+    with pytest.raises(InputError, match="no slice of .*data.zarr has ground-truth objects.*segment.settings: fixed"):
+        sweep([data], [predictions], candidates(GRID, settings.section("segment")), metric="adapted_rand_error")

@@ -1,0 +1,27 @@
+# Probabilities of the validate_on datasets -> the segmentation settings segment uses
+# (segment.settings: tuned), chosen by a sweep of the tune grid.
+
+
+rule tune:
+    input:
+        data=expand("results/{dataset}/data.zarr", dataset=validation_datasets()),
+        predictions=expand("results/predictions/{{model}}/{dataset}.zarr", dataset=validation_datasets()),
+    output:
+        settings="results/tuning/{model}/segment.json",
+        table="results/tuning/{model}/sweep.csv",
+    params:
+        upstream=upstream_of_tuning,  # settings of the inputs (provenance.smk)
+        code=code_of("tune"),
+        settings=json.dumps(config["tune"], sort_keys=True),
+        scheduler=runtime(config["dask"]["scheduler"]),
+    threads: workflow.cores
+    resources:
+        mem_mb=memory_mb(2000, 2),
+    log:
+        "logs/tune/{model}.log",
+    benchmark:
+        "benchmarks/runs/tune/{model}.tsv"
+    conda:
+        "../../envs/cpu.yaml"
+    shell:
+        "python -m unetflow.steps.tune --data {input.data:q} --predictions {input.predictions:q} --settings {params.settings:q} --out {output.settings:q} --table {output.table:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

@@ -1,0 +1,160 @@
+"""Tuning step: choose the segmentation settings on held-out labelled slices.
+
+Every candidate of the ``tune`` grid (the combinations of each grid entry's values;
+keys an entry leaves out take the ``segment`` section's defaults) segments every slice of the tuning datasets
+(``validate_on``: never trained on, never reported) and is scored against their
+ground-truth objects by ``tune.metric``, averaged over the slices. The lowest score
+wins; candidates within ``tune.tolerance`` of it count as tied, and the tie goes to the
+lowest pixel error at the candidate's threshold (the watershed's objects hardly depend
+on its threshold, the pixel error does), then to the first in grid order. Writes the choice as JSON
+(read by the segment step when ``segment.settings: tuned``) and the whole sweep as CSV
+(plotted by the report).
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+
+from .. import cli, io, settings
+from ..config_checks import check_seed_height
+from ..errors import InputError
+from ..methods.metrics import object_scores, pixel_error
+from ..methods.segmenters import segment, settings_of
+from ..parallel import TaskProgress, dask_config
+
+log = logging.getLogger(__name__)
+SETTING_KEYS = ("method", "threshold", "seeds", "h", "min_size")
+OBJECTIVES = {
+    "adapted_rand_error": lambda scores: scores["adapted_rand_error"],
+    "variation_of_information": lambda scores: scores["vi_split"] + scores["vi_merge"],
+}
+
+
+def candidates(grid: list[dict[str, list]], fixed: dict) -> list[dict]:
+    """The settings to try, in grid order: each combination of a grid entry's values on top of
+    ``fixed`` (the segment section's defaults). Candidates that differ only in keys their method does not
+    take segment alike and are kept once."""
+    chosen, seen = [], set()
+    for number, entry in enumerate(grid):
+        keys = list(entry)
+        for values in itertools.product(*(entry[key] for key in keys)):
+            candidate = {key: fixed[key] for key in SETTING_KEYS} | dict(zip(keys, values))
+            if candidate["method"] == "watershed":
+                check_seed_height(candidate["seeds"], candidate["h"], where=f"tune.grid[{number}]")
+            identity = json.dumps([candidate["method"], settings_of(candidate["method"], candidate)], sort_keys=True)
+            if identity not in seen:
+                seen.add(identity)
+                chosen.append(candidate)
+    return chosen
+
+
+def score_slice(foreground: np.ndarray, classes: np.ndarray, truth: np.ndarray,
+                trials: list[dict]) -> list[dict[str, float]]:
+    """Object scores (and the pixel error at its threshold) of every candidate on one slice."""
+    rows = []
+    for candidate in trials:
+        objects = segment(foreground, candidate["method"], candidate)
+        rows.append({**object_scores(truth, objects),
+                     "pixel_error": pixel_error(foreground >= candidate["threshold"], classes > 0)})
+    return rows
+
+
+def tuning_slices(data: list[Path], predictions: list[Path]) -> list[tuple[str, int]]:
+    """(dataset store, slice) of every tuning slice that holds ground-truth objects."""
+    if len(data) != len(predictions) or not data:
+        raise InputError("tune: give one predictions store per data store, and at least one of each")
+    found = []
+    for store_path in data:
+        truth = io.open_labels(io.open_store(store_path), "objects")
+        if truth is None:
+            raise InputError(f"{store_path}: has no labels, so it cannot tune the segmentation; name only "
+                             "labelled datasets in validate_on")
+        found += [(str(store_path), z) for z in range(truth.shape[0]) if truth[z].any()]
+    if not found:
+        raise InputError(f"tune: no slice of {', '.join(map(str, data))} has ground-truth objects, so no "
+                         "segmentation can be scored; label objects in the validate_on datasets, or set "
+                         "segment.settings: fixed")
+    return found
+
+
+def sweep(data: list[Path], predictions: list[Path], trials: list[dict], *, metric: str,
+          scheduler: str = "threads", workers: int = 1) -> pd.DataFrame:
+    """One row per candidate: its settings, the mean of each score over the tuning slices, and
+    ``score`` (the metric to minimise)."""
+    predictions_of = dict(zip(map(str, data), predictions))
+
+    def one_slice(store_path: str, z: int) -> list[dict[str, float]]:
+        store = io.open_store(store_path)
+        foreground = io.foreground_probability(io.open_probabilities(predictions_of[store_path]), z)
+        return score_slice(foreground, io.open_labels(store, "classes")[z], io.open_labels(store, "objects")[z], trials)
+
+    slices = tuning_slices(data, predictions)
+    tasks = [dask.delayed(one_slice, pure=False)(path, z, dask_key_name=f"tune-slice-{number}")
+             for number, (path, z) in enumerate(slices)]
+    with dask_config(scheduler, workers), TaskProgress(total=len(tasks), desc="tuning slices", unit="slices",
+                                                      prefix="tune-slice"):
+        per_slice = dask.compute(*tasks)
+    rows = []
+    for index, candidate in enumerate(trials):
+        scores = pd.DataFrame([slice_rows[index] for slice_rows in per_slice]).mean().to_dict()
+        # the keys the method does not take stay empty: they did not change its objects
+        taken = {"method": candidate["method"], **settings_of(candidate["method"], candidate)}
+        rows.append({**taken, **scores, "score": OBJECTIVES[metric](scores)})
+    table = pd.DataFrame(rows, columns=[*SETTING_KEYS, *rows[0].keys() - set(SETTING_KEYS)])
+    table.attrs["slices"] = len(slices)
+    return table
+
+
+def choose(table: pd.DataFrame, tolerance: float) -> int:
+    """Row of the lowest score; of the rows within ``tolerance`` of it, the one of the lowest
+    pixel error, the first of equal ones."""
+    tied = table[table["score"] <= table["score"].min() + tolerance]
+    return int(tied.index[np.argmin(tied["pixel_error"].to_numpy())])
+
+
+def plain(value):
+    """A table cell as a JSON-ready Python value (numpy scalars are not)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m unetflow.steps.tune", description=__doc__.splitlines()[0])
+    parser.add_argument("--data", type=Path, nargs="+", required=True, help="labelled data.zarr stores (validate_on)")
+    parser.add_argument("--predictions", type=Path, nargs="+", required=True, help="their predictions, in order")
+    parser.add_argument("--out", type=Path, required=True, help="the chosen settings (JSON)")
+    parser.add_argument("--table", type=Path, required=True, help="the whole sweep (CSV)")
+    cli.add_settings_option(parser, "tune")
+    cli.add_dask_options(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    options = settings.section("tune", json.loads(args.settings))
+    trials = candidates(options["grid"], settings.section("segment"))
+    log.info("tuning %d candidate settings on %s by %s", len(trials), ", ".join(map(str, args.data)), options["metric"])
+    table = sweep(args.data, args.predictions, trials, metric=options["metric"], scheduler=args.scheduler,
+                  workers=args.workers)
+    best = choose(table, options["tolerance"])
+    table.insert(0, "chosen", table.index == best)
+    chosen = {key: plain(value) for key, value in trials[best].items()}
+    result = {"settings": chosen, "metric": options["metric"],
+              "score": float(table.at[best, "score"]), "candidates": len(trials),
+              "tuned_on": [str(path) for path in args.data], "slices": table.attrs["slices"]}
+    with io.atomic_store(args.table) as temporary:
+        table.to_csv(temporary, index=False)
+    with io.atomic_store(args.out) as temporary:
+        temporary.write_text(json.dumps(result, indent=2) + "\n")
+    log.info("chose %s: %s %.4f on %d slices", result["settings"], options["metric"], result["score"], result["slices"])
+
+
+if __name__ == "__main__":
+    cli.run(main)
