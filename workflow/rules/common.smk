@@ -281,11 +281,11 @@ def evaluated_datasets():
 
 def data_split():
     """Each dataset's stack, slices and use, for the report (which slices each number comes from)."""
-    uses = {}
+    uses, scored = {}, evaluated_datasets()
     for use, names in (("train", training_datasets() if trained_models() else []),
                        ("validate + tune" if tuned() else "validate", validation_datasets()),
-                       ("report", evaluated_datasets()),
-                       ("predict", [name for name in prediction_datasets() if name not in evaluated_datasets()])):
+                       ("report", scored),
+                       ("predict", [name for name in prediction_datasets() if name not in scored])):
         for name in names:
             uses.setdefault(name, []).append(use)
     return [{"dataset": name, "use": ", ".join(use), "images": dataset(name)["images"],
