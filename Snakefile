@@ -29,9 +29,11 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/merge.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/view.smk"
 
 
 rule all:
     input:
         "results/report/metrics.html",
+        expand("results/view/{model}/{dataset}.ome.zarr", model=active_models(), dataset=prediction_datasets()),
     default_target: True

@@ -21,7 +21,7 @@ from pathlib import Path
 import elasticdeform
 import numpy as np
 from common import isbi_training_labels, machine
-from unetflow import io
+from unetflow import io, ngff
 from unetflow.augmentation import AugmentSettings, OnlineSamples
 from unetflow.steps.augment import precompute
 from unetflow.transforms import deform_elastically
@@ -48,12 +48,12 @@ def training_stores(folder: Path) -> tuple[Path, Path]:
     classes = found[1][:8] if found else (np.random.default_rng(0).random((8, 512, 512)) > 0.2).astype(np.uint8)
     shape = classes.shape
     data = io.create_group(folder / "data.zarr")
-    raw = io.create_image(data, "raw", shape, np.dtype(np.uint8))
+    raw = ngff.create_image(data, shape, np.dtype(np.uint8), name="raw")
     raw[:] = np.random.default_rng(1).integers(0, 255, shape, dtype=np.uint8)
     raw.attrs["unetflow"] = {"normalization": {"mean": 127.0, "std": 70.0}}
-    io.create_label(data, "classes", shape, np.dtype(np.uint8))[:] = classes
+    ngff.create_label(data, "classes", shape, np.dtype(np.uint8))[:] = classes
     weights = io.create_group(folder / "weights.zarr")
-    io.create_image(weights, "weights", shape, np.dtype(np.float32))[:] = 1.0 + 9.0 * (classes == 0)
+    ngff.create_image(weights, shape, np.dtype(np.float32), name="weights", pyramid=False)[:] = 1.0 + 9.0 * (classes == 0)
     return folder / "data.zarr", folder / "weights.zarr"
 
 

@@ -85,7 +85,7 @@ def main() -> None:
             snakemake(directory, "results/big/data.zarr", *options)
             seconds = snakemake(directory, "results/predictions/mine/big.zarr", *options)
             output = zarr.open_group(str(directory / "results/predictions/mine/big.zarr"), mode="r")
-            results[parts] = (seconds, peak_memory_mb(directory), output["probabilities"][:, :: args.slices // 4])
+            results[parts] = (seconds, peak_memory_mb(directory), output["0"][:, :: args.slices // 4])
         assert np.array_equal(results[1][2], results[2][2]), "1 part and 2 parts differ"
     one, two = results[1][0], results[2][0]
     print(f"| {date.today()} | {machine()} | {args.slices} x {args.size}², depth-2 U-Net, 8 channels, fp32 | "

@@ -32,7 +32,7 @@ import torch
 from PIL import Image
 
 from common import ISBI, machine
-from unetflow import io
+from unetflow import io, ngff
 from unetflow.inference import (
     autocast_dtype,
     describe_precision,
@@ -55,7 +55,7 @@ def slices(count: int) -> np.ndarray:
 
 def data_store(folder: Path, stack: np.ndarray):
     group = io.create_group(folder / "data.zarr")
-    raw = io.create_image(group, "raw", stack.shape, stack.dtype)
+    raw = ngff.create_image(group, stack.shape, stack.dtype, name="raw")
     raw[:] = stack
     return raw
 

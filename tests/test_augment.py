@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import zarr
-from unetflow import cli, io
+from unetflow import cli, io, ngff
 from unetflow.augmentation import AugmentSettings, OnlineSamples, augment_sample, draw_geometry
 from unetflow.geometry import margin, output_size
 from unetflow.methods.architectures import ModelConfig
@@ -78,13 +78,13 @@ def test_image_labels_and_weights_share_one_geometry():
 def training_stores(tmp_path) -> tuple[Path, Path]:
     image, labels, weights = planes(shape=(64, 80))
     data = io.create_group(tmp_path / "data.zarr")
-    raw = io.create_image(data, "raw", (2, 64, 80), np.dtype(np.uint8))
+    raw = ngff.create_image(data, (2, 64, 80), np.dtype(np.uint8), name="raw")
     raw[:] = np.stack([(image * 30 + 128).clip(0, 255).astype(np.uint8)] * 2)
     raw.attrs["unetflow"] = {"normalization": {"mean": 128.0, "std": 30.0}}
-    io.create_label(data, "classes", (2, 64, 80), np.dtype(np.uint8))[:] = np.stack([labels] * 2)
-    io.create_label(data, "objects", (2, 64, 80), np.dtype(np.uint32))
+    ngff.create_label(data, "classes", (2, 64, 80), np.dtype(np.uint8))[:] = np.stack([labels] * 2)
+    ngff.create_label(data, "objects", (2, 64, 80), np.dtype(np.uint32))
     weight_store = io.create_group(tmp_path / "weights.zarr")
-    io.create_image(weight_store, "weights", (2, 64, 80), np.dtype(np.float32))[:] = np.stack([weights] * 2)
+    ngff.create_image(weight_store, (2, 64, 80), np.dtype(np.float32), name="weights", pyramid=False)[:] = np.stack([weights] * 2)
     return tmp_path / "data.zarr", tmp_path / "weights.zarr"
 
 

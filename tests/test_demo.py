@@ -73,7 +73,7 @@ def test_the_segmentation_settings_are_the_sweeps_best_on_the_tuning_slices_and_
     # scored again here, from the tuning slices' labels and probabilities: best of the sweep, and its score
     data = zarr.open_group(str(complete_run / "results/demo_val/data.zarr"), mode="r")
     probabilities = zarr.open_group(str(complete_run / "results/predictions/small/demo_val.zarr"), mode="r")
-    truth, foreground = data["labels/objects/0"][:], probabilities["probabilities"][1]
+    truth, foreground = data["labels/objects/0"][:], probabilities["0"][1]
     rescored = [np.mean([adapted_rand_error(truth[z], segment(foreground[z], row["method"], row), ignore_labels=(0,))[0]
                          for z in range(len(truth))]) for row in sweep.to_dict("records")]
     assert rescored == pytest.approx(sweep["score"].to_list())
@@ -82,7 +82,7 @@ def test_the_segmentation_settings_are_the_sweeps_best_on_the_tuning_slices_and_
     assert np.ptp(rescored) > 0.05  # the settings matter on these slices
     for dataset in ("demo_test",):  # every segmented dataset uses the choice
         used = zarr.open_group(str(complete_run / f"results/segmentation/small/{dataset}.zarr"), mode="r")
-        assert dict(used["objects"].attrs["unetflow"]) == choice["settings"]
+        assert dict(used["0"].attrs["unetflow"]) == choice["settings"]
     report = (complete_run / "results/report/metrics.md").read_text()
     assert "## Segmentation settings" in report and "tuned: lowest adapted_rand_error" in report
     assert "| demo_train | train |" in report and "| demo_val | validate + tune |" in report
@@ -194,9 +194,9 @@ def test_a_pretrained_model_predicts_new_data_with_no_training_data_configured(c
     applied = {"predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1}
     assert planned_jobs(directory, *options) == Counter({"ingest": 1, **applied})
     snakemake(directory, "--cores", "2", *options)
-    ours = zarr.open_group(str(directory / "results/predictions/mine/new.zarr"), mode="r")["probabilities"][:]
+    ours = zarr.open_group(str(directory / "results/predictions/mine/new.zarr"), mode="r")["0"][:]
     trained_run = zarr.open_group(str(complete_run / "results/predictions/small/demo_test.zarr"), mode="r")
-    assert np.array_equal(ours, trained_run["probabilities"][:])
+    assert np.array_equal(ours, trained_run["0"][:])
     assert not (directory / "results/models").exists() and not (directory / "resources").exists()
     assert "| mine | new |" in (directory / "results/report/metrics.md").read_text()
     model.write_bytes(model.read_bytes())  # replaced by a newer file

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import zarr
 
-from unetflow import io
+from unetflow import io, ngff
 from unetflow.methods.metrics import object_scores, pixel_scores
 from unetflow.steps.evaluate import evaluate
 from unetflow.errors import InputError
@@ -81,7 +81,7 @@ def test_object_and_pixel_scores():
 def test_non_finite_probabilities_are_refused_within_seconds(tmp_path):
     truth = np.repeat(two_cells()[None], 2, axis=0)
     stores = write_case(tmp_path, truth, (truth > 0).astype(np.float32), truth)
-    zarr.open_group(str(stores["predictions"]), mode="r+")["probabilities"][1, 0, 3, 4] = np.inf
+    zarr.open_group(str(stores["predictions"]), mode="r+")["0"][1, 0, 3, 4] = np.inf
     result = subprocess.run(
         [sys.executable, "-m", "unetflow.steps.evaluate", "--data", str(tmp_path / "data.zarr"), "--predictions",
          str(tmp_path / "predictions.zarr"), "--segmentation", str(tmp_path / "segmentation.zarr"),
@@ -89,7 +89,7 @@ def test_non_finite_probabilities_are_refused_within_seconds(tmp_path):
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1
-    message = "predictions.zarr/probabilities: slice 0 (class 1) holds 1 non-finite probabilities"
+    message = "predictions.zarr/0: slice 0 (class 1) holds 1 non-finite probabilities"
     assert message in result.stderr
     assert not (tmp_path / "scores.csv").exists()
 
@@ -97,14 +97,15 @@ def test_non_finite_probabilities_are_refused_within_seconds(tmp_path):
 def write_case(tmp_path, truth: np.ndarray, probability: np.ndarray, objects: np.ndarray,
                threshold: float = 0.5) -> dict[str, str]:
     data = io.create_group(tmp_path / "data.zarr")
-    io.create_image(data, "raw", truth.shape, np.dtype(np.uint8))[:] = 0
-    io.create_label(data, "objects", truth.shape, np.dtype(np.uint32))[:] = truth
-    io.create_label(data, "classes", truth.shape, np.dtype(np.uint8))[:] = truth > 0
+    ngff.create_image(data, truth.shape, np.dtype(np.uint8), name="raw")[:] = 0
+    ngff.create_label(data, "objects", truth.shape, np.dtype(np.uint32))[:] = truth
+    ngff.create_label(data, "classes", truth.shape, np.dtype(np.uint8))[:] = truth > 0
     segmentation = io.create_group(tmp_path / "segmentation.zarr")
-    io.create_image(segmentation, "objects", truth.shape, np.dtype(np.uint32), threshold=threshold)[:] = objects
+    ngff.create_image(segmentation, truth.shape, np.dtype(np.uint32), name="segmentation", downsampling="nearest",
+                      attributes={"threshold": threshold})[:] = objects
     predictions = io.create_group(tmp_path / "predictions.zarr")
-    array = predictions.create_array("probabilities", shape=(2, *truth.shape), chunks=(1, 1, *truth.shape[1:]),
-                                     dtype="float32", fill_value=0, config=io.ARRAY_CONFIG)
+    array = ngff.create_image(predictions, (2, *truth.shape), "float32", name="probabilities",
+                              channel_names=["background", "foreground"])
     array[:] = np.stack([1 - probability, probability]).astype(np.float32)
     return {"data": tmp_path / "data.zarr", "predictions": tmp_path / "predictions.zarr",
             "segmentation": tmp_path / "segmentation.zarr"}
@@ -150,6 +151,6 @@ def test_the_three_pixel_errors_are_each_what_their_name_says(tmp_path):
 def test_evaluation_needs_the_segmentation_threshold(tmp_path):
     truth = np.stack([two_cells()])
     stores = write_case(tmp_path, truth, (truth > 0).astype(np.float32), truth)
-    del zarr.open_group(str(stores["segmentation"]), mode="r+")["objects"].attrs["unetflow"]
+    del zarr.open_group(str(stores["segmentation"]), mode="r+")["0"].attrs["unetflow"]
     with pytest.raises(InputError, match="records no segmentation threshold.*rerun the segment rule"):
         evaluate(**stores)

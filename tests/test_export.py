@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from unetflow import inference, io, synthetic
+from unetflow import inference, io, ngff, synthetic
 from unetflow.errors import InputError
 from unetflow.methods import architectures
 from unetflow.model import ModelConfig, UNet
@@ -42,7 +42,7 @@ def save_trained_like(path: Path, config: ModelConfig, seed: int = 0) -> Path:
 
 def save_one_slice(path: Path, image: np.ndarray) -> Path:
     """A data.zarr of one slice whose stored normalisation is the package's for the whole slice."""
-    raw = io.create_image(io.create_group(path), "raw", (1, *image.shape), image.dtype)
+    raw = ngff.create_image(io.create_group(path), (1, *image.shape), image.dtype, name="raw")
     raw[0] = image
     values = image.astype(np.float64)
     raw.attrs["unetflow"] = {"normalization": {"mean": float(values.mean()), "std": float(values.std()) + 1e-6}}
@@ -122,7 +122,7 @@ def test_the_package_is_valid_and_states_the_networks_sizes_and_normalisation(sm
 
 
 def test_the_test_input_is_the_middle_of_the_data_and_the_readme_its_training(small):
-    image = zarr.open_group(str(small.data), mode="r")["raw"][0]
+    image = zarr.open_group(str(small.data), mode="r")["0"][0]
     np.testing.assert_array_equal(read_member(small.package, "test_input.npy"), image[None, None].astype(np.float32))
     assert read_member(small.package, "test_output.npy").shape == (1, 2, 60, 60)
     with zipfile.ZipFile(small.package) as archive:
@@ -136,7 +136,7 @@ def test_both_weight_formats_reproduce_unetflows_prediction_of_the_test_tile(sma
     settings = '{"tile": 28, "precision": "fp32"}'
     predict.main([str(small.model), str(small.data), str(tmp_path / "p.zarr"), "--settings", settings,
                   "--runtime", '{"device": "cpu"}'])
-    ours = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["probabilities"][:, 0, 20:80, 20:80]  # exact interior
+    ours = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["0"][:, 0, 20:80, 20:80]  # exact interior
     np.testing.assert_allclose(read_member(small.package, "test_output.npy")[0], ours, rtol=0, atol=TOLERANCE)
     for weights, probabilities in bioimageio_predictions(small.package).items():
         assert probabilities.shape == (1, 2, 60, 60), weights

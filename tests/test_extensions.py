@@ -95,8 +95,8 @@ def test_the_toy_architecture_and_loss_train_and_are_recorded(extended_run):
 def test_the_toy_segmenter_made_the_objects(extended_run):
     for model in ("toy", "flat"):
         store = zarr.open_group(str(extended_run / f"results/segmentation/{model}/demo_test.zarr"), mode="r")
-        assert store["objects"].attrs["unetflow"]["method"] == "toy_threshold"
-        assert store["objects"][0].max() > 0
+        assert store["0"].attrs["unetflow"]["method"] == "toy_threshold"
+        assert store["0"][0].max() > 0
 
 
 def test_the_toy_metric_is_computed_and_reported(extended_run):

@@ -41,9 +41,9 @@ def run_ingest(images: Path, labels: np.ndarray | None, out: Path, **options) ->
 def test_store_keeps_the_image_exactly_and_its_normalisation(tmp_path, images):
     store = run_ingest(images, None, tmp_path / "data.zarr")
     source = tifffile.imread(images)
-    np.testing.assert_array_equal(store["raw"][:], source)
-    assert store["raw"].dtype == np.uint8 and store["raw"].chunks == (1, 24, 32)
-    stats = io.normalization(store["raw"])
+    np.testing.assert_array_equal(store["0"][:], source)
+    assert store["0"].dtype == np.uint8 and store["0"].chunks == (1, 24, 32)
+    stats = io.normalization(store["0"])
     assert stats["mean"] == pytest.approx(source.mean()) and stats["std"] == pytest.approx(source.std())
     assert "labels" not in store
 
@@ -54,7 +54,7 @@ def test_binary_labels_become_classes_and_connected_objects(tmp_path, images):
     np.testing.assert_array_equal(classes, binary_labels() == 255)
     assert objects.dtype == np.uint32
     assert [len(np.unique(o)) - 1 for o in objects] == [2, 2, 2]
-    assert store["raw"].attrs["unetflow"]["labels"]["kind"] == "binary"
+    assert store["0"].attrs["unetflow"]["labels"]["kind"] == "binary"
 
 
 def test_instance_labels_are_kept_and_touching_objects_separated(tmp_path, images):
@@ -95,8 +95,8 @@ def test_store_opens_with_an_ome_zarr_reader(tmp_path, images):
 def test_sixteen_bit_and_float_images_ingest(tmp_path, dtype):
     stack = (np.random.default_rng(1).random((2, 16, 16)) * 4000).astype(dtype)
     store = run_ingest(save(tmp_path / "img.tif", stack), None, tmp_path / "data.zarr")
-    assert store["raw"].dtype == dtype
-    np.testing.assert_array_equal(store["raw"][:], stack)
+    assert store["0"].dtype == dtype
+    np.testing.assert_array_equal(store["0"][:], stack)
 
 
 def test_shape_mismatch_names_both_files(tmp_path, images):
@@ -166,8 +166,8 @@ def test_failed_rerun_keeps_no_stale_store(tmp_path, images):
 def test_a_store_with_a_missing_chunk_is_refused(tmp_path, images):
     out = tmp_path / "data.zarr"
     run_ingest(images, binary_labels(), out)
-    (out / "raw" / "1.0.0").unlink()  # one slice's chunk lost
-    with pytest.raises(InputError, match=r"data\.zarr/raw: 1 of 3 chunks are missing .* delete the store and rerun"):
+    (out / "0" / "1.0.0").unlink()  # one slice's chunk lost
+    with pytest.raises(InputError, match=r"data\.zarr/0: 1 of 3 chunks are missing .* delete the store and rerun"):
         io.open_raw(io.open_store(out))
 
 

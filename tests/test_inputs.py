@@ -50,7 +50,7 @@ def test_odd_paths_in_an_odd_checkout_ingest_and_run_nothing_they_hold(tmp_path)
     targets = [f"results/{name}/data.zarr" for name in ODD_NAMES]
     snakemake(checkout, "--cores", "2", *targets, *config_file(checkout, {"datasets": datasets}))
     for name, data in expected.items():
-        np.testing.assert_array_equal(zarr.open_group(str(checkout / f"results/{name}/data.zarr"))["raw"][:], data)
+        np.testing.assert_array_equal(zarr.open_group(str(checkout / f"results/{name}/data.zarr"))["0"][:], data)
     assert not list(tmp_path.rglob("PWNED*"))
     imported = set(marker.read_text().splitlines())
     assert imported == {str(checkout / "workflow/unetflow/__init__.py")}

@@ -30,8 +30,8 @@ def run_isbi(directory: Path, datasets: dict) -> pd.DataFrame:
     extra.write_text(yaml.safe_dump({**QUICK, "datasets": datasets}))
     snakemake(directory, "--cores", "2", "--configfile", "config/isbi2012.yaml", str(extra))
     store = zarr.open_group(str(directory / "results/isbi_report/data.zarr"), mode="r")
-    assert store["raw"].shape == (4, 512, 512)
-    assert zarr.open_group(str(directory / "results/segmentation/cpu30/isbi_test.zarr"), mode="r")["objects"].shape == (30, 512, 512)
+    assert store["0"].shape == (4, 512, 512)
+    assert zarr.open_group(str(directory / "results/segmentation/cpu30/isbi_test.zarr"), mode="r")["0"].shape == (30, 512, 512)
     return pd.read_csv(directory / "results/evaluation/cpu30/isbi_report.csv", dtype={"slice": str})
 
 

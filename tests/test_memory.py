@@ -76,8 +76,8 @@ def test_a_stack_larger_than_the_memory_limit_streams_through(large_stack):
     step = run_limited(700, "unetflow.steps.predict", str(large_stack / "model.pt"), str(data),
                        str(large_stack / "predictions.zarr"), "--settings", '{"tile": 512, "dtype": "uint8"}', "--runtime", '{"device": "cpu"}')
     assert step.returncode == 0, step.stderr[-3000:]
-    assert zarr.open_group(str(large_stack / "predictions.zarr"), mode="r")["probabilities"].shape == (2, SLICES, EDGE, EDGE)
-    assert zarr.open_group(str(large_stack / "weights.zarr"), mode="r")["weights"].shape == (SLICES, EDGE, EDGE)
+    assert zarr.open_group(str(large_stack / "predictions.zarr"), mode="r")["0"].shape == (2, SLICES, EDGE, EDGE)
+    assert zarr.open_group(str(large_stack / "weights.zarr"), mode="r")["0"].shape == (SLICES, EDGE, EDGE)
 
 
 def test_the_limit_is_real(tmp_path):

@@ -3,7 +3,7 @@ import pytest
 import zarr
 from distributed import LocalCluster
 
-from unetflow import io
+from unetflow import io, ngff
 from unetflow.errors import InputError
 from unetflow.parallel import dask_config
 from unetflow.synthetic import generate_stack
@@ -14,9 +14,9 @@ from unetflow.steps.weights import main as weights_main
 def labelled_store(tmp_path):
     images, binary, instances = generate_stack(3, 96, seed=1, mode="touching")
     store = io.create_group(tmp_path / "data.zarr")
-    io.create_image(store, "raw", images.shape, images.dtype)[:] = images
-    io.create_label(store, "classes", images.shape, np.dtype(np.uint8))[:] = (binary > 0).astype(np.uint8)
-    io.create_label(store, "objects", images.shape, np.dtype(np.uint32))[:] = instances
+    ngff.create_image(store, images.shape, images.dtype, name="raw")[:] = images
+    ngff.create_label(store, "classes", images.shape, np.dtype(np.uint8))[:] = (binary > 0).astype(np.uint8)
+    ngff.create_label(store, "objects", images.shape, np.dtype(np.uint32))[:] = instances
     return tmp_path / "data.zarr"
 
 
@@ -24,8 +24,8 @@ def test_weights_on_a_distributed_cluster_equal_the_threaded_run(labelled_store,
     weights_main([str(labelled_store), str(tmp_path / "threads.zarr"), "--workers", "2"])
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
         weights_main([str(labelled_store), str(tmp_path / "cluster.zarr"), "--scheduler", cluster.scheduler_address])
-    threaded = zarr.open_group(str(tmp_path / "threads.zarr"), mode="r")["weights"][:]
-    distributed = zarr.open_group(str(tmp_path / "cluster.zarr"), mode="r")["weights"][:]
+    threaded = zarr.open_group(str(tmp_path / "threads.zarr"), mode="r")["0"][:]
+    distributed = zarr.open_group(str(tmp_path / "cluster.zarr"), mode="r")["0"][:]
     np.testing.assert_array_equal(distributed, threaded)
 
 

@@ -114,8 +114,8 @@ def model_and_stack(tmp_path_factory):
 
 
 def arrays(directory: Path) -> tuple[np.ndarray, np.ndarray]:
-    return (zarr.open_group(str(directory / "results/predictions/mine/big.zarr"), mode="r")["probabilities"][:],
-            zarr.open_group(str(directory / "results/segmentation/mine/big.zarr"), mode="r")["objects"][:])
+    return (zarr.open_group(str(directory / "results/predictions/mine/big.zarr"), mode="r")["0"][:],
+            zarr.open_group(str(directory / "results/segmentation/mine/big.zarr"), mode="r")["0"][:])
 
 
 def kill_part(directory: Path, part: int) -> None:

@@ -8,7 +8,7 @@ import pytest
 import torch
 import zarr
 
-from unetflow import inference, io
+from unetflow import inference, io, ngff
 from unetflow.errors import InputError
 from unetflow.model import ModelConfig, UNet
 from unetflow.steps.predict import main
@@ -25,7 +25,7 @@ def save_model(path: Path, config: ModelConfig = TINY) -> Path:
 
 def save_data(path: Path, shape: tuple[int, int, int]) -> Path:
     store = io.create_group(path)
-    raw = io.create_image(store, "raw", shape, np.dtype(np.uint8))
+    raw = ngff.create_image(store, shape, np.dtype(np.uint8), name="raw")
     rng = np.random.default_rng(0)
     for z in range(shape[0]):
         raw[z] = rng.integers(0, 255, shape[1:], dtype=np.uint8)
@@ -38,11 +38,11 @@ def test_prediction_store_is_ome_zarr_with_class_probabilities(tmp_path):
     main([str(model), str(data), str(tmp_path / "p.zarr"), "--settings", '{"tile": 24}', "--runtime", '{"device": "cpu"}'])
     main([str(model), str(data), str(tmp_path / "q.zarr"), "--settings", '{"tile": 24, "dtype": "uint8"}', "--runtime", '{"device": "cpu"}'])
     group = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
-    probabilities = group["probabilities"][:]
+    probabilities = group["0"][:]
     assert probabilities.shape == (2, 3, 50, 70)
     np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
     assert [axis["name"] for axis in group.attrs["multiscales"][0]["axes"]] == ["c", "z", "y", "x"]
-    quantised = zarr.open_group(str(tmp_path / "q.zarr"), mode="r")["probabilities"][:]
+    quantised = zarr.open_group(str(tmp_path / "q.zarr"), mode="r")["0"][:]
     assert quantised.dtype == np.uint8
     assert np.abs(quantised / 255 - probabilities).max() <= 0.5 / 255 + 1e-6
 
@@ -84,7 +84,7 @@ def test_a_4096_square_slice_predicts_in_bounded_memory(tmp_path):
     # a whole-slice forward pass holds several at once
     whole_slice_feature_map_mib = 16 * 4096 * 4096 * 4 / 2**20
     assert peak_mib < whole_slice_feature_map_mib, (peak_mib, result.stderr[-2000:])
-    written = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["probabilities"]
+    written = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")["0"]
     assert written.shape == (2, 1, 4096, 4096) and written.chunks == (1, 1, 1024, 1024)
 
 

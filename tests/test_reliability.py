@@ -92,7 +92,7 @@ def test_sixteen_bit_and_float32_images_work(workflow_dir, dtype):
     images = stack(workflow_dir, "img.tif", noise((2, 32, 32), dtype) * 100, photometric="minisblack")
     snakemake(workflow_dir, "--cores", "1", "results/ok/data.zarr",
               *configure(workflow_dir, "ok", {"datasets": {"ok": {"images": images}}}))
-    assert zarr.open_group(str(workflow_dir / "results/ok/data.zarr"), mode="r")["raw"].dtype == dtype
+    assert zarr.open_group(str(workflow_dir / "results/ok/data.zarr"), mode="r")["0"].dtype == dtype
 
 
 def test_rgb_image(workflow_dir):
@@ -174,12 +174,12 @@ def test_diverging_training_fails_with_the_message_and_no_model(workflow_dir):
 
 def test_nan_probabilities_stop_segment_in_seconds_with_no_store(trained):
     snakemake(trained, "--cores", "2", PREDICTION, *configure(trained, "quick", QUICK))
-    probabilities = zarr.open_group(str(trained / PREDICTION), mode="r+")["probabilities"]
+    probabilities = zarr.open_group(str(trained / PREDICTION), mode="r+")["0"]
     probabilities[:, 2] = np.nan
     try:
         started = time.monotonic()
         fails_with(trained, "results/segmentation/small/demo_test.zarr", QUICK,
-                   "demo_test.zarr/probabilities: slice 2 (class 1) holds 65536 non-finite probabilities",
+                   "demo_test.zarr/0: slice 2 (class 1) holds 65536 non-finite probabilities",
                    "retrain the model and rerun predict")
         assert time.monotonic() - started < 60
     finally:
@@ -292,12 +292,12 @@ def test_a_changed_augment_seed_is_neither_resumed_onto_nor_lost_by_a_kill(tmp_p
 def test_killed_prediction_reruns_to_the_same_output(trained, tmp_path):
     options = configure(trained, "tta", {**QUICK, "predict": {"test_time_augmentation": True}})
     killed_then_rerun(trained, PREDICTION, options, writing(trained / PREDICTION))
-    rerun = zarr.open_group(str(trained / PREDICTION), mode="r")["probabilities"][:]
+    rerun = zarr.open_group(str(trained / PREDICTION), mode="r")["0"][:]
     from unetflow.steps.predict import main as predict_main
 
     predict_main([str(trained / "results/models/small/model.pt"), str(trained / "results/demo_test/data.zarr"),
                   str(tmp_path / "reference.zarr"), "--settings", '{"test_time_augmentation": true, "tile": 256}'])
-    reference = zarr.open_group(str(tmp_path / "reference.zarr"), mode="r")["probabilities"][:]
+    reference = zarr.open_group(str(tmp_path / "reference.zarr"), mode="r")["0"][:]
     np.testing.assert_allclose(rerun, reference, atol=1e-6)
 
 
@@ -323,14 +323,14 @@ def test_two_runs_with_one_seed_give_identical_results(tmp_path):
         snakemake(directory, "--cores", "2", *configure(directory, "quick", QUICK))
         runs.append(directory)
     first, second = runs
-    for store, arrays in (("results/demo_train/weights.zarr", ["weights"]),
+    for store, arrays in (("results/demo_train/weights.zarr", ["0"]),
                           ("results/demo_train/augmented/188-100.zarr", ["image", "labels", "weights"])):
         a, b = (zarr.open_group(str(run / store), mode="r") for run in runs)
         for name in arrays:
             np.testing.assert_array_equal(a[name][:], b[name][:])
     one, two = state_dict(first / "results/models/small/model.pt"), state_dict(second / "results/models/small/model.pt")
     assert all(torch.equal(one[name], two[name]) for name in one)
-    a, b = (zarr.open_group(str(run / PREDICTION), mode="r")["probabilities"][:] for run in runs)
+    a, b = (zarr.open_group(str(run / PREDICTION), mode="r")["0"][:] for run in runs)
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
@@ -342,10 +342,10 @@ def test_tiny_elongated_and_constant_stacks_with_a_tile_larger_than_the_slice(tr
     snakemake(trained, "--cores", "2", *targets,
               *configure(trained, "shapes", {**QUICK, "datasets": datasets, "predict": {"tile": 512}}))
     for name, data in stacks.items():
-        probabilities = zarr.open_group(str(trained / f"results/predictions/small/{name}.zarr"))["probabilities"][:]
+        probabilities = zarr.open_group(str(trained / f"results/predictions/small/{name}.zarr"))["0"][:]
         assert probabilities.shape == (2, *data.shape) and np.isfinite(probabilities).all()
         np.testing.assert_allclose(probabilities.sum(axis=0), 1.0, atol=1e-5)
-        objects = zarr.open_group(str(trained / f"results/segmentation/small/{name}.zarr"))["objects"]
+        objects = zarr.open_group(str(trained / f"results/segmentation/small/{name}.zarr"))["0"]
         assert objects.shape == data.shape
 
 
@@ -368,7 +368,7 @@ def test_killed_segment_and_evaluate_rerun_to_the_same_output(trained, tmp_path)
         shutil.copytree(trained / target, rerun) if step == "segment" else shutil.copy(trained / target, rerun)
         snakemake(trained, "--cores", "2", target, *options, "--forcerun", step)  # uninterrupted
         if step == "segment":
-            np.testing.assert_array_equal(zarr.open_group(str(rerun))["objects"][:],
-                                          zarr.open_group(str(trained / target))["objects"][:])
+            np.testing.assert_array_equal(zarr.open_group(str(rerun))["0"][:],
+                                          zarr.open_group(str(trained / target))["0"][:])
         else:
             assert rerun.read_text() == (trained / target).read_text()

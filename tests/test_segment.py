@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from skimage.metrics import adapted_rand_error
 
-from unetflow import io
+from unetflow import io, ngff
 from unetflow.methods.segmenters import components, watershed_fill
 
 
@@ -55,8 +55,8 @@ def test_probability_seeds_also_find_the_cells():
 
 def nan_prediction_store(path: Path, poisoned_slice: int = 1) -> Path:
     group = io.create_group(path)
-    probabilities = group.create_array("probabilities", shape=(2, 3, 64, 64), chunks=(1, 1, 64, 64), dtype="float32",
-                                       fill_value=0, config=io.ARRAY_CONFIG)
+    probabilities = ngff.create_image(group, (2, 3, 64, 64), "float32", name="probabilities",
+                                      channel_names=["background", "foreground"])
     foreground = np.where(known_cells() > 0, 0.9, 0.1).astype(np.float32)
     probabilities[:] = np.repeat(np.stack([1 - foreground, foreground])[:, None], 3, axis=1)
     probabilities[:, poisoned_slice] = np.nan
@@ -72,6 +72,6 @@ def test_non_finite_probabilities_are_refused_within_seconds_naming_store_and_sl
         capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 1
-    assert "nan.zarr/probabilities: slice 1 (class 1) holds 4096 non-finite probabilities" in result.stderr
+    assert "nan.zarr/0: slice 1 (class 1) holds 4096 non-finite probabilities" in result.stderr
     assert "retrain the model and rerun predict" in result.stderr
     assert not (tmp_path / "objects.zarr").exists() and not list(tmp_path.glob(".objects.zarr.tmp-*"))

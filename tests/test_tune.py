@@ -12,7 +12,7 @@ import zarr
 from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
-from unetflow import io, settings
+from unetflow import io, ngff, settings
 from unetflow.errors import InputError
 from unetflow.methods.segmenters import segment
 from unetflow.steps.tune import candidates, choose, sweep
@@ -30,12 +30,12 @@ def write_stores(folder, seed: int = 0, *, with_objects: bool = True) -> tuple:
     interior = ndimage.gaussian_filter((truth > 0).astype(np.float64), (0, 1.5, 1.5))
     probability = np.clip(interior + rng.normal(0, 0.15, truth.shape), 0, 1).astype(np.float32)
     data = io.create_group(folder / "data.zarr")
-    io.create_image(data, "raw", truth.shape, np.dtype(np.uint8))[:] = 0
-    io.create_label(data, "objects", truth.shape, np.dtype(np.uint32))[:] = truth if with_objects else 0
-    io.create_label(data, "classes", truth.shape, np.dtype(np.uint8))[:] = truth > 0
+    ngff.create_image(data, truth.shape, np.dtype(np.uint8), name="raw")[:] = 0
+    ngff.create_label(data, "objects", truth.shape, np.dtype(np.uint32))[:] = truth if with_objects else 0
+    ngff.create_label(data, "classes", truth.shape, np.dtype(np.uint8))[:] = truth > 0
     predictions = io.create_group(folder / "predictions.zarr")
-    array = predictions.create_array("probabilities", shape=(2, *truth.shape), chunks=(1, 1, *truth.shape[1:]),
-                                     dtype="float32", fill_value=0, config=io.ARRAY_CONFIG)
+    array = ngff.create_image(predictions, (2, *truth.shape), "float32", name="probabilities",
+                              channel_names=["background", "foreground"])
     array[:] = np.stack([1 - probability, probability])
     return folder / "data.zarr", folder / "predictions.zarr", truth, probability
 
@@ -93,7 +93,7 @@ def test_the_tune_step_writes_its_choice_and_segment_uses_it(tmp_path):
     subprocess.run([sys.executable, "-m", "unetflow.steps.segment", str(predictions), str(tmp_path / "objects.zarr"),
                     "--settings", json.dumps({"settings": "tuned"}), "--tuned", str(tmp_path / "segment.json")],
                    check=True, capture_output=True, timeout=120)
-    objects = zarr.open_group(str(tmp_path / "objects.zarr"), mode="r")["objects"]
+    objects = zarr.open_group(str(tmp_path / "objects.zarr"), mode="r")["0"]
     used = dict(objects.attrs["unetflow"])
     assert used == choice["settings"]
     expected = segment(probability[1], choice["settings"]["method"], choice["settings"])

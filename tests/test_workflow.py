@@ -65,7 +65,7 @@ def test_demo_ingests_into_ome_zarr_stores(workflow_dir):
     for name, slices in (("demo_train", 8), ("demo_test", 4)):
         store_path = workflow_dir / "results" / name / "data.zarr"
         store = zarr.open_group(str(store_path), mode="r")
-        assert store["raw"].shape == (slices, 256, 256)
+        assert store["0"].shape == (slices, 256, 256)
         assert store["labels/objects/0"].shape == (slices, 256, 256)
         assert set(np.unique(store["labels/classes/0"][0])) == {0, 1}
         assert store.attrs["multiscales"][0]["version"] == "0.4"
@@ -79,7 +79,7 @@ def test_demo_ingests_into_ome_zarr_stores(workflow_dir):
 def test_demo_weights_and_augmented_samples(workflow_dir):
     snakemake(workflow_dir, "--cores", "2", "results/demo_train/augmented/188-100.zarr")
     data = zarr.open_group(str(workflow_dir / "results/demo_train/data.zarr"), mode="r")
-    weights = zarr.open_group(str(workflow_dir / "results/demo_train/weights.zarr"), mode="r")["weights"]
+    weights = zarr.open_group(str(workflow_dir / "results/demo_train/weights.zarr"), mode="r")["0"]
     classes = data["labels/classes/0"]
     assert weights.shape == classes.shape and weights.chunks == classes.chunks and weights.dtype == np.float32
     values, labels = weights[:], classes[:]
@@ -132,10 +132,10 @@ def test_isbi_png_folders_ingest(workflow_dir, isbi_dir):
     )
     snakemake(workflow_dir, "--cores", "2", "results/isbi_train/data.zarr", "--configfile", extra)
     store = zarr.open_group(str(workflow_dir / "results/isbi_train/data.zarr"), mode="r")
-    assert store["raw"].shape == (22, 512, 512)
-    assert store["raw"].attrs["unetflow"]["labels"]["kind"] == "binary"
+    assert store["0"].shape == (22, 512, 512)
+    assert store["0"].attrs["unetflow"]["labels"]["kind"] == "binary"
     first = np.asarray(Image.open(isbi_dir / "train/image/00.png"))
-    np.testing.assert_array_equal(store["raw"][0], first)
+    np.testing.assert_array_equal(store["0"][0], first)
     assert store["labels/objects/0"][0].max() > 100  # ISBI slices hold hundreds of cells
 
 

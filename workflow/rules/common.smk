@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from unetflow import config_checks, settings
+from unetflow import config_checks, settings, voxel_size
 from unetflow.errors import InputError
 from unetflow.fingerprints import code_fingerprint
 from unetflow.methods import architectures
@@ -59,6 +59,7 @@ def check_config():
             if key in entry:
                 config_checks.check_path(entry[key], f"datasets.{name}.{key}")
         config_checks.parse_slice_selection(entry["slices"], f"config: datasets.{name}.slices")
+        voxel_size.from_config(entry["voxel_size"], f"config: datasets.{name}.voxel_size")
     for key in ("train_on", "validate_on", "predict_on", "run_models"):
         config_checks.check_unique(config.get(key, []), key)
     config_checks.check_seed_height(config["segment"]["seeds"], config["segment"]["h"])
@@ -326,6 +327,12 @@ def stack_files(path):
     if stack.is_dir():
         return sorted(str(f) for f in stack.rglob("*") if f.is_file())
     return [path]
+
+
+def tiff_source(wildcards):
+    """The store a TIFF export of {kind} (probabilities or segmentation) is written from."""
+    folder = "predictions" if wildcards.kind == "probabilities" else "segmentation"
+    return f"results/{folder}/{wildcards.model}/{wildcards.dataset}.zarr"
 
 
 def raw_inputs(wildcards):

@@ -9,7 +9,7 @@ rule evaluate:
     output:
         "results/evaluation/{model}/{dataset}.csv",
     params:
-        upstream=upstream_of_evaluation,  # settings of the inputs (provenance.smk)
+        upstream=upstream_of_segmented,  # settings of the inputs (provenance.smk)
         code=code_of("evaluate"),
     resources:
         mem_mb=memory_mb(2000, 2),

@@ -17,7 +17,7 @@ def settings_hash(*parts):
 def ingest_settings(name):
     entry = dataset(name)
     made = [config["demo"] for key in ("images", "labels") if key in entry and made_by_a_rule(entry[key])]
-    return [{key: entry.get(key) for key in ("images", "labels", "slices", "label_kind")},
+    return [{key: entry.get(key) for key in ("images", "labels", "slices", "label_kind", "voxel_size")},
             config["num_classes"], made[:1], code_of("ingest"), code_of("demo_data") if made else None]
 
 
@@ -86,7 +86,8 @@ def upstream_of_segmentation(wildcards):
     return settings_hash(prediction_provenance(wildcards.model, wildcards.dataset), tuning)
 
 
-def upstream_of_evaluation(wildcards):
+def upstream_of_segmented(wildcards):
+    """Of a model's segmentation of a dataset: for the rules that read it (evaluate, view, tiff)."""
     return settings_hash(segmentation_provenance(wildcards.model, wildcards.dataset))
 
 

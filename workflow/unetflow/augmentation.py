@@ -173,4 +173,4 @@ def open_training_arrays(data: Path, weights: Path) -> tuple[zarr.Array, zarr.Ar
     if classes is None:
         raise InputError(f"{data}: has no labels; training samples need them: add labels to the dataset")
     raw = io.open_raw(store)
-    return raw, classes, io.checked_array(io.open_store(weights), "weights"), io.normalization(raw)
+    return raw, classes, io.checked_array(io.open_store(weights), io.LEVEL0), io.normalization(raw)

@@ -1,17 +1,21 @@
-"""Zarr stores of the workflow: layout, OME-Zarr metadata and atomic writing.
+"""Zarr stores of the workflow: layout, reading, checking and atomic writing.
 
 Every store is OME-Zarr (NGFF 0.4) on Zarr format 2, the combination that both
-napari (ome-zarr-py) and Fiji (MoBIE / n5-viewer) open today. Arrays are
-(z, y, x), chunked one slice per chunk in z and in tiles of ``MAX_CHUNK_EDGE``
-in y/x for large slices.
+napari (napari-ome-zarr) and Fiji (MoBIE / n5-viewer) open today; its images are
+written by :mod:`unetflow.ngff` (physical scale, pyramid levels ``0``, ``1``, ...).
+Arrays are (z, y, x), chunked one slice per chunk in z and in tiles of
+``MAX_CHUNK_EDGE`` in y/x for large slices.
 
 ``data.zarr`` layout::
 
-    data.zarr/
-        raw                   the image, original dtype; attrs["unetflow"] holds
-                              the intensity normalisation to use downstream
-        labels/objects/0      instance labels (uint32, 0 = background)
-        labels/classes/0      training target: class index per pixel (uint8)
+    data.zarr/                the image (multiscale levels 0, 1, ...), original dtype;
+        0, 1, ...             attrs["unetflow"] of level 0 holds the intensity
+                              normalisation and the voxel size's source
+        labels/objects/0, ... instance labels (uint32, 0 = background)
+        labels/classes/0, ... training target: class index per pixel (uint8)
+
+Prediction stores are (c, z, y, x) images of class probabilities; segmentation
+stores are label images (uint32 objects), level 0 at ``"0"`` in each.
 """
 
 from __future__ import annotations
@@ -23,23 +27,19 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import numcodecs
 import numpy as np
 import zarr
-from ome_zarr.format import FormatV04
-from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
-
 from .errors import InputError
 
 log = logging.getLogger(__name__)
 
 MAX_CHUNK_EDGE = 2048
 TILE_CHUNK_EDGE = 1024
-AXES = [{"name": "z", "type": "space"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}]
 COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 LABEL_NAMES = ("objects", "classes")
+LEVEL0 = "0"  # the full-resolution level of every image
 # augmented sample stores: (sample, y, x) arrays, in the order a sample lists them
 SAMPLE_ARRAYS = {"image": np.float32, "labels": np.uint8, "weights": np.float32}
 # Every chunk is written, even one of zeros, so that a missing chunk file means a damaged store.
@@ -87,30 +87,6 @@ def create_group(path: str | Path) -> zarr.Group:
     return zarr.open_group(str(path), mode="w", zarr_format=2)
 
 
-def create_image(
-    group: zarr.Group, name: str, shape: tuple[int, int, int], dtype: np.dtype, **attributes: Any
-) -> zarr.Array:
-    """Create the (z, y, x) array ``name`` in ``group`` with OME-Zarr image metadata."""
-    array = group.create_array(
-        name, shape=shape, chunks=slice_chunks(shape), dtype=dtype, compressors=COMPRESSOR, fill_value=0,
-        config=ARRAY_CONFIG,
-    )
-    datasets = [{"path": name, "coordinateTransformations": [{"type": "scale", "scale": [1.0, 1.0, 1.0]}]}]
-    write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=AXES, name=name)
-    if attributes:
-        array.attrs["unetflow"] = attributes
-    return array
-
-
-def create_label(group: zarr.Group, name: str, shape: tuple[int, int, int], dtype: np.dtype) -> zarr.Array:
-    """Create the label image ``labels/<name>/0`` (NGFF image-label) in an image group."""
-    labels = group.require_group("labels")
-    label_group = labels.create_group(name)
-    array = create_image(label_group, "0", shape, dtype)
-    write_label_metadata(labels, name, fmt=FormatV04())
-    return array
-
-
 def open_store(path: str | Path) -> zarr.Group:
     """Open a workflow store read-only, with a clear error when it is missing or broken."""
     try:
@@ -145,15 +121,15 @@ def location(node: zarr.Group | zarr.Array) -> str:
 
 
 def open_raw(store: zarr.Group) -> zarr.Array:
-    """The image of a ``data.zarr`` store."""
-    return checked_array(store, "raw")
+    """The image of a ``data.zarr`` store (full resolution)."""
+    return checked_array(store, LEVEL0)
 
 
 def open_labels(store: zarr.Group, name: str = "classes") -> zarr.Array | None:
     """A label image (``objects`` or ``classes``) of a ``data.zarr`` store, or None if unlabelled."""
     if name not in LABEL_NAMES:
         raise ValueError(f"unknown label image {name!r}; choose one of {LABEL_NAMES}")
-    key = f"labels/{name}/0"
+    key = f"labels/{name}/{LEVEL0}"
     return checked_array(store, key) if "labels" in store and key in store else None
 
 
@@ -168,8 +144,13 @@ def normalize(image: np.ndarray, stats: dict[str, float]) -> np.ndarray:
 
 
 def open_probabilities(path: str | Path) -> zarr.Array:
-    """The (c, z, y, x) probabilities of a prediction store."""
-    return checked_array(open_store(path), "probabilities")
+    """The (c, z, y, x) probabilities of a prediction store (full resolution)."""
+    return checked_array(open_store(path), LEVEL0)
+
+
+def open_objects(path: str | Path) -> zarr.Array:
+    """The (z, y, x) object labels of a segmentation store (full resolution)."""
+    return checked_array(open_store(path), LEVEL0)
 
 
 def read_probabilities(array: zarr.Array, z: int, channel: int) -> np.ndarray:

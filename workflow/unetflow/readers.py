@@ -7,9 +7,10 @@ Supported sources, chosen by the path:
 - a 3-D (or 2-D) NumPy ``.npy`` file, memory-mapped;
 - a Zarr array, or a Zarr/OME-Zarr group holding one (``.zarr``).
 
-Every reader exposes ``shape`` (z, y, x), ``dtype``, ``name_of(index)`` and
-``read(index)``; none reads more than one slice into memory, so a stack of any
-length streams through ingestion.
+Every reader exposes ``shape`` (z, y, x), ``dtype``, ``voxel_size`` (what the
+file's metadata states, or None), ``name_of(index)`` and ``read(index)``; none
+reads more than one slice into memory, so a stack of any length streams through
+ingestion.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from PIL import Image
 
 from .config_checks import parse_slice_selection
 from .errors import InputError
+from .voxel_size import VoxelSize, from_imagej, from_ngff, from_ome_xml
 
 SLICE_SUFFIXES = (".png", ".tif", ".tiff")
 SUPPORTED = (
@@ -41,6 +43,7 @@ class SliceStack(Protocol):
     path: Path
     shape: tuple[int, int, int]
     dtype: np.dtype
+    voxel_size: VoxelSize | None
 
     def name_of(self, index: int) -> str: ...
 
@@ -92,6 +95,17 @@ def _check_grayscale(path: Path, shape: tuple[int, ...], what: str) -> None:
         raise InputError(f"{path}: {what} has shape {shape}, expected a 2-D grayscale image; {RGB_FIX}")
 
 
+def tiff_voxel_size(tiff: tifffile.TiffFile, where: str) -> VoxelSize | None:
+    """The voxel size an OME-TIFF or ImageJ TIFF states; None for other TIFFs, whose resolution
+    tags (often a default 72 dpi) say nothing about the sample."""
+    if tiff.is_ome and tiff.ome_metadata:
+        return from_ome_xml(tiff.ome_metadata, where)
+    if tiff.is_imagej and tiff.imagej_metadata:
+        x_per_unit, y_per_unit = tiff.pages.first.resolution
+        return from_imagej(tiff.imagej_metadata, (y_per_unit, x_per_unit), where)
+    return None
+
+
 def _unreadable(path: Path, error: Exception) -> InputError:
     return InputError(
         f"{path}: cannot be read ({type(error).__name__}: {error}); the file is truncated or "
@@ -118,6 +132,7 @@ class TiffStack:
         shapes = [self._planes_shape(one) for one in series]
         dtypes = [np.dtype(one.dtype) for one in series]
         self._check_stackable(shapes, dtypes)
+        self.voxel_size = tiff_voxel_size(self._tiff, str(path))
         self._planes = [(one, index) for one, shape in zip(series, shapes) for index in range(shape[0])]
         self.shape, self.dtype = (len(self._planes), *shapes[0][1:]), dtypes[0]
 
@@ -188,6 +203,15 @@ class FolderStack:
                     "save all slices with one bit depth"
                 )
         self.shape = (len(self.files), *first_shape)
+        self.voxel_size = self._voxel_size(self.files[0])
+
+    @staticmethod
+    def _voxel_size(file: Path) -> VoxelSize | None:
+        """What the first slice's metadata states (ImageJ's image sequences carry it); PNGs state none."""
+        if file.suffix.lower() == ".png":
+            return None
+        with tifffile.TiffFile(file) as tiff:
+            return tiff_voxel_size(tiff, str(file))
 
     def _header(self, file: Path) -> tuple[tuple[int, ...], np.dtype]:
         """Shape and dtype from the file header, without decoding the pixels."""
@@ -244,6 +268,7 @@ class NpyStack:
             raise _unreadable(path, error) from error
         self.shape = _as_stack_shape(path, self._array.shape)
         self.dtype = self._array.dtype
+        self.voxel_size = None
 
     def name_of(self, index: int) -> str:
         return f"{self.path} (slice {index})"
@@ -262,6 +287,7 @@ class ZarrStack:
     def __init__(self, path: Path):
         self.path = path
         self._axes: list[str] = []
+        self.voxel_size: VoxelSize | None = None
         try:
             node = zarr.open(str(path), mode="r")
         except Exception as error:
@@ -278,6 +304,7 @@ class ZarrStack:
         if multiscales:
             self._axes = [axis["name"] if isinstance(axis, dict) else str(axis)
                           for axis in multiscales[0].get("axes", [])]
+            self.voxel_size = from_ngff(multiscales[0], str(self.path))
             return group[multiscales[0]["datasets"][0]["path"]]
         arrays = list(group.array_keys())
         if len(arrays) == 1:
@@ -340,7 +367,7 @@ class SelectedSlices:
 
     def __init__(self, stack: SliceStack, indices: list[int]):
         self.stack, self.indices = stack, indices
-        self.path, self.dtype = stack.path, stack.dtype
+        self.path, self.dtype, self.voxel_size = stack.path, stack.dtype, stack.voxel_size
         self.shape = (len(indices), *stack.shape[1:])
 
     def name_of(self, index: int) -> str:

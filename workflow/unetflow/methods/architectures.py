@@ -117,3 +117,9 @@ class ModelConfig(Architecture):
         from ..model import UNet
 
         return UNet(self)
+
+
+def class_names(num_classes: int) -> list[str]:
+    """Names of a network's output channels: class 0 is the background in unetflow."""
+    return ["background", "foreground"] if num_classes == 2 else ["background"] + [
+        f"class{index}" for index in range(1, num_classes)]

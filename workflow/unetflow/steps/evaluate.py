@@ -44,7 +44,7 @@ def evaluate(data: Path, predictions: Path, segmentation: Path) -> pd.DataFrame:
     if classes is None:
         raise InputError(f"{data}: has no labels, so it cannot be evaluated; remove it from the evaluation")
     probabilities = io.open_probabilities(predictions)
-    objects = io.checked_array(io.open_store(segmentation), "objects")
+    objects = io.open_objects(segmentation)
     threshold = segmentation_threshold(objects, segmentation)
     rows, isbi, counts = [], [], []
     for z in progress(range(classes.shape[0]), desc="evaluated slices"):

@@ -29,7 +29,7 @@ import torch
 from .. import cli, geometry, io, model, synthetic
 from ..errors import InputError
 from ..inference import load_weights, make_forward, read_model_file
-from ..methods.architectures import Architecture, ModelConfig
+from ..methods.architectures import Architecture, ModelConfig, class_names
 from ..mirror import mirrored_window
 from ..model import ProbabilityUNet, count_parameters
 from ..plots import pyplot, save_figure
@@ -141,12 +141,6 @@ def trace(network: torch.nn.Module, edge: int) -> torch.jit.ScriptModule:
         return torch.jit.trace(network, torch.zeros(1, 1, edge, edge))
 
 
-def channel_names(num_classes: int) -> list[str]:
-    """Class names of the output channels: class 0 is the background in unetflow."""
-    return ["background", "foreground"] if num_classes == 2 else ["background"] + [
-        f"class{index}" for index in range(1, num_classes)]
-
-
 def foreground(probabilities: np.ndarray) -> np.ndarray:
     """P(not background) of (K, y, x) probabilities (as :func:`unetflow.io.foreground_probability`)."""
     return probabilities[1] if probabilities.shape[0] == 2 else 1.0 - probabilities[0]
@@ -209,7 +203,7 @@ def readme(*, name: str, architecture: ModelConfig, saved: dict, source: Path, p
 The U-Net of Ronneberger, Fischer and Brox (MICCAI 2015), trained with unetflow (a Snakemake
 workflow of the paper's method) and exported from `{source.name}` by `python -m unetflow.steps.export`.
 It classifies every pixel of a 2-D grey-value image into {architecture.num_classes} classes
-({", ".join(channel_names(architecture.num_classes))}).
+({", ".join(class_names(architecture.num_classes))}).
 
 ## Network
 
@@ -246,7 +240,7 @@ with the dataset's statistics for the closest match to unetflow's own prediction
 ## Output
 
 `{OUTPUT_ID}`: class probabilities (softmax over the channel axis, which sums to 1), axes batch,
-channel, y, x; float32. Channel 1 ({channel_names(architecture.num_classes)[1]}) is what unetflow
+channel, y, x; float32. Channel 1 ({class_names(architecture.num_classes)[1]}) is what unetflow
 thresholds and segments for two classes. The output size is {output_size}
 
 ## Validation
@@ -299,7 +293,7 @@ def describe(*, name: str, authors: list[str], license_id: str, tags: list[str],
         return spec.SpaceOutputAxis(id=spec.AxisId(axis), size=size,
                                     description=f"input size minus the margin of {architecture.margin} px per side")
 
-    output_axes = [spec.BatchAxis(), spec.ChannelAxis(channel_names=channel_names(architecture.num_classes)),
+    output_axes = [spec.BatchAxis(), spec.ChannelAxis(channel_names=class_names(architecture.num_classes)),
                    output_axis("y"), output_axis("x")]
     pytorch_version = spec.Version(torch.__version__.split("+")[0])
     return spec.ModelDescr(

@@ -24,6 +24,7 @@ reads labels as class indices, so a binary mask of 0/255 is refused with the fix
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,10 +32,11 @@ from pathlib import Path
 import numpy as np
 from skimage.measure import label as connected_components
 
-from .. import cli, io, settings
+from .. import cli, io, ngff, settings
 from ..errors import InputError
 from ..progress import progress
 from ..readers import SelectedSlices, SliceStack, open_stack, parse_slices
+from ..voxel_size import VoxelSize, from_config, resolve
 
 log = logging.getLogger(__name__)
 LABEL_KINDS = ("auto", "binary", "instance", "classes")
@@ -162,30 +164,37 @@ def ingest(
     *,
     label_kind: str,
     num_classes: int,
+    voxel_size: VoxelSize | None = None,
 ) -> None:
-    """Validate the stacks and write them to an OME-Zarr store, slice by slice.
+    """Validate the stacks and write them to an OME-Zarr store, slice by slice, with
+    their resolution pyramids.
 
-    Nothing appears at ``out`` unless every slice was valid and written.
+    ``voxel_size`` (the config's) wins over what the images' metadata states; with
+    neither, the store has 1 pixel per voxel. Nothing appears at ``out`` unless every
+    slice was valid and written.
     """
     kind, foreground_value = "none", 0
     if labels is not None:
         check_shapes(images, labels)
         kind, foreground_value = scan_labels(labels, label_kind, num_classes)
         log.info("labels %s: kind %s", labels.path, kind)
+    voxels, voxels_source = resolve(voxel_size, images.voxel_size, str(images.path))
     with io.atomic_store(out) as temporary:
         store = io.create_group(temporary)
-        raw = io.create_image(store, "raw", images.shape, images.dtype)
+        raw = ngff.create_image(store, images.shape, images.dtype, voxels, name="raw")
         total, total_sq, count = _write_images(images, raw)
+        ngff.write_pyramid(store)
         if labels is not None:
-            _write_labels(labels, store, kind, foreground_value)
+            _write_labels(labels, store, kind, foreground_value, voxels, num_classes)
         mean = total / count
         std = float(np.sqrt(max(total_sq / count - mean**2, 0.0))) or 1.0
         raw.attrs["unetflow"] = {
             "normalization": {"method": "zscore", "mean": mean, "std": std},
             "source": str(images.path),
+            "voxel_size": {**voxels.as_config(), "source": voxels_source},
             "labels": None if labels is None else {"source": str(labels.path), "kind": kind},
         }
-    log.info("wrote %s: %d slices of %dx%d", out, *images.shape)
+    log.info("wrote %s: %d slices of %dx%d, voxel size %s", out, *images.shape, voxels.describe())
 
 
 def _write_images(images: SliceStack, raw) -> tuple[float, float, int]:
@@ -200,11 +209,15 @@ def _write_images(images: SliceStack, raw) -> tuple[float, float, int]:
     return total, total_sq, raw.size
 
 
-def _write_labels(labels: SliceStack, store, kind: str, foreground_value: int) -> None:
-    objects = io.create_label(store, "objects", labels.shape, np.dtype(np.uint32))
-    classes = io.create_label(store, "classes", labels.shape, np.dtype(np.uint8))
+def _write_labels(labels: SliceStack, store, kind: str, foreground_value: int, voxels: VoxelSize,
+                  num_classes: int) -> None:
+    objects = ngff.create_label(store, "objects", labels.shape, np.dtype(np.uint32), voxels)
+    classes = ngff.create_label(store, "classes", labels.shape, np.dtype(np.uint8), voxels,
+                                colors=ngff.class_colours(num_classes))
     for index in progress(range(labels.shape[0]), desc="ingesting labels"):
         objects[index], classes[index] = targets_from_labels(labels.read(index), kind, foreground_value)
+    for name in ("objects", "classes"):
+        ngff.write_pyramid(store["labels"][name])
 
 
 def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
@@ -216,6 +229,9 @@ def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-classes", type=int, default=settings.default("num_classes"))
     parser.add_argument("--slices", default=settings.default("datasets", "*", "slices"),
                         help='slices to take, e.g. "0-17" or "0,3,5-7" (default: all)')
+    parser.add_argument("--voxel-size", default=json.dumps(settings.default("datasets", "*", "voxel_size")),
+                        help='voxel size as JSON, e.g. \'{"z": 50, "y": 4, "x": 4, "unit": "nanometer"}\' '
+                             "(default: from the images' metadata)")
     return parser.parse_args(None if argv is None else list(argv))
 
 
@@ -229,7 +245,8 @@ def main(argv: list[str] | None = None) -> None:
         indices = parse_slices(args.slices, images.shape[0], str(images.path))
         images = SelectedSlices(images, indices)
         labels = SelectedSlices(labels, indices) if labels is not None else None
-    ingest(images, labels, args.out, label_kind=args.label_kind, num_classes=args.num_classes)
+    ingest(images, labels, args.out, label_kind=args.label_kind, num_classes=args.num_classes,
+           voxel_size=from_config(json.loads(args.voxel_size), "voxel_size"))
 
 
 if __name__ == "__main__":

@@ -1,10 +1,10 @@
 """Prediction: a trained U-Net over every slice of a dataset, overlap-tile, Zarr to Zarr.
 
-Writes per-class probabilities as OME-Zarr, an array (c, z, y, x) named
-``probabilities``, float32 or quantised to uint8 (probability x 255). Slices
-stream block by block (one output chunk at a time) and tile by tile, reading
-only the input windows each block needs, so memory does not grow with the
-slice or the stack.
+Writes per-class probabilities as an OME-Zarr image (c, z, y, x) with named
+channels, the data's voxel size and a resolution pyramid, float32 or quantised
+to uint8 (probability x 255). Slices stream block by block (one output chunk at
+a time) and tile by tile, reading only the input windows each block needs, so
+memory does not grow with the slice or the stack.
 """
 
 from __future__ import annotations
@@ -20,10 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
-from ome_zarr.format import FormatV04
-from ome_zarr.writer import write_multiscales_metadata
-
-from .. import cli, io, parts, settings
+from .. import cli, io, ngff, parts, settings
 from ..errors import InputError
 from ..inference import (
     TileGeometry,
@@ -36,11 +33,12 @@ from ..inference import (
     resolve_device,
     tile_geometry,
 )
+from ..methods.architectures import class_names
 from ..progress import progress
 from ..tiling import array_window_reader, predict_block, tile_grid_for
+from ..voxel_size import VoxelSize
 
 log = logging.getLogger(__name__)
-CHANNEL_AXES = [{"name": "c", "type": "channel"}, *io.AXES]
 
 
 class NormalisedPlane:
@@ -67,16 +65,12 @@ def quantise(probabilities: np.ndarray, dtype: str) -> np.ndarray:
     return np.round(probabilities * 255).astype(np.uint8) if dtype == "uint8" else probabilities
 
 
-def create_output(path: Path, shape: tuple[int, ...], dtype: str, attributes: dict) -> zarr.Array:
+def create_output(path: Path, shape: tuple[int, ...], dtype: str, attributes: dict,
+                  voxel_size: VoxelSize) -> zarr.Group:
     group = io.create_group(path)
-    chunks = (1, *io.slice_chunks(shape[1:]))
-    array = group.create_array("probabilities", shape=shape, chunks=chunks, dtype=dtype,
-                               compressors=io.COMPRESSOR, fill_value=0, config=io.ARRAY_CONFIG)
-    scale = [{"type": "scale", "scale": [1.0, 1.0, 1.0, 1.0]}]
-    write_multiscales_metadata(group, [{"path": "probabilities", "coordinateTransformations": scale}],
-                               fmt=FormatV04(), axes=CHANNEL_AXES, name="probabilities")
-    array.attrs["unetflow"] = attributes
-    return array
+    ngff.create_image(group, shape, dtype, voxel_size, name="probabilities", channel_names=class_names(shape[0]),
+                      attributes=attributes)
+    return group
 
 
 def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, geometry: TileGeometry,
@@ -160,7 +154,8 @@ def main(argv: list[str] | None = None) -> None:
             f"so most of every input tile would be context; set predict.tile to at least {architecture.margin} "
             f"(better {4 * architecture.margin} or the slice size)"
         )
-    raw = io.open_raw(io.open_store(args.data))
+    data = io.open_store(args.data)
+    raw, voxel_size = io.open_raw(data), ngff.voxel_size_of(data)
     dtype = autocast_dtype(options["precision"], device)
     tta = options["test_time_augmentation"]
     forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=tta)
@@ -177,20 +172,25 @@ def main(argv: list[str] | None = None) -> None:
                   "scale": 255 if options["dtype"] == "uint8" else 1}
     start = time.perf_counter()
 
-    def predict_into(target: zarr.Array, slices: range) -> None:
-        predict_stack(raw, io.normalization(raw), target, forward, geometry=geometry, batch_size=batch_size,
-                      dtype=options["dtype"], source=f"model {args.model} on {args.data}", slices=slices)
+    def predict_into(store: zarr.Group, slices: range) -> None:
+        predict_stack(raw, io.normalization(raw), store[io.LEVEL0], forward, geometry=geometry,
+                      batch_size=batch_size, dtype=options["dtype"], source=f"model {args.model} on {args.data}",
+                      slices=slices)
+        ngff.write_pyramid(store, slices)
+
+    def create(path: Path) -> zarr.Group:
+        return create_output(path, shape, options["dtype"], attributes, voxel_size)
 
     if args.parts == 1:
         parts.discard_workspace(args.out)
         with io.atomic_store(args.out) as temporary:
-            predict_into(create_output(temporary, shape, options["dtype"], attributes), range(shape[1]))
+            predict_into(create(temporary), range(shape[1]))
     else:
-        signature = {"shape": shape, "attributes": attributes, "data": str(args.data)}
-        store = parts.shared_store(args.out, signature,
-                                   lambda path: create_output(path, shape, options["dtype"], attributes))
+        signature = {"shape": shape, "attributes": attributes, "data": str(args.data),
+                     "voxel_size": voxel_size.as_config()}
+        store = parts.shared_store(args.out, signature, create)
         slices = parts.slice_range(args.part, args.parts, shape[1])
-        predict_into(store["probabilities"], slices)
+        predict_into(store, slices)
         parts.mark_done(args.out, args.part, args.parts, slices)
     seconds = time.perf_counter() - start
     log.info("%.1f s, %.2f megapixels/s", seconds, raw.size / seconds / 1e6)

@@ -52,7 +52,7 @@ def settings_table(results: Path, models: list[str], predicted: list[str], tuned
             source = (f"tuned: lowest {choice['metric']} ({choice['score']:.4f}) of {choice['candidates']} "
                       f"candidates on {choice['slices']} validate_on slices")
         for dataset in predicted:
-            used = io.open_store(results / "segmentation" / model / f"{dataset}.zarr")["objects"].attrs["unetflow"]
+            used = io.open_objects(results / "segmentation" / model / f"{dataset}.zarr").attrs["unetflow"]
             rows.append({"model": model, "dataset": dataset, **used, "chosen by": source})
     return pd.DataFrame(rows, columns=["model", "dataset", *SETTING_COLUMNS, "chosen by"])
 
@@ -110,7 +110,7 @@ def plot_overlays(path: Path, pairs: list[tuple[str, str]], results: Path, slice
     for model, dataset in pairs:
         store = io.open_store(results / dataset / "data.zarr")
         raw, truth = io.open_raw(store), io.open_labels(store, "objects")
-        objects = io.open_store(results / "segmentation" / model / f"{dataset}.zarr")["objects"]
+        objects = io.open_objects(results / "segmentation" / model / f"{dataset}.zarr")
         for z in range(min(slices_per_pair, raw.shape[0])):
             panels.append((f"{model} / {dataset} / slice {z}", raw[z], None if truth is None else truth[z], objects[z]))
     figure, axes = pyplot().subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 5), squeeze=False)

@@ -1,5 +1,10 @@
 """Segmentation step: per-pixel probabilities to objects, slice by slice with Dask,
-by the method of ``segment.method`` (see :mod:`unetflow.methods.segmenters`)."""
+by the method of ``segment.method`` (see :mod:`unetflow.methods.segmenters`).
+
+The store is an OME-Zarr label image (uint32 objects, 0 = background) with the
+probabilities' voxel size and a resolution pyramid; the view rule places it in
+the labels group of the image it was computed from.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ import dask
 import numpy as np
 import zarr
 
-from .. import cli, io, parts, settings
+from .. import cli, io, ngff, parts, settings
 from ..config_checks import check_seed_height
 from ..errors import InputError
 from ..methods.segmenters import segment
@@ -63,29 +68,36 @@ def main(argv: list[str] | None = None) -> None:
     if method == "watershed":
         check_seed_height(options["seeds"], options["h"])
     probabilities = io.open_probabilities(args.predictions)
+    voxel_size = ngff.voxel_size_of(io.open_store(args.predictions))
     shape = probabilities.shape[1:]
 
-    def create(path: Path) -> zarr.Array:
+    def create(path: Path) -> zarr.Group:
         group = io.create_group(path)
-        group.attrs["image-label"] = {"version": "0.4"}  # napari opens it as a labels layer
-        return io.create_image(group, "objects", shape, np.dtype(np.uint32), method=method, **options)
+        ngff.create_image(group, shape, np.dtype(np.uint32), voxel_size, name="segmentation", downsampling="nearest",
+                          attributes={"method": method, **options})
+        ngff.mark_label_image(group)
+        return group
 
-    def segment_into(target: zarr.Array, slices: range) -> list[int]:
+    def segment_into(store: zarr.Group, slices: range) -> list[int]:
+        target = store[io.LEVEL0]
         tasks = [dask.delayed(segment_slice, pure=False)(probabilities, target, z, method, options,
                                                          dask_key_name=f"segment-slice-{z}") for z in slices]
-        with dask_config(args.scheduler, args.workers), TaskProgress(
-                total=len(tasks), desc="segmented slices", unit="slices", prefix="segment-slice"):
-            return list(dask.compute(*tasks))
+        with dask_config(args.scheduler, args.workers):
+            with TaskProgress(total=len(tasks), desc="segmented slices", unit="slices", prefix="segment-slice"):
+                counts = list(dask.compute(*tasks))
+            ngff.write_pyramid(store, slices)
+        return counts
 
     if args.parts == 1:
         parts.discard_workspace(args.out)
         with io.atomic_store(args.out) as temporary:
             counts = segment_into(create(temporary), range(shape[0]))
     else:
-        signature = {"shape": shape, "method": method, "options": options, "predictions": str(args.predictions)}
+        signature = {"shape": shape, "method": method, "options": options, "predictions": str(args.predictions),
+                     "voxel_size": voxel_size.as_config()}
         store = parts.shared_store(args.out, signature, create)
         slices = parts.slice_range(args.part, args.parts, shape[0])
-        counts = segment_into(store["objects"], slices)
+        counts = segment_into(store, slices)
         parts.mark_done(args.out, args.part, args.parts, slices)
     log.info("%s: %d objects per slice on average (%s)", args.out, np.mean(counts) if counts else 0, method)
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import dask.array as da
 import numpy as np
 
-from .. import cli, io, settings
+from .. import cli, io, ngff, settings
 from ..distances import nearest_two_distances
 from ..errors import InputError
 from ..parallel import dask_config, store_progress
@@ -210,14 +210,14 @@ def main(argv: list[str] | None = None) -> None:
     weights = weight_map_stack(classes, objects, slice_weights=slice_weights, w0=w0, sigma=sigma)
     with io.atomic_store(args.out) as temporary:
         group = io.create_group(temporary)
-        target = io.create_image(
-            group, "weights", classes.shape, np.dtype(np.float32),
-            w0=w0, sigma=sigma, class_weights=options["class_weights"],
+        target = ngff.create_image(
+            group, classes.shape, np.dtype(np.float32), ngff.voxel_size_of(store), name="weights", pyramid=False,
+            attributes={"w0": w0, "sigma": sigma, "class_weights": options["class_weights"]},
         )
         with dask_config(args.scheduler, args.workers), store_progress(classes.numblocks, "weight maps"):
             da.store(weights, target, lock=False)
     if args.preview:
-        write_preview(args.preview, io.open_raw(store)[0], classes_array[0], io.open_store(args.out)["weights"][0])
+        write_preview(args.preview, io.open_raw(store)[0], classes_array[0], io.open_store(args.out)[io.LEVEL0][0])
 
 
 if __name__ == "__main__":

@@ -1,0 +1,216 @@
+"""OME-Zarr (NGFF 0.4) images of the workflow: physical scale, resolution pyramids, labels.
+
+An image is a group whose arrays ``"0"``, ``"1"``, ... are the levels of a
+pyramid: each halves y and x (never z, as slices stay slices) until the largest
+edge is at most ``PYRAMID_MIN_EDGE`` pixels, so a viewer loads only the level
+the screen needs. Every level's NGFF ``coordinateTransformations`` carry the
+voxel size, so napari and Fiji show the stack at its physical scale.
+
+A step writes level 0 and then calls :func:`write_pyramid` for the slices it
+wrote; the coarser levels are computed from the finer ones with Dask, by 2 x 2
+means for images and probabilities (``local_mean``) and by taking every second
+pixel for labels (``nearest``; a mean of object labels is no label). The
+pyramid is built here rather than by ome-zarr-py's ``write_image`` because that
+writes every level, level 0 included, from one array at once; steps stream level
+0 slice by slice and split a stack into parts that each fill their own slices.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import zarr
+from ome_zarr.format import FormatV04
+from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
+
+from . import io
+from .voxel_size import UNKNOWN, VoxelSize, from_ngff
+
+PYRAMID_MIN_EDGE = 256  # a level this small is a thumbnail: viewers load it whole
+DOWNSAMPLING = {
+    "local_mean": "mean of each 2 x 2 block (dask.array.coarsen with numpy.mean)",
+    "nearest": "every second pixel in y and x (the top-left one of each 2 x 2 block)",
+}
+CHANNEL_AXIS = {"name": "c", "type": "channel"}
+LABEL_SOURCE = {"image": "../../"}  # a label image's source: the image whose labels group holds it
+
+
+def level_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The shapes of the pyramid levels of an array whose last two axes are y and x."""
+    shapes = [tuple(shape)]
+    while max(shapes[-1][-2:]) > PYRAMID_MIN_EDGE and min(shapes[-1][-2:]) >= 2:
+        *leading, rows, columns = shapes[-1]
+        shapes.append((*leading, rows // 2, columns // 2))
+    return shapes
+
+
+def level_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
+    """One slice (and one channel) per chunk; y/x as :func:`io.slice_chunks` tiles them."""
+    return (1,) * (len(shape) - 2) + io.slice_chunks((1, *shape[-2:]))[1:]
+
+
+def axes(voxel_size: VoxelSize, *, channels: bool) -> list[dict[str, str]]:
+    """NGFF axes (c,) z, y, x, with the voxel size's unit on the spatial ones."""
+    unit = {"unit": voxel_size.unit} if voxel_size.unit else {}
+    spatial = [{"name": name, "type": "space", **unit} for name in ("z", "y", "x")]
+    return [CHANNEL_AXIS, *spatial] if channels else spatial
+
+
+def level_transforms(level: int, voxel_size: VoxelSize, downsampling: str, *, channels: bool) -> list[dict]:
+    """Scale (and, for means, translation) of pyramid level ``level`` in physical units.
+
+    A mean level's pixel covers 2^level pixels of level 0 per axis, so its centre
+    lies (2^level - 1) / 2 level-0 pixels from the first one's; a nearest level's
+    pixel is a level-0 pixel and needs no shift.
+    """
+    factor = 2**level
+    scale = [voxel_size.z, voxel_size.y * factor, voxel_size.x * factor]
+    shift = (factor - 1) / 2 if downsampling == "local_mean" else 0.0
+    translation = [0.0, voxel_size.y * shift, voxel_size.x * shift]
+    if channels:
+        scale, translation = [1.0, *scale], [0.0, *translation]
+    transforms = [{"type": "scale", "scale": scale}]
+    if any(translation):
+        transforms.append({"type": "translation", "translation": translation})
+    return transforms
+
+
+def create_image(
+    group: zarr.Group,
+    shape: tuple[int, ...],
+    dtype: np.dtype | str,
+    voxel_size: VoxelSize = UNKNOWN,
+    *,
+    name: str,
+    downsampling: str = "local_mean",
+    pyramid: bool = True,
+    channel_names: list[str] | None = None,
+    attributes: dict[str, Any] | None = None,
+) -> zarr.Array:
+    """Create a multiscale (z, y, x) image, or (c, z, y, x) with ``channel_names``, in ``group``.
+
+    Parameters
+    ----------
+    group
+        An empty Zarr format 2 group; it becomes the image.
+    shape, dtype
+        Of level 0.
+    voxel_size
+        The physical size of a level-0 voxel.
+    name
+        The image's name (napari names the layer after it).
+    downsampling
+        ``local_mean`` or ``nearest`` (see ``DOWNSAMPLING``), recorded as the multiscale's type.
+    pyramid
+        False for one level only (stores no viewer opens, e.g. weight maps).
+    channel_names
+        One name per channel of a (c, z, y, x) image, written as OMERO channel labels.
+    attributes
+        Stored as ``attrs["unetflow"]`` of level 0.
+
+    Returns
+    -------
+    zarr.Array
+        Level 0, to be filled by the caller; then :func:`write_pyramid` fills the others.
+    """
+    channels = channel_names is not None
+    shapes = level_shapes(shape) if pyramid else [tuple(shape)]
+    arrays = [
+        group.create_array(str(level), shape=level_shape, chunks=level_chunks(level_shape), dtype=dtype,
+                           compressors=io.COMPRESSOR, fill_value=0, config=io.ARRAY_CONFIG)
+        for level, level_shape in enumerate(shapes)
+    ]
+    datasets = [{"path": str(level), "coordinateTransformations":
+                 level_transforms(level, voxel_size, downsampling, channels=channels)} for level in range(len(shapes))]
+    write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=axes(voxel_size, channels=channels), name=name,
+                               metadata={"method": DOWNSAMPLING[downsampling]})
+    multiscales = group.attrs["multiscales"]
+    multiscales[0]["type"] = downsampling
+    group.attrs["multiscales"] = multiscales
+    if channels:
+        group.attrs["omero"] = omero_channels(channel_names, np.dtype(dtype))
+    if attributes:
+        arrays[0].attrs["unetflow"] = attributes
+    return arrays[0]
+
+
+CHANNEL_COLOURS = ("808080", "FF00FF", "00FF00", "00FFFF", "FFFF00", "FF8000", "0080FF", "FF0000")
+
+
+def omero_channels(names: list[str], dtype: np.dtype) -> dict[str, Any]:
+    """OMERO rendering metadata: a name, colour and display window per channel; the first
+    channel (the background class) starts hidden."""
+    top = float(np.iinfo(dtype).max) if np.issubdtype(dtype, np.integer) else 1.0
+    return {"channels": [
+        {"label": name, "color": CHANNEL_COLOURS[index % len(CHANNEL_COLOURS)], "active": index > 0,
+         "window": {"min": 0.0, "max": top, "start": 0.0, "end": top}}
+        for index, name in enumerate(names)
+    ], "rdefs": {"model": "color"}}
+
+
+def mark_label_image(group: zarr.Group, colors: list[dict] | None = None) -> None:
+    """Give an image group NGFF ``image-label`` metadata: its source is the image two levels up
+    (``image/labels/<name>``), where viewers find it."""
+    metadata: dict[str, Any] = {"version": "0.4", "source": LABEL_SOURCE}
+    if colors:
+        metadata["colors"] = colors
+    group.attrs["image-label"] = metadata
+
+
+def create_label(image: zarr.Group, name: str, shape: tuple[int, int, int], dtype: np.dtype,
+                 voxel_size: VoxelSize = UNKNOWN, *, colors: list[dict] | None = None) -> zarr.Array:
+    """Create the label image ``labels/<name>`` of ``image`` (listed in ``labels``), return its level 0."""
+    labels = image.require_group("labels")
+    array = create_image(labels.create_group(name), shape, dtype, voxel_size, name=name, downsampling="nearest")
+    write_label_metadata(labels, name, colors=colors, fmt=FormatV04(), source=LABEL_SOURCE)
+    return array
+
+
+def class_colours(num_classes: int) -> list[dict]:
+    """Fixed label colours of class indices: 0 (background) transparent, the others opaque."""
+    colours = [{"label-value": 0, "rgba": [0, 0, 0, 0]}]
+    for value in range(1, num_classes):
+        red, green, blue = (int(CHANNEL_COLOURS[value % len(CHANNEL_COLOURS)][i:i + 2], 16) for i in (0, 2, 4))
+        colours.append({"label-value": value, "rgba": [red, green, blue, 255]})
+    return colours
+
+
+def write_pyramid(image: zarr.Group, slices: range | None = None) -> None:
+    """Fill levels 1, 2, ... of ``image`` from level 0 for ``slices`` (default: all), with Dask.
+
+    Each level is computed from the one above, by the image's downsampling type,
+    and stored chunk by chunk (rechunked to the target's chunks, so no two tasks
+    write one chunk).
+    """
+    multiscale = image.attrs["multiscales"][0]
+    paths = [dataset["path"] for dataset in multiscale["datasets"]]
+    for finer, coarser in zip(paths, paths[1:]):
+        source, target = image[finer], image[coarser]
+        region = [slice(None)] * source.ndim
+        if slices is not None:
+            region[source.ndim - 3] = slice(slices.start, slices.stop)
+        reduced = downsample(da.from_zarr(source)[tuple(region)], multiscale["type"], target.shape[-2:])
+        da.store(reduced.rechunk(target.chunks), target, regions=tuple(region), lock=False)
+
+
+def downsample(array: da.Array, downsampling: str, shape: tuple[int, int]) -> da.Array:
+    """Halve the last two axes of ``array`` to ``shape`` by ``downsampling``, keeping its dtype."""
+    rows, columns = shape
+    if downsampling == "nearest":
+        return array[..., :2 * rows:2, :2 * columns:2]
+    if downsampling != "local_mean":
+        raise ValueError(f"unknown downsampling {downsampling!r}; choose one of {sorted(DOWNSAMPLING)}")
+    trimmed = array[..., :2 * rows, :2 * columns]
+    mean = da.coarsen(np.mean, trimmed, {array.ndim - 2: 2, array.ndim - 1: 2})
+    if np.issubdtype(array.dtype, np.integer):
+        mean = da.round(mean)
+    return mean.astype(array.dtype)
+
+
+def voxel_size_of(image: zarr.Group) -> VoxelSize:
+    """The voxel size an image's multiscale metadata states (1 pixel if it states none)."""
+    multiscales = image.attrs.get("multiscales")
+    found = from_ngff(multiscales[0], io.location(image)) if multiscales else None
+    return found or UNKNOWN
