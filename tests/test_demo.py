@@ -49,7 +49,7 @@ def override(directory: Path, name: str, config: dict) -> tuple[str, str]:
 
 
 # a new model's predictions of the test stack and of the tuning stack (demo_val), the tuning and what follows
-FROM_PREDICT = {"predict": 2, "tune": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1}
+FROM_PREDICT = {"predict": 2, "tune": 1, "segment": 1, "evaluate": 1, "view": 1, "report": 1, "all": 1}
 
 
 def test_demo_segments_the_synthetic_test_stack_well(complete_run):
@@ -111,7 +111,14 @@ def test_a_new_prediction_dataset_runs_only_its_own_jobs(complete_run):
         "predict_on": ["demo_test", "demo_more"],
     }
     jobs = planned_jobs(complete_run, *override(complete_run, "more", config))
-    assert jobs == Counter({"ingest": 1, "predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
+    assert jobs == Counter({"ingest": 1, "predict": 1, "segment": 1, "evaluate": 1, "view": 1, "report": 1, "all": 1})
+
+
+def test_a_changed_voxel_size_reruns_that_dataset_from_ingest_on(complete_run):
+    test_stack = yaml.safe_load((complete_run / "config/config.yaml").read_text())["datasets"]["demo_test"]
+    config = {"datasets": {"demo_test": {**test_stack, "voxel_size": {"z": 40, "y": 5, "x": 5, "unit": "nm"}}}}
+    jobs = planned_jobs(complete_run, *override(complete_run, "voxels", config))
+    assert jobs == Counter({"ingest": 1, "predict": 1, "segment": 1, "evaluate": 1, "view": 1, "report": 1, "all": 1})
 
 
 def test_a_modified_raw_test_slice_reruns_its_dataset_but_not_training(complete_run):
@@ -125,7 +132,7 @@ def test_a_modified_raw_test_slice_reruns_its_dataset_but_not_training(complete_
     finally:
         path.write_bytes(original)
         os.utime(path, times)
-    assert jobs == Counter({"ingest": 1, "predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
+    assert jobs == Counter({"ingest": 1, "predict": 1, "segment": 1, "evaluate": 1, "view": 1, "report": 1, "all": 1})
 
 
 @contextmanager
@@ -153,7 +160,7 @@ def test_a_code_edit_reruns_its_step_and_what_follows_not_what_came_before(compl
     assert jobs == Counter({"weights": 1, "augment": 1, "train": 1, **FROM_PREDICT})
     with appended(package / "methods/segmenters.py", "\nEDITED = True\n"):  # a library module: its steps
         jobs = planned_jobs(complete_run)
-    assert jobs == Counter({"tune": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
+    assert jobs == Counter({"tune": 1, "segment": 1, "evaluate": 1, "view": 1, "report": 1, "all": 1})
 
 
 def test_a_comment_or_docstring_edit_reruns_nothing(complete_run):
@@ -175,10 +182,10 @@ def test_segment_and_tune_settings_rerun_what_they_change(complete_run):
     assert planned_jobs(complete_run, *override(complete_run, "segment", {"segment": {"h": 3.0}})) == Counter()
     fixed = {"segment": {"settings": "fixed", "h": 3.0}}
     jobs = planned_jobs(complete_run, *override(complete_run, "segment", fixed))
-    assert jobs == Counter({"segment": 1, "evaluate": 1, "report": 1, "all": 1})
+    assert jobs == Counter({"segment": 1, "evaluate": 1, "view": 1, "report": 1, "all": 1})
     for tune in ({"grid": [{"method": ["components"], "threshold": [0.5]}]}, {"metric": "variation_of_information"}):
         jobs = planned_jobs(complete_run, *override(complete_run, "tune", {"tune": tune}))
-        assert jobs == Counter({"tune": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1})
+        assert jobs == Counter({"tune": 1, "segment": 1, "evaluate": 1, "view": 1, "report": 1, "all": 1})
 
 
 def test_a_pretrained_model_predicts_new_data_with_no_training_data_configured(complete_run, tmp_path):
@@ -191,7 +198,7 @@ def test_a_pretrained_model_predicts_new_data_with_no_training_data_configured(c
               "models": {"mine": {"file": str(model)}}, "run_models": ["mine"],
               "train_on": [], "validate_on": [], "predict_on": ["new"], "segment": {"settings": "fixed"}}
     options = override(directory, "apply", config)
-    applied = {"predict": 1, "segment": 1, "evaluate": 1, "report": 1, "all": 1}
+    applied = {"predict": 1, "segment": 1, "evaluate": 1, "view": 1, "report": 1, "all": 1}
     assert planned_jobs(directory, *options) == Counter({"ingest": 1, **applied})
     snakemake(directory, "--cores", "2", *options)
     ours = zarr.open_group(str(directory / "results/predictions/mine/new.zarr"), mode="r")["0"][:]
@@ -207,3 +214,19 @@ def test_snakemake_report_bundles_the_outputs(complete_run):
     snakemake(complete_run, "--report", "report.html")
     html = (complete_run / "report.html").read_text(errors="replace")
     assert "metrics.html" in html and "loss_curves.png" in html and "overlays.png" in html
+
+
+def test_the_demo_has_a_view_per_dataset_at_its_voxel_size_and_tiffs_on_request(complete_run):
+    view = complete_run / "results/view/small/demo_test.ome.zarr"
+    image = zarr.open_group(str(view), mode="r")
+    scale = image.attrs["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"]
+    assert scale == [50.0, 4.0, 4.0]  # the demo config's voxel size
+    assert image["labels"].attrs["labels"] == ["segmentation", "ground_truth"]
+    np.testing.assert_array_equal(image["labels/segmentation/0"][:], zarr.open_group(
+        str(complete_run / "results/segmentation/small/demo_test.zarr"), mode="r")["0"][:])
+    target = "results/tiff/small/demo_test.segmentation.ome.tif"
+    assert planned_jobs(complete_run, target) == Counter({"tiff": 1})
+    snakemake(complete_run, "--cores", "2", target)
+    with tifffile.TiffFile(complete_run / target) as exported:
+        assert exported.series[0].shape == image["labels/segmentation/0"].shape
+        assert 'PhysicalSizeZ="50.0" PhysicalSizeZUnit="nm"' in exported.ome_metadata

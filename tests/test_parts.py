@@ -150,7 +150,8 @@ def test_four_parts_equal_one_and_a_killed_part_alone_is_redone(model_and_stack,
     kill_part(split, 2)
     assert running.wait(timeout=600) != 0  # part 2 failed; 1, 3 and 4 finished (--keep-going)
     assert planned_jobs(split, *options) == Counter({"predict": 1, "merge_predictions": 1, "segment": 4,
-                                                     "merge_segmentation": 1, "report": 1, "all": 1})
+                                                     "merge_segmentation": 1, "view": 1, "report": 1,
+                                                     "all": 1})
     snakemake(split, "--cores", "2", *options)
     for ours, reference in zip(arrays(split), arrays(whole)):
         assert np.array_equal(ours, reference)

@@ -187,11 +187,11 @@ def test_nan_probabilities_stop_segment_in_seconds_with_no_store(trained):
 
 
 def test_zarr_store_with_a_missing_chunk(trained):
-    chunk = trained / "results/demo_test/data.zarr/raw/2.0.0"
+    chunk = trained / "results/demo_test/data.zarr/0/2.0.0"
     saved = chunk.read_bytes()
     chunk.unlink()
     try:
-        fails_with(trained, PREDICTION, QUICK, "data.zarr/raw: 1 of 4 chunks are missing", "delete the store and rerun")
+        fails_with(trained, PREDICTION, QUICK, "data.zarr/0: 1 of 4 chunks are missing", "delete the store and rerun")
     finally:
         chunk.write_bytes(saved)
 

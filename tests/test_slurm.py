@@ -24,7 +24,7 @@ QUICK = {
     "predict": {"parts": 2},  # prediction and segmentation split into two jobs each
 }
 RULES = ("demo_data", "ingest", "weights", "augment", "train", "predict", "merge_predictions", "tune", "segment",
-         "merge_segmentation", "evaluate", "report")
+         "merge_segmentation", "evaluate", "view", "report")
 # the shipped profile asks for 8 cores per heavy job; the test node has 2
 SMALL_NODE = [
     "--set-threads", *(f"{rule}=2" for rule in ("weights", "augment", "segment", "train", "predict")),

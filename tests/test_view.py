@@ -36,7 +36,7 @@ def cells() -> np.ndarray:
 def stores(tmp_path_factory) -> dict[str, Path]:
     """A labelled dataset, probabilities of it, their segmentation and the view of both."""
     folder = tmp_path_factory.mktemp("view")
-    raw = np.random.default_rng(0).integers(0, 256, SHAPE, dtype=np.uint8)
+    raw = np.random.default_rng(0).integers(20, 201, SHAPE, dtype=np.uint8)  # shown 20-200, not 0-255
     tifffile.imwrite(folder / "images.tif", raw, photometric="minisblack")
     tifffile.imwrite(folder / "labels.tif", cells(), photometric="minisblack")
     ingest.main(["--images", str(folder / "images.tif"), "--labels", str(folder / "labels.tif"),
@@ -64,14 +64,16 @@ def open_in_napari(path: Path) -> ViewerModel:
 def test_napari_opens_the_view_as_the_image_with_segmentation_and_ground_truth_labels(stores):
     layers = open_in_napari(stores["view"]).layers
     assert [(type(layer).__name__, layer.name) for layer in layers] == [
-        ("Image", "view.ome"), ("Labels", "labels/labels/segmentation"), ("Labels", "labels/labels/ground_truth")]
+        ("Image", "demo (small): raw"), ("Labels", "labels/labels/segmentation"), ("Labels", "labels/labels/ground_truth")]
     for layer in layers:
         assert layer.scale.tolist() == [50.0, 4.0, 4.0]
         assert [str(unit) for unit in layer.units] == ["nanometer"] * 3
         assert layer.multiscale and [level.shape for level in layer.data] == [(3, 600, 520), (3, 300, 260),
                                                                               (3, 150, 130)]
     image, segmentation, truth = layers
-    np.testing.assert_array_equal(np.asarray(image.data[0]), tifffile.imread(stores["folder"] / "images.tif"))
+    raw = tifffile.imread(stores["folder"] / "images.tif")
+    assert image.colormap.name == "gray" and tuple(image.contrast_limits) == (raw.min(), raw.max())
+    np.testing.assert_array_equal(np.asarray(image.data[0]), raw)
     objects = np.asarray(segmentation.data[0])
     np.testing.assert_array_equal(objects, io.open_objects(stores["segmentation"])[:])
     assert [len(np.unique(objects[z])) for z in range(3)] == [3, 3, 3]  # background and the two cells

@@ -150,6 +150,18 @@ def omero_channels(names: list[str], dtype: np.dtype) -> dict[str, Any]:
     ], "rdefs": {"model": "color"}}
 
 
+def set_gray_display(image: zarr.Group, label: str, low: float, high: float) -> None:
+    """OMERO rendering metadata of a one-channel image: named ``label``, gray, shown from ``low``
+    to ``high`` (a 16-bit stack's own range rather than 0-65535)."""
+    dtype = image[io.LEVEL0].dtype
+    bounds = (float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)) if np.issubdtype(dtype, np.integer) else (
+        low, high)
+    image.attrs["omero"] = {"channels": [{
+        "label": label, "color": "FFFFFF", "active": True,
+        "window": {"min": bounds[0], "max": bounds[1], "start": low, "end": high},
+    }], "rdefs": {"model": "greyscale"}}
+
+
 def mark_label_image(group: zarr.Group, colors: list[dict] | None = None) -> None:
     """Give an image group NGFF ``image-label`` metadata: its source is the image two levels up
     (``image/labels/<name>``), where viewers find it."""
@@ -180,19 +192,24 @@ def class_colours(num_classes: int) -> list[dict]:
 def write_pyramid(image: zarr.Group, slices: range | None = None) -> None:
     """Fill levels 1, 2, ... of ``image`` from level 0 for ``slices`` (default: all), with Dask.
 
-    Each level is computed from the one above, by the image's downsampling type,
-    and stored chunk by chunk (rechunked to the target's chunks, so no two tasks
-    write one chunk).
+    Each level is computed from the one above by the image's downsampling type, in
+    one Dask graph, so level 0 is read once; each is stored chunk by chunk
+    (rechunked to the target's chunks, so no two tasks write one chunk).
     """
     multiscale = image.attrs["multiscales"][0]
     paths = [dataset["path"] for dataset in multiscale["datasets"]]
-    for finer, coarser in zip(paths, paths[1:]):
-        source, target = image[finer], image[coarser]
-        region = [slice(None)] * source.ndim
-        if slices is not None:
-            region[source.ndim - 3] = slice(slices.start, slices.stop)
-        reduced = downsample(da.from_zarr(source)[tuple(region)], multiscale["type"], target.shape[-2:])
-        da.store(reduced.rechunk(target.chunks), target, regions=tuple(region), lock=False)
+    source = image[paths[0]]
+    region = [slice(None)] * source.ndim
+    if slices is not None:
+        region[source.ndim - 3] = slice(slices.start, slices.stop)
+    level, levels, targets = da.from_zarr(source)[tuple(region)], [], []
+    for path in paths[1:]:
+        target = image[path]
+        level = downsample(level, multiscale["type"], target.shape[-2:])
+        levels.append(level.rechunk(target.chunks))
+        targets.append(target)
+    if targets:
+        da.store(levels, targets, regions=[tuple(region)] * len(targets), lock=False)
 
 
 def downsample(array: da.Array, downsampling: str, shape: tuple[int, int]) -> da.Array:
@@ -203,7 +220,8 @@ def downsample(array: da.Array, downsampling: str, shape: tuple[int, int]) -> da
     if downsampling != "local_mean":
         raise ValueError(f"unknown downsampling {downsampling!r}; choose one of {sorted(DOWNSAMPLING)}")
     trimmed = array[..., :2 * rows, :2 * columns]
-    mean = da.coarsen(np.mean, trimmed, {array.ndim - 2: 2, array.ndim - 1: 2})
+    precision = np.float64 if array.dtype == np.float64 else np.float32  # exact for 4 values of up to 16 bits
+    mean = da.coarsen(np.mean, trimmed, {array.ndim - 2: 2, array.ndim - 1: 2}, dtype=precision)
     if np.issubdtype(array.dtype, np.integer):
         mean = da.round(mean)
     return mean.astype(array.dtype)

@@ -182,8 +182,9 @@ def ingest(
     with io.atomic_store(out) as temporary:
         store = io.create_group(temporary)
         raw = ngff.create_image(store, images.shape, images.dtype, voxels, name="raw")
-        total, total_sq, count = _write_images(images, raw)
+        total, total_sq, count, value_range = _write_images(images, raw)
         ngff.write_pyramid(store)
+        ngff.set_gray_display(store, "raw", *value_range)
         if labels is not None:
             _write_labels(labels, store, kind, foreground_value, voxels, num_classes)
         mean = total / count
@@ -197,8 +198,10 @@ def ingest(
     log.info("wrote %s: %d slices of %dx%d, voxel size %s", out, *images.shape, voxels.describe())
 
 
-def _write_images(images: SliceStack, raw) -> tuple[float, float, int]:
+def _write_images(images: SliceStack, raw) -> tuple[float, float, int, tuple[float, float]]:
+    """Write every slice; return the sum and sum of squares of the values, their count and range."""
     total = total_sq = 0.0
+    low, high = np.inf, -np.inf
     for index in progress(range(images.shape[0]), desc="ingesting images"):
         image = images.read(index)
         check_image_slice(image, images.name_of(index))
@@ -206,7 +209,8 @@ def _write_images(images: SliceStack, raw) -> tuple[float, float, int]:
         as_float = image.astype(np.float64)
         total += float(as_float.sum())
         total_sq += float(np.square(as_float).sum())
-    return total, total_sq, raw.size
+        low, high = min(low, float(as_float.min())), max(high, float(as_float.max()))
+    return total, total_sq, raw.size, (low, high)
 
 
 def _write_labels(labels: SliceStack, store, kind: str, foreground_value: int, voxels: VoxelSize,

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
+
 from .. import cli, io, ngff, parts, settings
 from ..errors import InputError
 from ..inference import (
