@@ -9,6 +9,7 @@ import pytest
 import tifffile
 import zarr
 from ome_zarr.writer import write_image
+from PIL import Image
 
 from unetflow import io, ngff
 from unetflow.errors import InputError
@@ -61,12 +62,14 @@ def test_a_folder_of_imagej_slices_takes_the_first_slices_metadata(tmp_path):
     assert open_stack(folder).voxel_size == VoxelSize(0.3, 0.1, 0.1, "micrometer")
 
 
-def test_plain_tiffs_npy_and_pngs_state_no_voxel_size(tmp_path, isbi_dir):
+def test_plain_tiffs_npy_and_pngs_state_no_voxel_size(tmp_path):
     tifffile.imwrite(tmp_path / "plain.tif", STACK, photometric="minisblack")  # 72 dpi says nothing about a sample
     np.save(tmp_path / "stack.npy", STACK)
-    assert open_stack(tmp_path / "plain.tif").voxel_size is None
-    assert open_stack(tmp_path / "stack.npy").voxel_size is None
-    assert open_stack(isbi_dir / "train" / "image").voxel_size is None
+    (tmp_path / "pngs").mkdir()
+    for index, plane in enumerate(STACK):
+        Image.fromarray(plane).save(tmp_path / "pngs" / f"{index}.png", dpi=(300, 300))
+    for source in ("plain.tif", "stack.npy", "pngs"):
+        assert open_stack(tmp_path / source).voxel_size is None, source
 
 
 def test_an_ome_zarr_written_by_ome_zarr_py_gives_its_scale(tmp_path):
