@@ -87,8 +87,14 @@ def upstream_of_segmentation(wildcards):
 
 
 def upstream_of_segmented(wildcards):
-    """Of a model's segmentation of a dataset: for the rules that read it (evaluate, view, tiff)."""
+    """Of a model's segmentation of a dataset: for the rules that read it (evaluate, view, its tiff)."""
     return settings_hash(segmentation_provenance(wildcards.model, wildcards.dataset))
+
+
+def upstream_of_tiff(wildcards):
+    if wildcards.kind == "probabilities":
+        return settings_hash(prediction_provenance(wildcards.model, wildcards.dataset))
+    return upstream_of_segmented(wildcards)
 
 
 def upstream_of_report():

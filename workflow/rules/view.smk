@@ -31,7 +31,7 @@ rule tiff:
     wildcard_constraints:
         kind="probabilities|segmentation",
     params:
-        upstream=upstream_of_segmented,
+        upstream=upstream_of_tiff,  # of the probabilities or the segmentation (provenance.smk)
         code=code_of("tiff"),
     log:
         "logs/tiff/{model}/{dataset}.{kind}.log",
