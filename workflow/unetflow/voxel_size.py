@@ -58,11 +58,6 @@ class VoxelSize:
     x: float = 1.0
     unit: str | None = None
 
-    @property
-    def scale(self) -> list[float]:
-        """(z, y, x) as NGFF scale values."""
-        return [self.z, self.y, self.x]
-
     def as_config(self) -> dict[str, Any]:
         return {"z": self.z, "y": self.y, "x": self.x, "unit": self.unit}
 

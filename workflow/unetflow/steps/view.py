@@ -52,7 +52,6 @@ def write_view(data: Path, segmentation: Path, out: Path, *, name: str) -> None:
         The image's name in viewers.
     """
     image = io.open_store(data)
-    io.open_raw(image)  # refuses a damaged store here rather than in the viewer
     labels = {SEGMENTATION: Path(segmentation)}
     if io.open_labels(image, "objects") is not None:
         labels[GROUND_TRUTH] = Path(data) / "labels" / "objects"
@@ -67,9 +66,11 @@ def write_view(data: Path, segmentation: Path, out: Path, *, name: str) -> None:
         labels_group = view.create_group("labels")
         labels_group.attrs["labels"] = list(labels)
         kinds = {label: link(target, temporary / "labels" / label) for label, target in labels.items()}
-    opened = io.open_store(out)  # the links resolve from the final place
-    for key in (io.LEVEL0, *(f"labels/{label}/{io.LEVEL0}" for label in labels)):
-        io.checked_array(opened, key)
+        # the links are relative and the temporary store is the output's sibling, so they resolve as they will
+        # from the output; a damaged image or segmentation is refused here, not in the viewer (the ground truth
+        # was checked by open_labels)
+        for key in (io.LEVEL0, f"labels/{SEGMENTATION}/{io.LEVEL0}"):
+            io.checked_array(io.open_store(temporary), key)
     log.info("wrote %s: %s with labels %s", out, data, ", ".join(f"{label} ({kind})" for label, kind in kinds.items()))
 
 
