@@ -44,6 +44,7 @@ from unetflow.inference import (
 from unetflow.model import ModelConfig, UNet
 from unetflow.steps.predict import create_output, predict_stack
 from unetflow.tiling import array_window_reader, tile_grid_for
+from unetflow.voxel_size import UNKNOWN
 
 
 def slices(count: int) -> np.ndarray:
@@ -55,7 +56,7 @@ def slices(count: int) -> np.ndarray:
 
 def data_store(folder: Path, stack: np.ndarray):
     group = io.create_group(folder / "data.zarr")
-    raw = ngff.create_image(group, stack.shape, stack.dtype, name="raw")
+    raw = ngff.create_image(group, stack.shape, stack.dtype, name="raw", pyramid=False)
     raw[:] = stack
     return raw
 
@@ -64,7 +65,7 @@ def ours(model, raw, device, dtype, tile: int, folder: Path, name: str, tta: boo
     geometry = tile_geometry(model.config, tile)
     forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=tta)
     stats = {"mean": float(raw[:].mean()), "std": float(raw[:].std())}
-    target = create_output(folder / f"{name}.zarr", (2, *raw.shape), "float32", {})
+    target = create_output(folder / f"{name}.zarr", (2, *raw.shape), "float32", {}, UNKNOWN)[io.LEVEL0]
     synchronize(device)
     start = time.perf_counter()
     predict_stack(raw, stats, target, forward, geometry=geometry, batch_size=1, dtype="float32")
@@ -84,9 +85,8 @@ def raw_forward(model, raw, device, tile: int) -> float:
     inputs = []
     for z in range(raw.shape[0]):
         read = array_window_reader(io.normalize(raw[z], stats))
-        inputs += [read((r - geometry.margin, r + geometry.tile + geometry.margin),
-                        (c - geometry.margin, c + geometry.tile + geometry.margin))
-                   for r, c in tile_grid_for(raw.shape[1:], geometry)]
+        inputs += [read(*((o - m, o + t + m) for o, t, m in zip(origin, geometry.tile, geometry.margin)))
+                   for origin in tile_grid_for(raw.shape[1:], geometry)]
     tensors = [torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device) for x in inputs]
     if device.type == "cpu":
         tensors = [t.contiguous(memory_format=torch.channels_last) for t in tensors]

@@ -8,7 +8,7 @@ import pytest
 import torch
 import zarr
 
-from unetflow import inference, io, ngff
+from unetflow import inference, io, ngff, parts
 from unetflow.errors import InputError
 from unetflow.model import ModelConfig, UNet
 from unetflow.steps.predict import main
@@ -155,3 +155,33 @@ def test_a_model_file_with_code_in_it_is_refused_without_running_it(tmp_path):
     subprocess.run([sys.executable, "-c", f"import torch; torch.load({str(planted)!r}, weights_only=False)"],
                    capture_output=True, check=False)
     assert marker.exists()
+
+
+def test_a_3d_model_predicts_the_volume_block_by_block_as_one_whole_pass(tmp_path):
+    config = ModelConfig(depth=2, base_channels=2, dropout=0.0, dims=3, planar_poolings=1)
+    model, data = save_model(tmp_path / "model.pt", config), save_data(tmp_path / "data.zarr", (47, 30, 26))
+    main([str(model), str(data), str(tmp_path / "p.zarr"), "--settings", '{"tile": 20, "precision": "fp32"}', "--runtime",
+          '{"device": "cpu", "batch_size": 3}'])
+    group = zarr.open_group(str(tmp_path / "p.zarr"), mode="r")
+    settings = group["0"].attrs["unetflow"]
+    assert settings["dims"] == 3 and settings["tile"][0] < 47  # tiled in z
+    network, _ = inference.load_model(model, torch.device("cpu"))
+    raw = zarr.open_group(str(data), mode="r")["0"][:]
+    volume = ((raw - 127.0) / 73.0).astype(np.float32)
+    output = config.valid_output_shape_for(volume.shape)
+    padded = np.pad(volume, [(m, m + o - s) for m, o, s in zip(config.margins, output, volume.shape)], mode="reflect")
+    with torch.inference_mode():
+        whole = torch.softmax(network(torch.from_numpy(padded)[None, None]), 1)[0][:, :47, :30, :26].numpy()
+    np.testing.assert_allclose(group["0"][:], whole, atol=1e-5)
+
+
+def test_parts_of_a_3d_prediction_join_into_the_whole(tmp_path):
+    config = ModelConfig(depth=1, base_channels=2, dropout=0.0, dims=3)
+    model, data = save_model(tmp_path / "model.pt", config), save_data(tmp_path / "data.zarr", (23, 12, 12))
+    options = ["--settings", '{"tile": 8}', "--runtime", '{"device": "cpu"}']
+    main([str(model), str(data), str(tmp_path / "whole.zarr"), *options])
+    for part in (1, 2):
+        main([str(model), str(data), str(tmp_path / "split.zarr"), *options, "--part", str(part), "--parts", "2"])
+    parts.merge(tmp_path / "split.zarr", 2)
+    whole = zarr.open_group(str(tmp_path / "whole.zarr"), mode="r")["0"][:]
+    np.testing.assert_array_equal(zarr.open_group(str(tmp_path / "split.zarr"), mode="r")["0"][:], whole)

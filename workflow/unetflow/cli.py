@@ -53,6 +53,11 @@ def add_settings_option(parser: argparse.ArgumentParser, section: str) -> None:
                         "defaults for missing keys)")
 
 
+def add_dims_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--dims 2|3``: the config's ``dims`` (slices, or volumes); the schema's default."""
+    parser.add_argument("--dims", type=int, choices=(2, 3), default=settings.default("dims"), help=help)
+
+
 def add_part_options(parser: argparse.ArgumentParser) -> None:
     """``--part K --parts N``: do part K of N of the stack (see :mod:`unetflow.parts`)."""
     parser.add_argument("--part", type=int, default=1, help="the part of the stack to do, 1 to --parts")

@@ -91,20 +91,30 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 @dataclass(frozen=True)
 class TileGeometry:
-    """Output tile edge, context margin per side, whether tiles are blended, and the alignment of
-    tile origins (the network's pooling grid, 2**depth)."""
+    """Per axis: output tile edge, context margin on each side, and the alignment of tile origins
+    (the product of the network's poolings); and whether tiles are blended."""
 
-    tile: int
-    margin: int
+    tile: tuple[int, ...]
+    margin: tuple[int, ...]
     blend: bool
-    align: int
+    align: tuple[int, ...]
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(tile + 2 * margin for tile, margin in zip(self.tile, self.margin))
 
 
-def tile_geometry(architecture: Architecture, tile: int) -> TileGeometry:
+def tile_geometry(architecture: Architecture, tile: int, shape: tuple[int, ...] | None = None) -> TileGeometry:
     """Valid models: the next valid output size and their own margin (overlap-tile, exact).
-    Same-size models: a valid size, no margin, Gaussian-blended half overlaps."""
-    return TileGeometry(architecture.valid_output_size(tile), architecture.margin, blend=architecture.blend,
-                        align=architecture.align)
+    Same-size models: a valid size, no margin, Gaussian-blended half overlaps.
+
+    ``tile`` is the edge along every axis, but never larger than needed to cover
+    ``shape`` (the slice or volume) in one tile: a tile is only as large as the data.
+    """
+    tiles = architecture.valid_output_shape(tile)
+    if shape is not None:
+        tiles = tuple(min(edge, fitted) for edge, fitted in zip(tiles, architecture.valid_output_shape_for(shape)))
+    return TileGeometry(tiles, architecture.margins, blend=architecture.blend, align=architecture.aligns)
 
 
 def save_model(path: Path, architecture: Architecture, network: torch.nn.Module, **extra) -> None:
@@ -114,7 +124,7 @@ def save_model(path: Path, architecture: Architecture, network: torch.nn.Module,
     with io.atomic_store(path) as temporary:
         torch.save({"format": MODEL_FORMAT, "architecture": architecture.name,
                     "arguments": architecture.arguments(), "in_channels": architecture.in_channels,
-                    "num_classes": architecture.num_classes,
+                    "num_classes": architecture.num_classes, "dims": architecture.dims,
                     "state_dict": {k: v.cpu() for k, v in network.state_dict().items()}, **extra}, temporary)
 
 
@@ -139,7 +149,7 @@ def read_model_file(path: Path) -> tuple[dict, Architecture]:
         raise InputError(f"{path}: not a unetflow model (format {found or '?'}); give a model.pt written by the "
                          "train rule")
     return saved, architectures.create(saved["architecture"], saved["arguments"], in_channels=saved["in_channels"],
-                                       num_classes=saved["num_classes"], where=str(path))
+                                       num_classes=saved["num_classes"], dims=saved.get("dims", 2), where=str(path))
 
 
 def load_model(path: Path, device: torch.device) -> tuple[torch.nn.Module, Architecture]:
@@ -179,14 +189,16 @@ def undo_dihedral(batch: np.ndarray, index: int) -> np.ndarray:
     return batch[..., ::-1] if index >= 4 else batch
 
 
-def make_forward(model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None, tile: int, *,
-                 test_time_augmentation: bool = False) -> Callable[[np.ndarray], np.ndarray]:
-    """numpy input tiles (B, 1, h, w) -> class probabilities (B, K, tile, tile).
+def make_forward(model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None,
+                 tile: int | tuple[int, ...], *, test_time_augmentation: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy input tiles (B, 1, h, w) or (B, 1, d, h, w) -> class probabilities (B, K, *tile);
+    an int ``tile`` is the edge of a square 2-D tile.
 
     With test-time augmentation, the average over the 8 flips/rotations by 90
-    degrees, each undone on the output (the paper averaged rotated inputs).
+    degrees in the y-x plane, each undone on the output (the paper averaged rotated inputs).
     """
-    channels_last = device.type == "cpu"
+    tile = (tile, tile) if isinstance(tile, int) else tuple(tile)
+    channels_last = device.type == "cpu" and len(tile) == 2
 
     def probabilities(batch: np.ndarray) -> np.ndarray:
         tensor = torch.from_numpy(np.ascontiguousarray(batch)).to(device)
@@ -194,7 +206,7 @@ def make_forward(model: torch.nn.Module, device: torch.device, dtype: torch.dtyp
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(device, dtype):
             logits = model(tensor)
-        return torch.softmax(center_crop(logits.float(), (tile, tile)), dim=1).cpu().numpy()
+        return torch.softmax(center_crop(logits.float(), tile), dim=1).cpu().numpy()
 
     if not test_time_augmentation:
         return probabilities
@@ -210,8 +222,8 @@ MAX_AUTO_BATCH = 32
 AUTO_BATCH_MEMORY_SHARE = 0.5  # of the GPU memory free when prediction starts
 
 
-def auto_batch_size(forward: Callable[[np.ndarray], np.ndarray], input_edge: int, device: torch.device,
-                    tiles_per_slice: int) -> int:
+def auto_batch_size(forward: Callable[[np.ndarray], np.ndarray], input_shape: tuple[int, ...],
+                    device: torch.device, tiles_per_slice: int) -> int:
     """``predict.batch_size: auto``: 1 on the CPU (a batch only adds memory there); on a GPU as
     many tiles as fit in half its free memory, measured with one forward of one tile, at most
     the tiles of one slice and ``MAX_AUTO_BATCH``."""
@@ -220,7 +232,7 @@ def auto_batch_size(forward: Callable[[np.ndarray], np.ndarray], input_edge: int
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
     before = torch.cuda.memory_allocated(device)
-    forward(np.zeros((1, 1, input_edge, input_edge), np.float32))
+    forward(np.zeros((1, 1, *input_shape), np.float32))
     per_tile = max(torch.cuda.max_memory_allocated(device) - before, 1)
     free, _ = torch.cuda.mem_get_info(device)
     return batch_for_memory(free, per_tile, min(tiles_per_slice, MAX_AUTO_BATCH))
@@ -231,6 +243,6 @@ def batch_for_memory(free_bytes: int, per_tile_bytes: int, most: int) -> int:
     return int(max(1, min(most, AUTO_BATCH_MEMORY_SHARE * free_bytes // per_tile_bytes)))
 
 
-def prepare_for_inference(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """channels_last on the CPU, where oneDNN convolutions run fastest in that layout."""
-    return model.to(memory_format=torch.channels_last) if device.type == "cpu" else model
+def prepare_for_inference(model: torch.nn.Module, device: torch.device, dims: int = 2) -> torch.nn.Module:
+    """channels_last on the CPU for 2-D networks, where oneDNN convolutions run fastest in that layout."""
+    return model.to(memory_format=torch.channels_last) if device.type == "cpu" and dims == 2 else model

@@ -17,10 +17,15 @@ def mirror_indices(start: int, stop: int, length: int) -> np.ndarray:
     return np.where(indices >= length, period - indices, indices)
 
 
-def mirrored_window(plane: np.ndarray, rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
-    """The window ``plane[rows[0]:rows[1], cols[0]:cols[1]]``, mirrored where it leaves the plane."""
-    if rows[0] >= 0 and cols[0] >= 0 and rows[1] <= plane.shape[0] and cols[1] <= plane.shape[1]:
-        return np.asarray(plane[rows[0] : rows[1], cols[0] : cols[1]])
-    row_index = mirror_indices(*rows, plane.shape[0])
-    col_index = mirror_indices(*cols, plane.shape[1])
-    return np.asarray(plane[row_index[:, None], col_index[None, :]])
+def mirrored_window(array, *ranges: tuple[int, int]) -> np.ndarray:
+    """The window ``array[start0:stop0, start1:stop1, ...]`` of a slice or volume (numpy, Zarr),
+    one ``(start, stop)`` per axis, mirrored where it leaves the array.
+
+    Only the box of the array the window folds onto is read, with one plain slice.
+    """
+    if all(0 <= start and stop <= length for (start, stop), length in zip(ranges, array.shape)):
+        return np.asarray(array[tuple(slice(start, stop) for start, stop in ranges)])
+    indices = [mirror_indices(start, stop, length) for (start, stop), length in zip(ranges, array.shape)]
+    lows = [int(index.min()) for index in indices]
+    box = np.asarray(array[tuple(slice(low, int(index.max()) + 1) for low, index in zip(lows, indices))])
+    return box[np.ix_(*(index - low for index, low in zip(indices, lows)))]

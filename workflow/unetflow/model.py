@@ -22,22 +22,26 @@ if __package__:  # inside unetflow; a bioimage.io package imports this file with
     from .methods.architectures import ModelConfig
 
 
-def center_crop(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """The central ``size`` region of an (N, C, H, W) tensor."""
-    top = (tensor.shape[-2] - size[0]) // 2
-    left = (tensor.shape[-1] - size[1]) // 2
-    return tensor[..., top : top + size[0], left : left + size[1]]
+def center_crop(tensor: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+    """The central ``size`` region of the last ``len(size)`` axes of a tensor, e.g. (N, C, H, W)."""
+    start = [(have - want) // 2 for have, want in zip(tensor.shape[-len(size):], size)]
+    return tensor[(..., *(slice(first, first + want) for first, want in zip(start, size)))]
+
+
+CONVOLUTION = {2: nn.Conv2d, 3: nn.Conv3d}
+UP_CONVOLUTION = {2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+BATCH_NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 
 
 class ConvBlock(nn.Sequential):
-    """Two 3x3 convolutions, each followed by (optional batch norm and) ReLU."""
+    """Two 3x3 (3x3x3) convolutions, each followed by (optional batch norm and) ReLU."""
 
-    def __init__(self, in_channels: int, out_channels: int, *, padding: str, batch_norm: bool):
+    def __init__(self, in_channels: int, out_channels: int, *, padding: str, batch_norm: bool, dims: int = 2):
         layers: list[nn.Module] = []
         for channels in (in_channels, out_channels):
-            layers.append(nn.Conv2d(channels, out_channels, 3, padding=1 if padding == "same" else 0))
+            layers.append(CONVOLUTION[dims](channels, out_channels, 3, padding=1 if padding == "same" else 0))
             if batch_norm:
-                layers.append(nn.BatchNorm2d(out_channels))
+                layers.append(BATCH_NORM[dims](out_channels))
             layers.append(nn.ReLU(inplace=True))
         super().__init__(*layers)
 
@@ -59,38 +63,53 @@ class UNet(nn.Module):
         config = ModelConfig() if config is None else config  # the paper's network
         self.config = config
         channels = [config.base_channels * 2**level for level in range(config.depth + 1)]
-        options = {"padding": config.padding, "batch_norm": config.batch_norm}
+        dims = config.dims
+        poolings = [pooling_factors(config, level) for level in range(config.depth)]
+        options = {"padding": config.padding, "batch_norm": config.batch_norm, "dims": dims}
         self.down = nn.ModuleList()
         previous = config.in_channels
         for level in range(config.depth):
             self.down.append(ConvBlock(previous, channels[level], **options))
             previous = channels[level]
-        self.pool = nn.MaxPool2d(2)
+        self.pools = nn.ModuleList(POOLING[dims](factors) for factors in poolings)
         self.bottom = ConvBlock(channels[-2] if config.depth else config.in_channels, channels[-1], **options)
         self.dropout = nn.Dropout(config.dropout)
         self.upsample = nn.ModuleList(
-            nn.ConvTranspose2d(channels[level + 1], channels[level], 2, stride=2) for level in reversed(range(config.depth))
+            UP_CONVOLUTION[dims](channels[level + 1], channels[level], poolings[level], stride=poolings[level])
+            for level in reversed(range(config.depth))
         )
         self.up = nn.ModuleList(
             ConvBlock(2 * channels[level], channels[level], **options) for level in reversed(range(config.depth))
         )
-        self.head = nn.Conv2d(channels[0], config.num_classes, 1)
+        self.head = CONVOLUTION[dims](channels[0], config.num_classes, 1)
         self.apply(initialise)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         skips = []
         features = image
-        for level, block in enumerate(self.down):
+        for level, (block, pool) in enumerate(zip(self.down, self.pools)):
             features = block(features)
             if level == self.config.depth - 1:
                 features = self.dropout(features)
             skips.append(features)
-            features = self.pool(features)
+            features = pool(features)
         features = self.dropout(self.bottom(features))
         for upsample, block, skip in zip(self.upsample, self.up, reversed(skips)):
             features = torch.relu(upsample(features))
-            features = block(torch.cat([center_crop(skip, features.shape[-2:]), features], dim=1))
+            features = block(torch.cat([center_crop(skip, features.shape[2:]), features], dim=1))
         return self.head(features)
+
+
+POOLING = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
+
+
+def pooling_factors(config: ModelConfig | UNetOptions, level: int) -> tuple[int, ...]:
+    """Pooling (and up-convolution) factors per axis at ``level``: 2 everywhere, but 1 in z for
+    the first ``planar_poolings`` levels of a 3-D network (for voxels longer in z than in y/x).
+    ``ModelConfig.axis_factors`` states the same rule without torch, for tile arithmetic."""
+    if config.dims == 3 and level < config.planar_poolings:
+        return (1, 2, 2)
+    return (2,) * config.dims
 
 
 class UNetOptions(NamedTuple):
@@ -103,6 +122,8 @@ class UNetOptions(NamedTuple):
     dropout: float
     in_channels: int
     num_classes: int
+    dims: int = 2
+    planar_poolings: int = 0
 
 
 class ProbabilityUNet(UNet):
@@ -114,8 +135,9 @@ class ProbabilityUNet(UNet):
     """
 
     def __init__(self, *, depth: int, base_channels: int, padding: str, batch_norm: bool, dropout: float,
-                 in_channels: int, num_classes: int):
-        super().__init__(UNetOptions(depth, base_channels, padding, batch_norm, dropout, in_channels, num_classes))
+                 in_channels: int, num_classes: int, dims: int = 2, planar_poolings: int = 0):
+        super().__init__(UNetOptions(depth, base_channels, padding, batch_norm, dropout, in_channels, num_classes,
+                                     dims, planar_poolings))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return torch.softmax(super().forward(image), dim=1)
@@ -128,10 +150,10 @@ def initialise(module: nn.Module) -> None:
     with stride 2 each output pixel receives one tap per input channel, so
     N = input channels.
     """
-    if isinstance(module, nn.Conv2d):
-        fan_in = module.in_channels * module.kernel_size[0] * module.kernel_size[1]
-    elif isinstance(module, nn.ConvTranspose2d):
-        taps = module.kernel_size[0] * module.kernel_size[1] // (module.stride[0] * module.stride[1])
+    if isinstance(module, (nn.Conv2d, nn.Conv3d)):
+        fan_in = module.in_channels * math.prod(module.kernel_size)
+    elif isinstance(module, (nn.ConvTranspose2d, nn.ConvTranspose3d)):
+        taps = math.prod(module.kernel_size) // math.prod(module.stride)
         fan_in = module.in_channels * max(taps, 1)
     else:
         return
@@ -141,7 +163,7 @@ def initialise(module: nn.Module) -> None:
 
 def count_convolutions(model: nn.Module) -> int:
     """Convolutional layers, up-convolutions included (the paper counts 23)."""
-    return sum(isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)) for m in model.modules())
+    return sum(isinstance(m, (*CONVOLUTION.values(), *UP_CONVOLUTION.values())) for m in model.modules())
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -1,10 +1,11 @@
-"""The overlap-tile strategy (paper, Fig. 2): a slice of any size, tile by tile.
+"""The overlap-tile strategy (paper, Fig. 2): a slice or volume of any size, tile by tile.
 
 Valid-padded networks: output tiles cover the slice; each input tile is its
 output tile grown by the network's margin on every side; where that reaches
 past the slice border, the input is mirrored. Every output pixel then sees
 exactly the context it would see in one pass over the whole mirror-padded
-slice, so the tiled result equals the whole-slice result.
+slice, so the tiled result equals the whole-slice result. Volumes (z, y, x)
+are tiled the same way along all three axes, with a margin per axis.
 
 Same-padded networks see zero padding at every tile edge, so their tiles
 overlap by half and are blended with Gaussian weights (as nnU-Net and MONAI
@@ -17,14 +18,15 @@ whatever the slice size.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from .mirror import mirror_indices
+from .mirror import mirrored_window
 
 Forward = Callable[[np.ndarray], np.ndarray]
-WindowReader = Callable[[tuple[int, int], tuple[int, int]], np.ndarray]
+WindowReader = Callable[..., np.ndarray]  # read((start, stop), ...) -> the mirrored window
 
 
 def tile_origins(length: int, tile: int, align: int = 1, stride: int | None = None) -> list[int]:
@@ -50,32 +52,52 @@ def blend_origins(length: int, tile: int, align: int = 1) -> list[int]:
     return tile_origins(length, tile, align, stride=max(align, tile // 2 // align * align))
 
 
-def tile_grid_for(shape: tuple[int, int], geometry) -> list[tuple[int, int]]:
-    """Every (row, col) tile origin of a slice, for a :class:`~unetflow.inference.TileGeometry`."""
-    grid = blend_origins if geometry.blend else tile_origins
-    return [(r, c) for r in grid(shape[0], geometry.tile, geometry.align) for c in grid(shape[1], geometry.tile, geometry.align)]
+def per_axis(value: int | tuple[int, ...], dims: int) -> tuple[int, ...]:
+    """A tile setting per axis: an int is the same along every axis."""
+    return (value,) * dims if isinstance(value, int) else tuple(value)
 
 
-def gaussian_window(tile: int) -> np.ndarray:
-    """Blending weights of a tile: a Gaussian of sigma tile/8 around its centre, floored at 1e-3."""
-    offsets = np.arange(tile) - (tile - 1) / 2
-    profile = np.exp(-(offsets**2) / (2 * (tile / 8) ** 2))
-    return np.maximum(np.outer(profile, profile), 1e-3).astype(np.float32)
+def axis_origins(length: int, tile: int, align: int, blend: bool) -> list[int]:
+    return (blend_origins if blend else tile_origins)(length, tile, align)
 
 
-def array_window_reader(plane) -> WindowReader:
-    """Reads mirrored windows of a 2-D array-like (numpy or Zarr), touching only the rows and
-    columns the window needs."""
-    height, width = plane.shape
+def tile_grid_for(shape: tuple[int, ...], geometry) -> list[tuple[int, ...]]:
+    """Every tile origin of a slice or volume, for a :class:`~unetflow.inference.TileGeometry`."""
+    return list(itertools.product(*(axis_origins(length, tile, align, geometry.blend)
+                                     for length, tile, align in zip(shape, geometry.tile, geometry.align))))
 
-    def read(rows: tuple[int, int], cols: tuple[int, int]) -> np.ndarray:
-        row_index = mirror_indices(*rows, height)
-        col_index = mirror_indices(*cols, width)
-        row_low, col_low = row_index.min(), col_index.min()
-        block = np.asarray(plane[row_low : row_index.max() + 1, col_low : col_index.max() + 1])
-        return block[(row_index - row_low)[:, None], (col_index - col_low)[None, :]]
+
+def gaussian_window(tile: tuple[int, ...]) -> np.ndarray:
+    """Blending weights of a tile: a Gaussian of sigma edge/8 around its centre, floored at 1e-3."""
+    window = np.ones((), np.float64)
+    for edge in tile:
+        offsets = np.arange(edge) - (edge - 1) / 2
+        window = np.multiply.outer(window, np.exp(-(offsets**2) / (2 * (edge / 8) ** 2)))
+    return np.maximum(window, 1e-3).astype(np.float32)
+
+
+def array_window_reader(array) -> WindowReader:
+    """Reads mirrored windows of a 2-D or 3-D array-like (numpy or Zarr), touching only the
+    region the window needs: ``read((start, stop), ...)``, one range per axis."""
+
+    def read(*ranges: tuple[int, int]) -> np.ndarray:
+        return mirrored_window(array, *ranges)
 
     return read
+
+
+def tiles_meeting(start: int, stop: int, origins: list[int], tile: int, length: int, blend: bool) -> list[int]:
+    """The origins of the tiles a block ``start .. stop-1`` of an axis needs.
+
+    Blended tiles: every tile that overlaps the block. Exact tiles overwrite one
+    another in order, so a pixel keeps the output of the last tile that starts at
+    or before it: a tile is needed only where it is that last one (up to the next
+    origin), and blocks cut at origins run each tile once.
+    """
+    if blend:
+        return [origin for origin in origins if origin < stop and origin + tile > start]
+    ends = [*origins[1:], length]
+    return [origin for origin, end in zip(origins, ends) if origin < stop and end > start]
 
 
 def batches(items: list, size: int) -> Iterator[list]:
@@ -86,17 +108,17 @@ def batches(items: list, size: int) -> Iterator[list]:
 def predict_block(
     forward: Forward,
     read: WindowReader,
-    block: tuple[int, int, int, int],
-    shape: tuple[int, int],
+    block: tuple[int, ...],
+    shape: tuple[int, ...],
     *,
-    tile: int,
-    margin: int,
+    tile: int | tuple[int, ...],
+    margin: int | tuple[int, ...],
     num_classes: int,
     batch_size: int = 1,
     blend: bool = False,
-    align: int = 1,
+    align: int | tuple[int, ...] = 1,
 ) -> np.ndarray:
-    """Per-class outputs of the block ``(row0, row1, col0, col1)`` of a slice of ``shape``.
+    """Per-class outputs of one block of a slice (or volume) of ``shape``.
 
     Tiles lie on one grid over the whole slice, and a block runs the tiles that
     meet it, so blocks join without seams.
@@ -104,39 +126,44 @@ def predict_block(
     Parameters
     ----------
     forward
-        Maps input tiles (B, 1, tile + 2 margin, tile + 2 margin) to outputs (B, K, tile, tile).
+        Maps input tiles (B, 1, tile + 2 margin, ...) to outputs (B, K, tile, ...).
     read
-        Returns the normalised, mirrored input window for (row range, column range).
+        Returns the normalised, mirrored input window for one (start, stop) range per axis.
+    block
+        ``(start, stop)`` per axis, flat: ``(row0, row1, col0, col1)`` or
+        ``(z0, z1, row0, row1, col0, col1)``.
     tile, margin
-        Output tile edge and the context added on each side (0 for blended tiles).
+        Output tile edge and the context added on each side (0 for blended tiles),
+        per axis or one for all.
     blend
         Half-overlapping tiles blended with Gaussian weights (same-padded networks).
     align
-        Tile origins are multiples of it (``2**depth``).
+        Tile origins are multiples of it (the product of the network's poolings).
 
     Returns
     -------
     np.ndarray
-        (K, row1 - row0, col1 - col0) float32.
+        (K, *block shape) float32.
     """
-    row0, row1, col0, col1 = block
-    grid = blend_origins if blend else tile_origins
-    rows = [r for r in grid(shape[0], tile, align) if r < row1 and r + tile > row0]
-    cols = [c for c in grid(shape[1], tile, align) if c < col1 and c + tile > col0]
-    origins = [(r, c) for r in rows for c in cols]
-    out = np.zeros((num_classes, row1 - row0, col1 - col0), np.float32)
+    dims = len(shape)
+    tile, margin, align = (per_axis(value, dims) for value in (tile, margin, align))
+    starts, stops = block[0::2], block[1::2]
+    axes = [tiles_meeting(starts[axis], stops[axis], axis_origins(shape[axis], tile[axis], align[axis], blend),
+                          tile[axis], shape[axis], blend) for axis in range(dims)]
+    origins = list(itertools.product(*axes))
+    out = np.zeros((num_classes, *(stop - start for start, stop in zip(starts, stops))), np.float32)
     total_weight = np.zeros(out.shape[1:], np.float32)
-    window = gaussian_window(tile) if blend else np.ones((tile, tile), np.float32)
+    window = gaussian_window(tile) if blend else np.ones(tile, np.float32)
     for group in batches(origins, batch_size):
-        inputs = np.stack([read((r - margin, r + tile + margin), (c - margin, c + tile + margin)) for r, c in group])
+        inputs = np.stack([read(*((o - m, o + t + m) for o, t, m in zip(origin, tile, margin))) for origin in group])
         outputs = forward(inputs[:, None].astype(np.float32))
-        for (row, col), output in zip(group, outputs):
-            top, left = max(row, row0), max(col, col0)
-            bottom, right = min(row + tile, row1), min(col + tile, col1)
-            source = (slice(top - row, bottom - row), slice(left - col, right - col))
-            target = (slice(top - row0, bottom - row0), slice(left - col0, right - col0))
-            weight = window[source]
+        for origin, output in zip(group, outputs):
+            first = [max(o, start) for o, start in zip(origin, starts)]
+            last = [min(o + t, stop) for o, t, stop in zip(origin, tile, stops)]
+            source = tuple(slice(a - o, b - o) for a, b, o in zip(first, last, origin))
+            target = tuple(slice(a - start, b - start) for a, b, start in zip(first, last, starts))
             if blend:
+                weight = window[source]
                 out[(slice(None), *target)] += output[(slice(None), *source)] * weight
                 total_weight[target] += weight
             else:
@@ -144,9 +171,10 @@ def predict_block(
     return out / total_weight if blend else out
 
 
-def predict_slice(forward: Forward, image: np.ndarray, *, tile: int, margin: int, num_classes: int,
-                  batch_size: int = 1, blend: bool = False, align: int = 1) -> np.ndarray:
-    """Per-class outputs (K, H, W) of a whole in-memory slice; see :func:`predict_block`."""
-    height, width = image.shape
-    return predict_block(forward, array_window_reader(image), (0, height, 0, width), (height, width), tile=tile, margin=margin,
+def predict_whole(forward: Forward, image: np.ndarray, *, tile: int | tuple[int, ...], margin: int | tuple[int, ...],
+                  num_classes: int, batch_size: int = 1, blend: bool = False,
+                  align: int | tuple[int, ...] = 1) -> np.ndarray:
+    """Per-class outputs (K, *shape) of a whole in-memory slice or volume; see :func:`predict_block`."""
+    block = tuple(bound for length in image.shape for bound in (0, length))
+    return predict_block(forward, array_window_reader(image), block, image.shape, tile=tile, margin=margin,
                          num_classes=num_classes, batch_size=batch_size, blend=blend, align=align)

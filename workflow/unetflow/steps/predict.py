@@ -1,10 +1,11 @@
-"""Prediction: a trained U-Net over every slice of a dataset, overlap-tile, Zarr to Zarr.
+"""Prediction: a trained U-Net over every slice (or the volume) of a dataset, overlap-tile, Zarr to Zarr.
 
 Writes per-class probabilities as an OME-Zarr image (c, z, y, x) with named
 channels, the data's voxel size and a resolution pyramid, float32 or quantised
 to uint8 (probability x 255). Slices stream block by block (one output chunk at
 a time) and tile by tile, reading only the input windows each block needs, so
-memory does not grow with the slice or the stack.
+memory does not grow with the slice or the stack; a 3-D network's volume
+streams in blocks of slices with a halo of its margin.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from ..inference import (
 )
 from ..methods.architectures import class_names
 from ..progress import progress
-from ..tiling import array_window_reader, predict_block, tile_grid_for
+from ..tiling import array_window_reader, axis_origins, predict_block, tile_grid_for, tiles_meeting
 from ..voxel_size import VoxelSize
 
 log = logging.getLogger(__name__)
@@ -76,8 +77,8 @@ def create_output(path: Path, shape: tuple[int, ...], dtype: str, attributes: di
 
 def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, geometry: TileGeometry,
                   batch_size: int, dtype: str, source: str = "the model", slices: range | None = None) -> None:
-    """Predict the ``slices`` of ``raw`` (default: all) into ``target`` (c, z, y, x), one output
-    chunk at a time.
+    """Predict the ``slices`` of ``raw`` (default: all) into ``target`` (c, z, y, x) with a 2-D
+    network, slice by slice, one output chunk at a time.
 
     The next slice is read and normalised, and finished blocks are compressed and
     written, on two helper threads while the network runs (both release the GIL),
@@ -85,7 +86,6 @@ def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, 
     first block whose output is not finite (``source`` names the model and data in
     the message); writes already started finish before the error leaves.
     """
-    num_classes = target.shape[0]
     blocks = output_blocks(raw.shape[1:], target.chunks[2:])
     whole_slices = raw.chunks[1:] == raw.shape[1:]
 
@@ -93,10 +93,8 @@ def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, 
         # a slice stored as one chunk (up to 2048 px) is decoded once; larger ones window by window
         return io.normalize(raw[z], stats) if whole_slices else NormalisedPlane(raw, z, stats)
 
-    with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, \
-            ThreadPoolExecutor(1, thread_name_prefix="write") as writer:
-        pending: deque[Future] = deque()
-        slices = range(raw.shape[0]) if slices is None else slices
+    slices = range(raw.shape[0]) if slices is None else slices
+    with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, BlockWriter(target, dtype, source) as writer:
         next_plane = reader.submit(load, slices[0]) if slices else None
         for index, z in enumerate(progress(slices, desc="predicted slices")):
             plane = next_plane.result()
@@ -104,28 +102,107 @@ def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, 
             read = array_window_reader(plane)
             for row0, row1, col0, col1 in blocks:
                 probabilities = predict_block(forward, read, (row0, row1, col0, col1), raw.shape[1:],
-                                              tile=geometry.tile, margin=geometry.margin, num_classes=num_classes,
-                                              batch_size=batch_size, blend=geometry.blend, align=geometry.align)
-                if not np.isfinite(probabilities).all():
-                    raise InputError(
-                        f"predict: {source} gives non-finite probabilities (NaN or infinity) on slice {z}, rows "
-                        f"{row0}-{row1}, columns {col0}-{col1}; no predictions were written. If the input there "
-                        "is finite, the model overflows: predict with precision fp32, or retrain it"
-                    )
-                pending.append(writer.submit(write_block, target, z, (row0, row1, col0, col1),
-                                             quantise(probabilities, dtype)))
-                while len(pending) > MAX_PENDING_WRITES:  # bounded memory: wait for the oldest
-                    pending.popleft().result()
-        for write in pending:
-            write.result()  # raise a write's error here
+                                              tile=geometry.tile, margin=geometry.margin,
+                                              num_classes=target.shape[0], batch_size=batch_size,
+                                              blend=geometry.blend, align=geometry.align)
+                writer.write((z, z + 1, row0, row1, col0, col1), probabilities[:, None])
+
+
+def predict_volume(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, geometry: TileGeometry,
+                   batch_size: int, dtype: str, source: str = "the model", slices: range | None = None) -> None:
+    """Predict the ``slices`` of the volume ``raw`` (default: all) into ``target`` (c, z, y, x)
+    with a 3-D network, block by block.
+
+    A block is a run of slices between two tile origins in z (each tile then runs
+    once) by one output chunk in y/x. Its input, the tiles' windows grown by the
+    margin (the halo) and mirrored at the volume's faces, is read from Zarr and
+    normalised once, on a helper thread while the previous block runs; finished
+    blocks are written on another. Errors as :func:`predict_stack`.
+    """
+    slices = range(raw.shape[0]) if slices is None else slices
+    z_blocks = volume_z_blocks(raw.shape[0], geometry, slices)
+    blocks = [(z0, z1, *plane) for z0, z1 in z_blocks for plane in output_blocks(raw.shape[1:], target.chunks[2:])]
+
+    def load(block: tuple[int, ...]):
+        return halo_reader(raw, stats, block, geometry)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, BlockWriter(target, dtype, source) as writer:
+        next_window = reader.submit(load, blocks[0]) if blocks else None
+        for index, block in enumerate(progress(blocks, desc="predicted blocks")):
+            read = next_window.result()
+            next_window = reader.submit(load, blocks[index + 1]) if index + 1 < len(blocks) else None
+            probabilities = predict_block(forward, read, block, raw.shape, tile=geometry.tile, margin=geometry.margin,
+                                          num_classes=target.shape[0], batch_size=batch_size, blend=geometry.blend,
+                                          align=geometry.align)
+            writer.write(block, probabilities)
+
+
+def volume_z_blocks(depth: int, geometry: TileGeometry, slices: range) -> list[tuple[int, int]]:
+    """The z ranges of a volume's blocks within ``slices``: cut at the tile origins in z (and at
+    the ends of ``slices``), so that exact tiles run once each."""
+    origins = axis_origins(depth, geometry.tile[0], geometry.align[0], geometry.blend)
+    cuts = sorted({slices.start, slices.stop, *(origin for origin in origins if slices.start < origin < slices.stop)})
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def halo_reader(raw: zarr.Array, stats: dict, block: tuple[int, ...], geometry: TileGeometry):
+    """A window reader of the input one block's tiles need (their windows' bounding box, mirrored
+    at the volume's faces), read from Zarr and normalised at once."""
+    low, high = [], []
+    for axis, length in enumerate(raw.shape):
+        origins = tiles_meeting(block[2 * axis], block[2 * axis + 1],
+                                axis_origins(length, geometry.tile[axis], geometry.align[axis], geometry.blend),
+                                geometry.tile[axis], length, geometry.blend)
+        low.append(min(origins) - geometry.margin[axis])
+        high.append(max(origins) + geometry.tile[axis] + geometry.margin[axis])
+    window = io.normalize(array_window_reader(raw)(*zip(low, high)), stats)
+
+    def read(*ranges: tuple[int, int]) -> np.ndarray:
+        return window[tuple(slice(start - first, stop - first) for (start, stop), first in zip(ranges, low))]
+
+    return read
+
+
+class BlockWriter:
+    """Writes predicted blocks into the output on a helper thread, at most ``MAX_PENDING_WRITES``
+    behind; refuses (:class:`InputError`) a block that is not finite, naming ``source``."""
+
+    def __init__(self, target: zarr.Array, dtype: str, source: str):
+        self.target, self.dtype, self.source = target, dtype, source
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="write")
+        self.pending: deque[Future] = deque()
+
+    def write(self, block: tuple[int, ...], probabilities: np.ndarray) -> None:
+        """``probabilities`` (K, z, y, x) of ``block`` = (z0, z1, row0, row1, col0, col1)."""
+        if not np.isfinite(probabilities).all():
+            z0, z1, row0, row1, col0, col1 = block
+            where = f"slice {z0}" if z1 == z0 + 1 else f"slices {z0}-{z1 - 1}"
+            raise InputError(
+                f"predict: {self.source} gives non-finite probabilities (NaN or infinity) on {where}, "
+                f"rows {row0}-{row1}, columns {col0}-{col1}; no predictions were written. If the input there is "
+                "finite, the model overflows: predict with precision fp32, or retrain it"
+            )
+        self.pending.append(self.pool.submit(write_block, self.target, block, quantise(probabilities, self.dtype)))
+        while len(self.pending) > MAX_PENDING_WRITES:  # bounded memory: wait for the oldest
+            self.pending.popleft().result()
+
+    def __enter__(self) -> BlockWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            for write in self.pending:
+                write.result()  # raise a write's error here
+        finally:
+            self.pool.shutdown()
 
 
 MAX_PENDING_WRITES = 2
 
 
-def write_block(target: zarr.Array, z: int, block: tuple[int, int, int, int], values: np.ndarray) -> None:
-    row0, row1, col0, col1 = block
-    target[:, z, row0:row1, col0:col1] = values
+def write_block(target: zarr.Array, block: tuple[int, ...], values: np.ndarray) -> None:
+    z0, z1, row0, row1, col0, col1 = block
+    target[:, z0:z1, row0:row1, col0:col1] = values
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -147,9 +224,8 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     device = resolve_device(options["device"])
     network, architecture = load_model(args.model, device)
-    model = prepare_for_inference(network, device)
-    geometry = tile_geometry(architecture, options["tile"])
-    if geometry.tile < architecture.margin:
+    model = prepare_for_inference(network, device, architecture.dims)
+    if options["tile"] < architecture.margin:
         raise InputError(
             f"predict: tile {options['tile']} px is smaller than the network's margin of {architecture.margin} px, "
             f"so most of every input tile would be context; set predict.tile to at least {architecture.margin} "
@@ -157,26 +233,31 @@ def main(argv: list[str] | None = None) -> None:
         )
     data = io.open_store(args.data)
     raw, voxel_size = io.open_raw(data), ngff.voxel_size_of(data)
+    geometry = tile_geometry(architecture, options["tile"], raw.shape[3 - architecture.dims:])
     dtype = autocast_dtype(options["precision"], device)
     tta = options["test_time_augmentation"]
     forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=tta)
-    batch_size = (auto_batch_size(forward, geometry.tile + 2 * geometry.margin, device,
-                                  len(tile_grid_for(raw.shape[1:], geometry)))
+    tiles_per_pass = len(tile_grid_for(raw.shape[1:], geometry)) if architecture.dims == 2 else len(
+        tile_grid_for((geometry.tile[0], *raw.shape[1:]), geometry))
+    batch_size = (auto_batch_size(forward, geometry.input_shape, device, tiles_per_pass)
                   if options["batch_size"] == "auto" else options["batch_size"])
     shape = (architecture.num_classes, *raw.shape)
-    log.info("predicting %s with %s on %s: %d slices of %dx%d, tiles %d px (+%d margin%s), batch %d%s, "
-             "precision %s", args.data, args.model, device, *raw.shape, geometry.tile, geometry.margin,
+    log.info("predicting %s with the %d-D model %s on %s: %d slices of %dx%d, tiles %s px (+%s margin%s), batch %d%s, "
+             "precision %s", args.data, architecture.dims, args.model, device, *raw.shape,
+             "x".join(map(str, geometry.tile)), "x".join(map(str, geometry.margin)),
              ", blended" if geometry.blend else "", batch_size, ", 8-fold TTA" if tta else "",
              describe_precision(options["precision"], device, dtype))
-    attributes = {"model": str(args.model), "tile": geometry.tile, "margin": geometry.margin,
+    attributes = {"model": str(args.model), "dims": architecture.dims, "tile": list(geometry.tile),
+                  "margin": list(geometry.margin),
                   "test_time_augmentation": tta, "dtype": options["dtype"],
                   "scale": 255 if options["dtype"] == "uint8" else 1}
     start = time.perf_counter()
 
+    predict = predict_stack if architecture.dims == 2 else predict_volume
+
     def predict_into(store: zarr.Group, slices: range) -> None:
-        predict_stack(raw, io.normalization(raw), store[io.LEVEL0], forward, geometry=geometry,
-                      batch_size=batch_size, dtype=options["dtype"], source=f"model {args.model} on {args.data}",
-                      slices=slices)
+        predict(raw, io.normalization(raw), store[io.LEVEL0], forward, geometry=geometry, batch_size=batch_size,
+                dtype=options["dtype"], source=f"model {args.model} on {args.data}", slices=slices)
         ngff.write_pyramid(store, slices)
 
     def create(path: Path) -> zarr.Group:
