@@ -9,6 +9,12 @@ border between touching cells": there it makes the thin gaps between objects
 count up to ``w0`` times more in the loss. Foreground pixels get ``w_c``
 alone: inside an object d1 is zero, and the term would up-weight every pixel
 near any object edge, not the gaps that separate objects.
+
+With ``--dims 2`` (default) every slice gets its own 2-D map. With ``--dims 3``
+the map is computed over the whole volume in 3-D: distances are measured in x
+pixels, with the store's voxel size giving the spacing of z and y (see
+:func:`volume_spacing`), so ``sigma`` keeps its meaning in pixels; the
+class weights are the dataset's.
 """
 
 from __future__ import annotations
@@ -25,8 +31,9 @@ import numpy as np
 from .. import cli, io, ngff, settings
 from ..distances import nearest_two_distances
 from ..errors import InputError
-from ..parallel import dask_config, store_progress
+from ..parallel import TaskProgress, dask_config, store_progress
 from ..plots import pyplot, save_figure
+from ..voxel_size import VoxelSize
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +46,17 @@ def border_cutoff(w0: float, sigma: float) -> float:
     ``w0 * exp(-s^2 / (2 sigma^2)) < w0 * 2^-24``  for  ``s > sigma * sqrt(48 ln 2)``.
     """
     return sigma * math.sqrt(-2.0 * math.log(FLOAT32_RESOLUTION))
+
+
+def halo_depth(w0: float, sigma: float, spacing: float = 1.0) -> int:
+    """Pixels of context a block needs along an axis with pixels ``spacing`` apart, for its
+    weights to equal the whole image's: :func:`border_cutoff` in that axis' pixels, plus one."""
+    return math.ceil(border_cutoff(w0, sigma) / spacing) + 1
+
+
+def volume_spacing(voxel_size: VoxelSize) -> tuple[float, float, float]:
+    """The (z, y, x) voxel spacing in units of the x pixel: ``(z / x, y / x, 1)``."""
+    return (voxel_size.z / voxel_size.x, voxel_size.y / voxel_size.x, 1.0)
 
 
 def class_weights(class_counts: np.ndarray) -> np.ndarray:
@@ -80,13 +98,14 @@ def weight_map(
     class_weight: np.ndarray,
     w0: float,
     sigma: float,
+    spacing: tuple[float, ...] | None = None,
 ) -> np.ndarray:
-    """U-Net weight map of one slice.
+    """U-Net weight map of one slice, or of a volume in 3-D.
 
     Parameters
     ----------
     classes
-        Training target, class index per pixel; class 0 is background.
+        Training target, class index per pixel (2-D) or voxel (3-D); class 0 is background.
     objects
         Instance labels (0 = background). Object pixels that are background in
         ``classes`` (the borders between touching objects) count as background.
@@ -94,6 +113,9 @@ def weight_map(
         ``w_c`` per class, e.g. from :func:`class_weights`.
     w0, sigma
         The border term's amplitude and width (paper: 10 and about 5 px).
+    spacing
+        Distance between pixel centres along each axis, in the units of
+        ``sigma`` (default: 1 on every axis).
 
     Returns
     -------
@@ -103,7 +125,8 @@ def weight_map(
     Notes
     -----
     ``w(x) = w_c(x) + w0 exp(-(d1(x) + d2(x))^2 / (2 sigma^2))`` on background
-    pixels, ``w_c(x)`` on foreground pixels.
+    pixels, ``w_c(x)`` on foreground pixels; ``d1`` and ``d2`` are Euclidean
+    distances with the given spacing.
 
     References
     ----------
@@ -112,18 +135,24 @@ def weight_map(
     """
     background = classes == 0
     d1, d2 = nearest_two_distances(np.where(background, 0, objects), max_distance=border_cutoff(w0, sigma),
-                                   mask=background)
+                                   mask=background, spacing=spacing)
     return (class_weight[classes] + border_term(d1, d2, background, w0=w0, sigma=sigma)).astype(np.float32)
 
 
 def naive_weight_map(
-    classes: np.ndarray, objects: np.ndarray, *, class_weight: np.ndarray, w0: float, sigma: float
+    classes: np.ndarray,
+    objects: np.ndarray,
+    *,
+    class_weight: np.ndarray,
+    w0: float,
+    sigma: float,
+    spacing: tuple[float, ...] | None = None,
 ) -> np.ndarray:
-    """Reference weight map: one full distance transform per object (slow, for tests)."""
+    """Reference weight map, 2-D or 3-D: one full distance transform per object (slow, for tests)."""
     from ..distances import naive_nearest_two_distances
 
     background = classes == 0
-    d1, d2 = naive_nearest_two_distances(np.where(background, 0, objects))
+    d1, d2 = naive_nearest_two_distances(np.where(background, 0, objects), spacing)
     return (class_weight[classes] + border_term(d1, d2, background, w0=w0, sigma=sigma)).astype(np.float32)
 
 
@@ -148,7 +177,7 @@ def weight_map_stack(
 
     The halo covers :func:`border_cutoff`, so tiled results equal untiled ones.
     """
-    halo = int(math.ceil(border_cutoff(w0, sigma))) + 1
+    halo = halo_depth(w0, sigma)
     depth = {0: 0, 1: halo if classes.numblocks[1] > 1 else 0, 2: halo if classes.numblocks[2] > 1 else 0}
 
     def block(class_block: np.ndarray, object_block: np.ndarray, block_info=None) -> np.ndarray:
@@ -169,6 +198,52 @@ def weight_map_stack(
     )
 
 
+def weight_map_volume(
+    classes: da.Array,
+    objects: da.Array,
+    *,
+    class_weight: np.ndarray,
+    w0: float,
+    sigma: float,
+    spacing: tuple[float, float, float],
+) -> da.Array:
+    """The 3-D weight map of a (z, y, x) volume: one task per block, with a halo along every
+    axis that has several blocks.
+
+    Blocks span at least the z halo (``classes`` is rechunked in z to
+    :func:`volume_z_chunks`); the halo covers :func:`border_cutoff` along each
+    axis, so blockwise results equal :func:`weight_map` of the whole volume.
+    """
+    depths = [halo_depth(w0, sigma, step) for step in spacing]
+    z_chunks = volume_z_chunks(classes.shape[0], depths[0])
+    classes, objects = classes.rechunk({0: z_chunks}), objects.rechunk({0: z_chunks})
+    depth = {axis: depths[axis] if classes.numblocks[axis] > 1 else 0 for axis in range(3)}
+
+    def block(class_block: np.ndarray, object_block: np.ndarray) -> np.ndarray:
+        return weight_map(class_block, object_block, class_weight=class_weight, w0=w0, sigma=sigma, spacing=spacing)
+
+    return da.map_overlap(
+        block, classes, objects, depth=depth, boundary="none", dtype=np.float32, trim=True, align_arrays=False
+    )
+
+
+def volume_z_chunks(slices: int, halo: int) -> tuple[int, ...]:
+    """Slices per block in z: as many blocks as fit with at least ``halo`` slices each, sizes
+    differing by at most one (one block if the volume is thinner than the halo)."""
+    blocks = max(1, slices // halo)
+    return tuple(len(part) for part in np.array_split(np.arange(slices), blocks))
+
+
+def check_class_weight_source(source: str, dims: int) -> None:
+    """Refuse per-slice class weights for 3-D weight maps (a volume has one set of weights)."""
+    if dims == 3 and source == "slice":
+        raise InputError(
+            "config: weights.class_weights is 'slice', but 3-D weight maps (--dims 3) are computed over the whole "
+            "volume and take one set of class weights; set weights.class_weights to dataset, or compute 2-D "
+            "weight maps"
+        )
+
+
 def write_preview(path: Path, image: np.ndarray, classes: np.ndarray, weights: np.ndarray) -> None:
     """Image, labels and weight map of one slice side by side, like the paper's Figure 3."""
     figure, axes = pyplot().subplots(1, 3, figsize=(13, 4.4))
@@ -186,7 +261,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m unetflow.steps.weights", description=__doc__.splitlines()[0])
     parser.add_argument("data", type=Path, help="input data.zarr")
     parser.add_argument("out", type=Path, help="output weights.zarr")
-    parser.add_argument("--preview", type=Path, help="PNG of one slice, its labels and its weight map")
+    parser.add_argument("--preview", type=Path, help="PNG of one slice (the middle one with --dims 3), its "
+                        "labels and its weight map")
+    cli.add_dims_option(parser, help="2: a 2-D map per slice; 3: one 3-D map of the volume, in its voxel size")
     cli.add_settings_option(parser, "weights")
     parser.add_argument("--num-classes", type=int, default=settings.default("num_classes"))
     cli.add_dask_options(parser)
@@ -204,20 +281,37 @@ def main(argv: list[str] | None = None) -> None:
             f"{args.data}: has no labels, and weight maps need them; add labels to this dataset in the "
             "config or remove it from train_on"
         )
+    check_class_weight_source(options["class_weights"], args.dims)
     classes, objects = da.from_zarr(classes_array), da.from_zarr(objects_array)
+    voxel_size = ngff.voxel_size_of(store)
     slice_weights = slice_class_weights(classes, args.num_classes, per_slice=options["class_weights"] == "slice")
-    log.info("class weights (first slice): %s", np.round(slice_weights[0], 4).tolist())
-    weights = weight_map_stack(classes, objects, slice_weights=slice_weights, w0=w0, sigma=sigma)
+    attributes = {"w0": w0, "sigma": sigma, "class_weights": options["class_weights"], "dims": args.dims}
+    if args.dims == 3:
+        spacing = volume_spacing(voxel_size)
+        log.info("3-D weight maps of the %s volume: voxel size %s, spacing (z, y, x) %s in x pixels, w0 %g, "
+                 "sigma %g x pixels; class weights (dataset): %s", "x".join(map(str, classes.shape)),
+                 voxel_size.describe(), tuple(round(step, 4) for step in spacing), w0, sigma,
+                 np.round(slice_weights[0], 4).tolist())
+        weights = weight_map_volume(classes, objects, class_weight=slice_weights[0], w0=w0, sigma=sigma,
+                                    spacing=spacing)
+        progress = TaskProgress(total=math.prod(weights.numblocks), desc="3-D weight maps", unit="blocks",
+                                prefix="store-map")
+        attributes["spacing"] = list(spacing)
+    else:
+        log.info("2-D weight maps of %d slices: w0 %g, sigma %g px; class weights (first slice): %s",
+                 classes.shape[0], w0, sigma, np.round(slice_weights[0], 4).tolist())
+        weights = weight_map_stack(classes, objects, slice_weights=slice_weights, w0=w0, sigma=sigma)
+        progress = store_progress(classes.numblocks, "weight maps")
     with io.atomic_store(args.out) as temporary:
         group = io.create_group(temporary)
-        target = ngff.create_image(
-            group, classes.shape, np.dtype(np.float32), ngff.voxel_size_of(store), name="weights", pyramid=False,
-            attributes={"w0": w0, "sigma": sigma, "class_weights": options["class_weights"]},
-        )
-        with dask_config(args.scheduler, args.workers), store_progress(classes.numblocks, "weight maps"):
+        target = ngff.create_image(group, classes.shape, np.dtype(np.float32), voxel_size, name="weights",
+                                   pyramid=False, attributes=attributes)
+        with dask_config(args.scheduler, args.workers), progress:
             da.store(weights, target, lock=False)
     if args.preview:
-        write_preview(args.preview, io.open_raw(store)[0], classes_array[0], io.open_store(args.out)[io.LEVEL0][0])
+        shown = classes.shape[0] // 2 if args.dims == 3 else 0
+        write_preview(args.preview, io.open_raw(store)[shown], classes_array[shown],
+                      io.open_store(args.out)[io.LEVEL0][shown])
 
 
 if __name__ == "__main__":
