@@ -293,3 +293,53 @@ def test_in_memory_and_streamed_sample_banks_train_to_the_same_weights(tmp_path)
               fingerprint_of={})
         trained.append(weights_of(tmp_path / name))
     assert all(torch.equal(trained[0][key], trained[1][key]) for key in trained[0])
+
+
+class VolumeSamples:
+    """3-D samples: a blob volume's tiles at fixed places (input and output tile shapes per axis)."""
+
+    def __init__(self, architecture: ModelConfig, count: int):
+        self.input_size, self.output_size = architecture.sample_shapes(8)
+        rng = np.random.default_rng(3)
+        shape = tuple(size + 6 for size in self.input_size)
+        classes = (np.add.reduce(np.indices(shape) % 9, axis=0) % 4 == 0).astype(np.uint8)  # a 3-D lattice
+        image = np.where(classes, 1.0, -1.0).astype(np.float32) + rng.normal(0, 0.3, shape).astype(np.float32)
+        margins = architecture.margins
+        self.items = []
+        for index in range(count):
+            shift = [index % 3, (index * 2) % 5, index % 6]
+            window = tuple(slice(s, s + size) for s, size in zip(shift, self.input_size))
+            inner = tuple(slice(s + m, s + m + size) for s, m, size in zip(shift, margins, self.output_size))
+            self.items.append((image[window], classes[inner], np.ones(self.output_size, np.float32)))
+        self.volume = (image, classes)
+
+    def __len__(self):
+        return len(self.items)
+
+    def __getitem__(self, index):
+        return self.items[index]
+
+
+def test_a_3d_unet_learns_a_volume_and_validates_on_the_whole_volume(tmp_path):
+    architecture = ModelConfig(depth=1, base_channels=4, dropout=0.0, dims=3)
+    samples = VolumeSamples(architecture, count=6)
+    settings = TrainSettings.from_config(dict(iterations=60, batch_size=2, optimizer="adam", lr=1e-2, device="cpu",
+                                              precision="fp32", validate_every=60, checkpoint_every=1000,
+                                              log_every=10))
+    metrics = train(architecture=architecture, settings=settings, samples=samples, validation=[samples.volume],
+                    out_dir=tmp_path, fingerprint_of={})
+    assert metrics["loss"].iloc[-1] < 0.5 * metrics["loss"].iloc[0]
+    assert metrics["val_pixel_error"].dropna().iloc[-1] < 0.1
+    from unetflow.inference import read_model_file
+    saved, saved_architecture = read_model_file(tmp_path / "model.pt")
+    assert saved_architecture.dims == 3 and saved["dims"] == 3
+
+
+def test_3d_samples_of_the_wrong_size_are_refused_naming_the_right_one(tmp_path):
+    architecture = ModelConfig(depth=1, base_channels=4, dims=3, planar_poolings=1)
+    samples = VolumeSamples(ModelConfig(depth=1, base_channels=4, dims=3), count=1)
+    settings = TrainSettings.from_config(dict(iterations=1, device="cpu"))
+    needed = "x".join(map(str, architecture.input_shape(samples.output_size)))
+    with pytest.raises(InputError, match=f"rerun augment with --input-size {needed}"):
+        train(architecture=architecture, settings=settings, samples=samples, validation=[], out_dir=tmp_path,
+              fingerprint_of={})

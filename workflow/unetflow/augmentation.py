@@ -4,9 +4,11 @@ Sample ``i`` draws everything (slice, position, flips, rotation, elastic
 deformation, gray values) from its own generator seeded with ``(seed, i)``,
 so it is the same whatever the number of workers or the chunking. Each sample
 is an input tile of the normalised image (the model's valid input size) and
-the matching output-size tiles of the labels and the weight map. The augment
-step writes such samples to a store; in ``online`` mode the training data
-loader draws them with :class:`OnlineSamples`.
+the matching output-size tiles of the labels and the weight map: 2-D tiles of
+one slice (sizes given as ints), or 3-D tiles of the whole (z, y, x) volume
+(sizes given as (z, y, x) shapes). The augment step writes such samples to a
+store; in ``online`` mode the training data loader draws them with
+:class:`OnlineSamples`.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import zarr
 
 from . import io, settings
 from .errors import InputError
+from .geometry import Size, sample_shape
 from .transforms import (
     Geometry,
     add_noise,
@@ -27,6 +30,8 @@ from .transforms import (
     elastic_displacement,
     transform_planes,
 )
+from .transforms3d import VolumeGeometry, elastic_displacement_3d, transform_volumes
+
 
 
 @dataclass(frozen=True)
@@ -118,16 +123,113 @@ def augment_sample(
         float32 (input_size²), uint8 and float32 (output_size²).
     """
     geometry = draw_geometry(rng, image.shape, input_size, settings)
-    image_order = 3 if settings.interpolation == "cubic" else 1
-    (image_tile,) = transform_planes([image], [image_order], geometry, input_size)
+    (image_tile,) = transform_planes([image], [image_order(settings)], geometry, input_size)
     label_tile, weight_tile = transform_planes([labels, weights], [0, 1], geometry, output_size)
+    image_tile = change_gray_values(image_tile, rng, settings)
+    return image_tile.astype(np.float32), label_tile.astype(np.uint8), weight_tile.astype(np.float32)
+
+
+def image_order(settings: AugmentSettings) -> int:
+    """Spline order of the image's interpolation: 3 (cubic) or 1 (linear)."""
+    return 3 if settings.interpolation == "cubic" else 1
+
+
+def change_gray_values(image_tile: np.ndarray, rng: np.random.Generator, settings: AugmentSettings) -> np.ndarray:
+    """The random gray-value change and noise of one image tile (2-D or 3-D)."""
     if rng.random() < settings.gray_probability:
         image_tile = adjust_gray_values(
             image_tile, rng, brightness=settings.brightness, contrast=settings.contrast, gamma=settings.gamma
         )
     if rng.random() < settings.noise_probability and settings.noise_std > 0:
         image_tile = add_noise(image_tile, rng, std=settings.noise_std)
+    return image_tile
+
+
+def draw_volume_geometry(
+    rng: np.random.Generator, volume_shape: tuple[int, int, int], input_shape: tuple[int, int, int],
+    settings: AugmentSettings,
+) -> VolumeGeometry:
+    """A random position in the volume, flips of each axis, rotation in the y-x plane and
+    elastic deformation in all three axes for one 3-D sample."""
+    center = tuple(
+        rng.integers(0, length) + 0.5 * ((edge - 1) % 2)  # even edges are centred between voxels
+        for length, edge in zip(volume_shape, input_shape)
+    )
+    flips = rng.random(3) < settings.flip_probability
+    rotate = rng.random() < settings.rotation_probability and settings.rotation_degrees > 0
+    angle = np.deg2rad(rng.uniform(-settings.rotation_degrees, settings.rotation_degrees)) if rotate else 0.0
+    displacement = None
+    if rng.random() < settings.elastic_probability and settings.elastic_sigma > 0:
+        displacement = elastic_displacement_3d(
+            input_shape, rng, grid=settings.elastic_grid, sigma=settings.elastic_sigma
+        )
+    return VolumeGeometry(
+        tuple(float(c) for c in center), float(angle), tuple(bool(flip) for flip in flips), displacement
+    )
+
+
+def augment_volume_sample(
+    image: Any,
+    labels: Any,
+    weights: Any,
+    rng: np.random.Generator,
+    *,
+    settings: AugmentSettings,
+    input_shape: tuple[int, int, int],
+    output_shape: tuple[int, int, int],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One augmented 3-D sample from one volume.
+
+    Parameters
+    ----------
+    image
+        (z, y, x) normalised image: an array, or a lazy :class:`NormalizedVolume`
+        of a Zarr array; only the window the sample needs is read.
+    labels, weights
+        (z, y, x) class labels and weight map, array-likes of the image's shape.
+    rng
+        The sample's own generator.
+    settings
+        Transform probabilities and magnitudes; rotation turns the y-x plane only.
+    input_shape, output_shape
+        (z, y, x) shapes of the image tile and of the label/weight tiles (same centre).
+
+    Returns
+    -------
+    image_tile, label_tile, weight_tile
+        float32 (``input_shape``), uint8 and float32 (``output_shape``).
+    """
+    geometry = draw_volume_geometry(rng, tuple(image.shape), input_shape, settings)
+    (image_tile,) = transform_volumes([image], [image_order(settings)], geometry, input_shape)
+    label_tile, weight_tile = transform_volumes([labels, weights], [0, 1], geometry, output_shape)
+    image_tile = change_gray_values(image_tile, rng, settings)
     return image_tile.astype(np.float32), label_tile.astype(np.uint8), weight_tile.astype(np.float32)
+
+
+class NormalizedVolume:
+    """A (z, y, x) image read lazily and normalised window by window (:func:`unetflow.io.normalize`)."""
+
+    def __init__(self, raw: zarr.Array, stats: dict[str, float]):
+        self.raw, self.stats = raw, stats
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.raw.shape)
+
+    def __getitem__(self, selection: Any) -> np.ndarray:
+        return io.normalize(np.asarray(self.raw[selection]), self.stats)
+
+
+def sample_dims(input_size: Size, output_size: Size) -> int:
+    """2 when both sizes are edges (ints), 3 when both are (z, y, x) shapes."""
+    edges = [isinstance(size, (int, np.integer)) for size in (input_size, output_size)]
+    if all(edges):
+        return 2
+    if not any(edges) and len(input_size) == len(output_size) == 3:
+        return 3
+    raise ValueError(
+        f"sample sizes {input_size} -> {output_size}: give two ints (2-D tiles) or two (z, y, x) shapes (3-D tiles)"
+    )
 
 
 class OnlineSamples:
@@ -136,14 +238,35 @@ class OnlineSamples:
     ``samples[i]`` equals sample ``i`` of the precomputed store for the same
     settings and seed. Stores are opened lazily, so the object can be sent to
     data-loader worker processes.
+
+    ``input_size`` and ``output_size`` are ints for 2-D samples (square tiles
+    of one slice, :func:`augment_sample`) or (z, y, x) shapes for 3-D samples
+    (tiles of the whole volume, :func:`augment_volume_sample`).
     """
 
     def __init__(self, data: list[Path], weights: list[Path], *, settings: AugmentSettings,
-                 input_size: int, output_size: int, seed: int, length: int):
+                 input_size: Size, output_size: Size, seed: int, length: int):
+        if sample_dims(input_size, output_size) == 3:
+            input_size, output_size = tuple(map(int, input_size)), tuple(map(int, output_size))
         self.data, self.weights = [Path(p) for p in data], [Path(p) for p in weights]
         self.settings, self.input_size, self.output_size = settings, input_size, output_size
         self.seed, self.length = seed, length
         self._stores: list[tuple[zarr.Array, zarr.Array, zarr.Array, dict]] | None = None
+
+    @property
+    def dims(self) -> int:
+        """2 for square tiles of one slice, 3 for (z, y, x) tiles of the volume."""
+        return sample_dims(self.input_size, self.output_size)
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        """Shape of an image tile: (size, size) in 2-D, (z, y, x) in 3-D."""
+        return sample_shape(self.input_size)
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """Shape of a label or weight tile."""
+        return sample_shape(self.output_size)
 
     def __len__(self) -> int:
         return self.length
@@ -159,6 +282,11 @@ class OnlineSamples:
         rng = np.random.default_rng([self.seed, index])
         stores = self._open()
         raw, classes, weights, stats = stores[rng.integers(len(stores))]
+        if self.dims == 3:
+            return augment_volume_sample(
+                NormalizedVolume(raw, stats), classes, weights, rng,
+                settings=self.settings, input_shape=self.input_size, output_shape=self.output_size,
+            )
         z = int(rng.integers(raw.shape[0]))
         return augment_sample(
             io.normalize(raw[z], stats), classes[z], weights[z], rng,

@@ -14,6 +14,7 @@ from torch.utils.data import Sampler, default_collate
 
 from . import io
 from .errors import InputError
+from .geometry import size_of
 
 IN_MEMORY_SHARE = 0.5  # of the memory available when training starts
 
@@ -69,11 +70,11 @@ class SampleBank:
         limit = in_memory_limit if in_memory_limit is not None else IN_MEMORY_SHARE * available_memory_bytes()
         self.in_memory = self.nbytes <= limit
         self.sizes = [group["image"].shape[0] for group in groups]
-        shapes = {(group["image"].shape[1], group["labels"].shape[1]) for group in groups}
+        shapes = {(group["image"].shape[1:], group["labels"].shape[1:]) for group in groups}
         if len(shapes) != 1:
             raise InputError(f"{', '.join(map(str, self.paths))}: sample stores have different tile sizes {shapes}; "
                              "rerun augment for all training datasets")
-        self.input_size, self.output_size = shapes.pop()
+        self.input_size, self.output_size = (size_of(shape) for shape in shapes.pop())
         self._groups: list | None = None
 
     @staticmethod
@@ -155,8 +156,9 @@ class IterationBatches(Sampler):
             yield batch_indices(self.seed, iteration, self.batch_size, self.count)
 
 
-def load_validation(paths: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(normalised image, class labels) of every slice of the validation stores."""
+def load_validation(paths: list[Path], dims: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(normalised image, class labels) of every slice of the validation stores, or of every
+    volume for a 3-D network (``dims`` 3)."""
     slices = []
     for path in paths:
         store = io.open_store(path)
@@ -165,5 +167,8 @@ def load_validation(paths: list[Path]) -> list[tuple[np.ndarray, np.ndarray]]:
             raise InputError(f"{path}: validation data needs labels; add labels to it or remove it from validate_on")
         raw = io.open_raw(store)
         stats = io.normalization(raw)
-        slices += [(io.normalize(raw[z], stats), classes[z]) for z in range(raw.shape[0])]
+        if dims == 3:
+            slices.append((io.normalize(raw[:], stats), classes[:]))
+        else:
+            slices += [(io.normalize(raw[z], stats), classes[z]) for z in range(raw.shape[0])]
     return slices

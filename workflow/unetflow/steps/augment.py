@@ -2,8 +2,11 @@
 
 Writes ``augmented.zarr`` (``precomputed`` mode) so that a GPU job never waits
 on CPU augmentation and augmentation can run on CPU nodes; each sample is
-:func:`unetflow.augmentation.augment_sample` with its own seed, the same
-function ``online`` mode runs inside the training data loader's workers.
+:func:`unetflow.augmentation.augment_sample` (2-D, sizes ``N``) or
+:func:`unetflow.augmentation.augment_volume_sample` (3-D, sizes ``ZxYxX``) with
+its own seed, the same functions ``online`` mode runs inside the training data
+loader's workers. The store's arrays image, labels and weights are
+(count, *tile shape), one sample per chunk.
 """
 
 from __future__ import annotations
@@ -16,11 +19,13 @@ from pathlib import Path
 
 import dask
 import numcodecs
+import numpy as np
 import zarr
 
 from .. import cli, io, settings
 from ..augmentation import AugmentSettings, OnlineSamples, open_training_arrays
 from ..errors import InputError
+from ..geometry import Size, format_size, parse_size, sample_shape
 from ..parallel import TaskProgress, dask_config
 from ..plots import pyplot, save_figure
 
@@ -44,28 +49,36 @@ def write_samples(samples: OnlineSamples, target: zarr.Group, start: int, stop: 
     return stop - start
 
 
-def create_sample_store(path: Path, count: int, input_size: int, output_size: int, attributes: dict) -> zarr.Group:
+def create_sample_store(path: Path, count: int, input_size: Size, output_size: Size, attributes: dict) -> zarr.Group:
+    """An empty sample store: arrays (count, *tile shape) chunked one sample per chunk; sizes
+    are edges (2-D) or (z, y, x) shapes (3-D), as :class:`unetflow.augmentation.OnlineSamples` takes."""
     group = io.create_group(path)
     for name, dtype in io.SAMPLE_ARRAYS.items():
-        size = input_size if name == "image" else output_size
-        group.create_array(name, shape=(count, size, size), chunks=(1, size, size), dtype=dtype,
+        shape = sample_shape(input_size if name == "image" else output_size)
+        group.create_array(name, shape=(count, *shape), chunks=(1, *shape), dtype=dtype,
                            compressors=SAMPLE_COMPRESSOR, fill_value=0, config=io.ARRAY_CONFIG)
     group.attrs["unetflow"] = attributes
     return group
 
 
+def middle_plane(tile: np.ndarray) -> np.ndarray:
+    """A 2-D tile itself, or the middle z plane of a 3-D one (the input's and output's coincide)."""
+    return tile[tile.shape[0] // 2] if tile.ndim == 3 else tile
+
+
 def write_preview(path: Path, store: zarr.Group, count: int = 6) -> None:
-    """A grid of samples: image tiles (output region framed), their labels and weights."""
+    """A grid of samples: image tiles (output region framed), their labels and weights;
+    the middle z plane of 3-D samples."""
     plt = pyplot()
     count = min(count, store["image"].shape[0])
     figure, axes = plt.subplots(3, count, figsize=(2.4 * count, 7.4), squeeze=False)
-    border = (store["image"].shape[1] - store["labels"].shape[1]) / 2
+    height, width = store["labels"].shape[-2:]
+    top, left = ((store["image"].shape[axis] - store["labels"].shape[axis]) / 2 for axis in (-2, -1))
     for column in range(count):
-        axes[0, column].imshow(store["image"][column], cmap="gray")
-        size = store["labels"].shape[1]
-        axes[0, column].add_patch(plt.Rectangle((border - 0.5, border - 0.5), size, size, fill=False, color="y"))
-        axes[1, column].imshow(store["labels"][column], cmap="gray", interpolation="nearest")
-        axes[2, column].imshow(store["weights"][column], cmap="jet")
+        axes[0, column].imshow(middle_plane(store["image"][column]), cmap="gray")
+        axes[0, column].add_patch(plt.Rectangle((left - 0.5, top - 0.5), width, height, fill=False, color="y"))
+        axes[1, column].imshow(middle_plane(store["labels"][column]), cmap="gray", interpolation="nearest")
+        axes[2, column].imshow(middle_plane(store["weights"][column]), cmap="jet")
         axes[0, column].set_title(f"sample {column}")
     for axis in axes.ravel():
         axis.axis("off")
@@ -77,7 +90,7 @@ def write_preview(path: Path, store: zarr.Group, count: int = 6) -> None:
 def precompute(samples: OnlineSamples, out: Path, *, scheduler: str, workers: int) -> None:
     """Write every sample to ``out`` with Dask, one task per ``SAMPLES_PER_TASK`` samples."""
     attributes = {"settings": asdict(samples.settings), "seed": samples.seed,
-                  "input_size": samples.input_size, "output_size": samples.output_size,
+                  "input_size": samples.input_size, "output_size": samples.output_size,  # int, or [z, y, x]
                   "sources": [str(p) for p in samples.data]}
     with io.atomic_store(out) as temporary:
         target = create_sample_store(temporary, len(samples), samples.input_size, samples.output_size, attributes)
@@ -95,17 +108,29 @@ def precompute(samples: OnlineSamples, out: Path, *, scheduler: str, workers: in
             dask.compute(*tasks)
 
 
+def sample_sizes(input_text: str, output_text: str) -> tuple[Size, Size]:
+    """``--input-size`` and ``--output-size``, both 2-D or both 3-D, the output within the input."""
+    input_size, output_size = parse_size(input_text, "--input-size"), parse_size(output_text, "--output-size")
+    input_shape, output_shape = sample_shape(input_size), sample_shape(output_size)
+    if len(input_shape) != len(output_shape) or any(o > i for i, o in zip(input_shape, output_shape)):
+        raise InputError(f"--input-size {input_text} --output-size {output_text}: give both as N (2-D) or both "
+                         "as ZxYxX (3-D), the output no larger than the input in any axis")
+    return input_size, output_size
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m unetflow.steps.augment", description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, nargs="+", required=True, help="data.zarr of each dataset")
     parser.add_argument("--weights", type=Path, nargs="+", required=True, help="weights.zarr of each dataset")
     parser.add_argument("--out", type=Path, required=True, help="output augmented.zarr")
     parser.add_argument("--preview", type=Path)
-    parser.add_argument("--input-size", type=int, required=True)
-    parser.add_argument("--output-size", type=int, required=True)
+    parser.add_argument("--input-size", required=True, help="image tile: N (2-D) or ZxYxX (3-D), e.g. 44x92x92")
+    parser.add_argument("--output-size", required=True, help="label and weight tile: N or ZxYxX")
     cli.add_settings_option(parser, "augment")
     cli.add_dask_options(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    args.input_size, args.output_size = sample_sizes(args.input_size, args.output_size)
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -118,7 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     samples = OnlineSamples(args.data, args.weights, settings=AugmentSettings.from_config(options["transforms"]),
                             input_size=args.input_size, output_size=args.output_size, seed=options["seed"],
                             length=options["samples"])
-    log.info("%d samples of %d px (labels %d px)", options["samples"], args.input_size, args.output_size)
+    log.info("%d samples of %s px (labels %s px)", options["samples"],
+             format_size(args.input_size), format_size(args.output_size))
     precompute(samples, args.out, scheduler=args.scheduler, workers=args.workers)
     if args.preview:
         write_preview(args.preview, zarr.open_group(str(args.out), mode="r"))

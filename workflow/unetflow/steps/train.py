@@ -35,6 +35,7 @@ from .. import checkpoint, cli, io
 from .. import settings as settings_module
 from ..augmentation import AugmentSettings, OnlineSamples
 from ..errors import InputError
+from ..geometry import format_size, parse_size, sample_shape, size_of
 from ..fingerprints import settings_fingerprint, store_fingerprint
 from ..inference import (
     autocast,
@@ -61,7 +62,7 @@ from ..optimisation import (
     optimisation_step,
 )
 from ..plots import pyplot, save_figure
-from ..tiling import predict_slice
+from ..tiling import predict_whole
 from ..training_data import IterationBatches, SampleBank, collate, load_validation
 
 log = logging.getLogger(__name__)
@@ -118,14 +119,14 @@ class IntervalLog:
 
 def validate(model: nn.Module, architecture: Architecture, slices: list, device: torch.device,
              dtype: torch.dtype | None) -> dict[str, float]:
-    """Mean loss (unweighted cross-entropy), pixel error and foreground IoU over whole slices,
-    predicted tile by tile as the predict rule does."""
+    """Mean loss (unweighted cross-entropy), pixel error and foreground IoU over whole slices (or
+    volumes), predicted tile by tile as the predict rule does."""
     model.eval()
-    geometry = tile_geometry(architecture, VALIDATION_TILE)
-    forward = make_forward(model, device, dtype, geometry.tile)
     losses, errors, ious = [], [], []
     for image, classes in slices:
-        probabilities = predict_slice(forward, image, tile=geometry.tile, margin=geometry.margin,
+        geometry = tile_geometry(architecture, VALIDATION_TILE, image.shape)
+        forward = make_forward(model, device, dtype, geometry.tile)
+        probabilities = predict_whole(forward, image, tile=geometry.tile, margin=geometry.margin,
                                       num_classes=architecture.num_classes, blend=geometry.blend,
                                       align=geometry.align)
         picked = np.take_along_axis(probabilities, classes[None].astype(np.int64), axis=0)[0]
@@ -196,7 +197,7 @@ def training_step(state: TrainingState, batch: tuple[torch.Tensor, ...], *, loss
     with autocast(device, dtype):
         logits = state.model(image[:, None])
     # same-size models may produce a few more pixels than the label tile (Architecture.input_size)
-    loss = loss_function(center_crop(logits, labels.shape[-2:]), labels, weights)
+    loss = loss_function(center_crop(logits, labels.shape[1:]), labels, weights)
     return optimisation_step(state.model, state.optimizer, state.scaler, loss, grad_clip=grad_clip)
 
 
@@ -324,12 +325,17 @@ def metrics_row(state: TrainingState, figures: dict[str, float], interval: Inter
 
 def check_sample_sizes(model_name: str, architecture: Architecture, samples: SampleBank | OnlineSamples) -> None:
     """Samples must be exactly the model's input and output tiles."""
-    needed = architecture.input_size(samples.output_size)
-    if samples.input_size != needed:
+    output, given = sample_shape(samples.output_size), sample_shape(samples.input_size)
+    if len(output) != architecture.dims:
+        raise InputError(f"model '{model_name}' is {architecture.dims}-D, its samples are {len(output)}-D; set dims "
+                         "to the model's and rerun (the workflow makes samples of the configured dims)")
+    needed = architecture.input_shape(output)
+    if given != needed:
+        needed_size, output_size = format_size(size_of(needed)), format_size(size_of(output))
         raise InputError(
-            f"model '{model_name}': its samples are {samples.input_size} -> {samples.output_size} px, but the "
-            f"model needs {needed} px of input for {samples.output_size} px of output; rerun augment with "
-            f"--input-size {needed} (the workflow picks each model's sizes itself)"
+            f"model '{model_name}': its samples are {format_size(size_of(given))} -> {output_size} px, but the "
+            f"model needs {needed_size} px of input for {output_size} px of output; rerun augment with "
+            f"--input-size {needed_size} (the workflow picks each model's sizes itself)"
         )
 
 
@@ -373,7 +379,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     cli.add_settings_option(parser, "train")
     parser.add_argument("--runtime", default="{}", help="train runtime keys (device, workers, ...) as JSON")
     parser.add_argument("--online", default=None, help="augment settings as JSON: draw samples on the fly")
-    parser.add_argument("--sample-sizes", type=int, nargs=2, metavar=("INPUT", "OUTPUT"))
+    parser.add_argument("--sample-sizes", nargs=2, metavar=("INPUT", "OUTPUT"),
+                        help="online samples' input and output tile: N (2-D) or ZxYxX (3-D)")
+    cli.add_dims_option(parser, help="2: a network over slices; 3: over volumes")
     parser.add_argument("--num-classes", type=int, default=settings_module.default("num_classes"))
     parser.add_argument("--threads", type=int, default=0, help="CPU threads for torch (0 = its default)")
     return parser.parse_args(argv)
@@ -383,13 +391,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    architecture = architectures.from_config(json.loads(args.model), num_classes=args.num_classes,
+    architecture = architectures.from_config(json.loads(args.model), num_classes=args.num_classes, dims=args.dims,
                                              where=f"models.{args.out_dir.name}")
     settings = TrainSettings.from_config({**json.loads(args.settings), **json.loads(args.runtime)})
     if args.online is not None:
         online = settings_module.section("augment", json.loads(args.online))
+        input_size, output_size = (parse_size(size, "--sample-sizes") for size in args.sample_sizes)
         samples = OnlineSamples(args.data, args.weights, settings=AugmentSettings.from_config(online["transforms"]),
-                                input_size=args.sample_sizes[0], output_size=args.sample_sizes[1],
+                                input_size=input_size, output_size=output_size,
                                 seed=online["seed"], length=online["samples"])
         sources = [str(p) for p in args.data]
     else:
@@ -398,9 +407,9 @@ def main(argv: list[str] | None = None) -> None:
         log.info("sample bank of %.2f GB %s", samples.nbytes / 1e9,
                  "read into memory" if samples.in_memory else "read from disk batch by batch (larger than half "
                  "the available memory)")
-    validation = load_validation(args.validation)
-    log.info("training %s on %d samples (%s), validating on %d slices", args.out_dir.name, len(samples),
-             ", ".join(sources), len(validation))
+    validation = load_validation(args.validation, architecture.dims)
+    log.info("training the %d-D %s on %d samples (%s), validating on %d %s", architecture.dims, args.out_dir.name,
+             len(samples), ", ".join(sources), len(validation), "slices" if architecture.dims == 2 else "volumes")
     train(architecture=architecture, settings=settings, samples=samples, validation=validation,
           out_dir=args.out_dir, fingerprint_of=inputs_fingerprint(args))
 
