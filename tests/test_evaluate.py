@@ -2,12 +2,17 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import zarr
+from skimage.metrics import adapted_rand_error, variation_of_information
 
 from unetflow import io, ngff
 from unetflow.methods.metrics import object_scores, pixel_scores
+from unetflow.steps import evaluate as evaluate_step
 from unetflow.steps.evaluate import evaluate
+from unetflow.steps import report as report_step
+from unetflow.steps.report import VOLUME_SECTION, metrics_table, volume_table
 from unetflow.errors import InputError
 from unetflow.isbi_scores import (best_pixel_error, best_scores, contingency, interior_counts, slice_scores,
                                   thinned_segments, v_info, v_rand)
@@ -154,3 +159,77 @@ def test_evaluation_needs_the_segmentation_threshold(tmp_path):
     del zarr.open_group(str(stores["segmentation"]), mode="r+")["0"].attrs["unetflow"]
     with pytest.raises(InputError, match="records no segmentation threshold.*rerun the segment rule"):
         evaluate(**stores)
+
+
+# 3-D: the whole volume scored as one segmentation
+
+def tube_split_across_z() -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth: one tube (20 x 10 voxels a slice, membrane around it) through 6 slices; the
+    segmentation gives its top and bottom three slices two IDs. Each slice sees one object."""
+    truth = np.zeros((6, 20, 21), np.uint32)
+    truth[:, :, :10] = 1
+    objects = truth.copy()
+    objects[3:] *= 7
+    return truth, objects
+
+
+def test_identical_volumes_score_zero_and_the_volume_scores_are_skimages():
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 5, (6, 12, 12)).astype(np.uint32)
+    assert object_scores(truth, truth) == pytest.approx(
+        {"adapted_rand_error": 0.0, "adapted_rand_precision": 1.0, "adapted_rand_recall": 1.0, "vi_split": 0.0,
+         "vi_merge": 0.0})
+    objects = rng.integers(0, 7, truth.shape).astype(np.uint32)
+    scores = object_scores(truth, objects)
+    assert scores["adapted_rand_error"] == pytest.approx(adapted_rand_error(truth, objects, ignore_labels=(0,))[0])
+    assert (scores["vi_split"], scores["vi_merge"]) == pytest.approx(
+        tuple(variation_of_information(truth, objects, ignore_labels=(0,))))
+
+
+def test_a_split_across_z_scores_zero_per_slice_but_not_as_a_volume(tmp_path):
+    truth, objects = tube_split_across_z()
+    table = evaluate(**write_case(tmp_path, truth, (truth > 0).astype(np.float32), objects), dims=3)
+    assert list(table["slice"]) == [*map(str, range(6)), "all", "volume"]
+    overall, volume = table.iloc[-2], table.iloc[-1]
+    assert (table.iloc[:-1]["adapted_rand_error"] == 0.0).all() and overall["vi_split"] == pytest.approx(0.0)
+    # n voxels in halves: sum n_ij^2 - n = n^2/2 - n, sum a_i^2 - n = n^2 - n, sum b_j^2 - n = n^2/2 - n,
+    # so the error 1 - 2 (n^2/2 - n) / (3 n^2 / 2 - 2 n) = n / (3 n - 4); two equal halves: 1 bit of split
+    voxels = np.count_nonzero(truth)
+    assert volume["adapted_rand_error"] == pytest.approx(voxels / (3 * voxels - 4))
+    assert volume["adapted_rand_recall"] == pytest.approx(1.0)
+    assert volume["vi_split"] == pytest.approx(1.0) and volume["vi_merge"] == pytest.approx(0.0)
+    assert volume["threshold"] == 0.5 and "whole volume" in volume["note"]
+    assert np.isnan(volume["pixel_error_at_threshold"]) and np.isnan(volume["v_rand"])
+    assert list(evaluate(**write_case(tmp_path, truth, (truth > 0).astype(np.float32), objects))["slice"])[-1] == "all"
+
+
+def test_a_volume_without_ground_truth_objects_gets_no_volume_scores(tmp_path):
+    truth = np.zeros((2, 20, 21), np.uint32)
+    volume = evaluate(**write_case(tmp_path, truth, np.zeros(truth.shape, np.float32), truth), dims=3).iloc[-1]
+    assert volume["slice"] == "volume" and np.isnan(volume["adapted_rand_error"]) and np.isnan(volume["vi_split"])
+    assert "no ground-truth objects" in volume["note"]
+
+
+def test_the_evaluate_step_with_dims_3_writes_the_volume_row_and_the_report_shows_it(tmp_path):
+    truth, objects = tube_split_across_z()
+    stores = write_case(tmp_path, truth, (truth > 0).astype(np.float32), objects)
+    results = tmp_path / "results"
+    for dims, model in (("3", "volumes"), ("2", "slices")):
+        evaluate_step.main(["--data", str(stores["data"]), "--predictions", str(stores["predictions"]),
+                            "--segmentation", str(stores["segmentation"]), "--out",
+                            str(results / "evaluation" / model / "d.csv"), "--model", model, "--dataset", "d",
+                            "--dims", dims])
+    written = pd.read_csv(results / "evaluation" / "volumes" / "d.csv", dtype={"slice": str})
+    assert list(written["slice"])[-2:] == ["all", "volume"]
+    volumes = volume_table([results / "evaluation" / model / "d.csv" for model in ("volumes", "slices")])
+    assert list(volumes.columns) == ["model", "dataset", "threshold", "adapted_rand_error", "vi_split", "vi_merge"]
+    assert len(volumes) == 1 and volumes.iloc[0]["model"] == "volumes"
+    assert volumes.iloc[0]["vi_split"] == pytest.approx(1.0)
+    assert len(metrics_table([results / "evaluation" / "volumes" / "d.csv"])) == 1  # the dataset row only
+    for models, shown in ((["volumes", "slices"], True), (["slices"], False)):
+        report_step.main(["--results", str(results), "--out-dir", str(tmp_path / "report"), "--models", *models,
+                          "--evaluated", "d"])
+        text, html = ((tmp_path / "report" / name).read_text() for name in ("metrics.md", "metrics.html"))
+        assert (VOLUME_SECTION in text, VOLUME_SECTION in html) == (shown, shown)
+        row = f"| volumes | d | 0.5000 | {volumes.iloc[0]['adapted_rand_error']:.4f} | 1.0000 | 0.0000 |"
+        assert (row in text) == shown

@@ -77,6 +77,20 @@ def test_touching_borders_are_one_pixel_and_separate_objects():
     np.testing.assert_array_equal(border, expected)
 
 
+def test_in_3d_a_cell_through_the_slices_is_one_object_and_cells_touching_in_z_are_separated(tmp_path, images):
+    labels = binary_labels()
+    labels[1:, :, 20] = 0  # from slice 1 on, a second membrane: the cell right of it starts there
+    objects = run_ingest(images, labels, tmp_path / "volume.zarr", dims=3)["labels/objects/0"][:]
+    assert objects[0, 0, 0] == objects[2, 0, 0] == objects[1, 0, 25] != objects[1, 20, 0] > 0  # IDs through z
+    assert len(np.unique(objects[objects > 0])) == 2  # the cell right of the new membrane joins slice 0's
+    per_slice = run_ingest(images, labels, tmp_path / "slices.zarr")["labels/objects/0"][:]
+    assert per_slice[1, 0, 25] != per_slice[1, 0, 0]  # per slice, the same region is another object there
+    instances = np.ones((3, 24, 32), np.uint16)
+    instances[2] = 2  # two cells stacked in z, touching face to face
+    classes = run_ingest(images, instances, tmp_path / "stacked.zarr", dims=3, label_kind="instance")["labels/classes/0"][:]
+    assert classes[0].all() and not classes[2].any() and classes[1].all()  # the border is cut in z
+
+
 def test_store_opens_with_an_ome_zarr_reader(tmp_path, images):
     out = tmp_path / "data.zarr"
     run_ingest(images, binary_labels(), out)

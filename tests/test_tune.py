@@ -15,8 +15,11 @@ from skimage.metrics import adapted_rand_error
 from unetflow import io, ngff, settings
 from unetflow.errors import InputError
 from unetflow.methods.segmenters import segment
+from unetflow.steps import segment as segment_step
+from unetflow.steps import tune as tune_step
 from unetflow.steps.tune import candidates, choose, sweep
-from unetflow.synthetic import em_labels
+from unetflow.synthetic import em_labels, generate_volume
+from unetflow.voxel_size import VoxelSize
 
 GRID = [{"method": ["watershed"], "seeds": ["probability"], "threshold": [0.3, 0.5, 0.7], "h": [0.02, 0.3]},
         {"method": ["components"], "threshold": [0.3, 0.5, 0.7]}]
@@ -113,3 +116,56 @@ def test_tuning_data_without_objects_is_refused(tmp_path):
     data, predictions, _, _ = write_stores(tmp_path, with_objects=False)
     with pytest.raises(InputError, match="no slice of .*data.zarr has ground-truth objects.*segment.settings: fixed"):
         sweep([data], [predictions], candidates(GRID, settings.section("segment")), metric="adapted_rand_error")
+
+
+# 3-D: candidates segment and are scored on whole volumes
+
+GRID_3D = [{"method": ["watershed"], "seeds": ["distance"], "threshold": [0.5], "h": [1.0, 3.0]},
+           {"method": ["components"], "threshold": [0.3, 0.6]}]
+
+
+def write_volume_stores(folder, seed: int = 0) -> tuple:
+    """A labelled synthetic volume (16 x 48 x 48, voxels 2 x 1 x 1) and a blurred, noisy interior
+    probability of it."""
+    rng = np.random.default_rng(seed)
+    truth = generate_volume(16, 48, seed=seed)[2].astype(np.uint32)
+    interior = ndimage.gaussian_filter((truth > 0).astype(np.float64), 0.7)
+    probability = np.clip(interior + rng.normal(0, 0.1, truth.shape), 0, 1).astype(np.float32)
+    voxel_size = VoxelSize(z=2, y=1, x=1, unit="micrometer")
+    data = io.create_group(folder / "data.zarr")
+    ngff.create_image(data, truth.shape, np.dtype(np.uint8), voxel_size, name="raw")[:] = 0
+    ngff.create_label(data, "objects", truth.shape, np.dtype(np.uint32), voxel_size)[:] = truth
+    ngff.create_label(data, "classes", truth.shape, np.dtype(np.uint8), voxel_size)[:] = truth > 0
+    predictions = io.create_group(folder / "predictions.zarr")
+    array = ngff.create_image(predictions, (2, *truth.shape), "float32", voxel_size, name="probabilities",
+                              channel_names=["background", "foreground"])
+    array[:] = np.stack([1 - probability, probability])
+    return folder / "data.zarr", folder / "predictions.zarr", truth, probability
+
+
+def test_in_3d_the_choice_is_the_lowest_adapted_rand_error_of_the_whole_volume(tmp_path):
+    data, predictions, truth, probability = write_volume_stores(tmp_path)
+    trials = candidates(GRID_3D, settings.section("segment"))
+    table = sweep([data], [predictions], trials, metric="adapted_rand_error", dims=3, workers=2)
+    direct = [adapted_rand_error(truth, segment(probability, trial["method"], trial, sampling=(2.0, 1.0, 1.0)),
+                                 ignore_labels=(0,))[0] for trial in trials]
+    assert table["score"].to_numpy() == pytest.approx(direct)
+    assert len(set(np.round(direct, 6))) == len(trials)  # every candidate scores differently: the test can fail
+    assert table.attrs["volumes"] == 1 and table.attrs["slices"] == 16
+    per_slice = sweep([data], [predictions], trials, metric="adapted_rand_error")
+    assert not np.allclose(per_slice["score"], table["score"])  # slice means are another score
+
+
+def test_the_tune_and_segment_steps_in_3d_agree(tmp_path):
+    data, predictions, truth, probability = write_volume_stores(tmp_path)
+    tune_step.main(["--data", str(data), "--predictions", str(predictions), "--settings",
+                    json.dumps({"grid": GRID_3D}), "--out", str(tmp_path / "segment.json"), "--table",
+                    str(tmp_path / "sweep.csv"), "--dims", "3"])
+    choice = json.loads((tmp_path / "segment.json").read_text())
+    assert (choice["dims"], choice["volumes"], choice["slices"], choice["candidates"]) == (3, 1, 16, 4)
+    segment_step.main([str(predictions), str(tmp_path / "objects.zarr"), "--settings",
+                       json.dumps({"settings": "tuned"}), "--tuned", str(tmp_path / "segment.json"), "--dims", "3"])
+    written = io.open_objects(tmp_path / "objects.zarr")[:]
+    expected = segment(probability, choice["settings"]["method"], choice["settings"], sampling=(2.0, 1.0, 1.0))
+    assert np.array_equal(written, expected)
+    assert adapted_rand_error(truth, written, ignore_labels=(0,))[0] == pytest.approx(choice["score"])

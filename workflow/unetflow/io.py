@@ -178,3 +178,8 @@ def foreground_probability(probabilities: zarr.Array, z: int) -> np.ndarray:
     if probabilities.shape[0] == 2:
         return read_probabilities(probabilities, z, 1)
     return 1.0 - read_probabilities(probabilities, z, 0)
+
+
+def foreground_volume(probabilities: zarr.Array) -> np.ndarray:
+    """P(not background) of every slice, as one (z, y, x) float32 volume (checked slice by slice)."""
+    return np.stack([foreground_probability(probabilities, z) for z in range(probabilities.shape[1])])

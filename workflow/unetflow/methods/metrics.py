@@ -8,6 +8,12 @@ with the ground-truth objects, background (0) of the ground truth ignored:
 ``(truth, objects) -> {column: value}``; they are undefined on a slice without objects.
 The ISBI 2012 challenge's V_Rand and V_Info (:mod:`unetflow.isbi_scores`) are computed
 beside these, from the probabilities.
+
+Every metric takes arrays of any shape and counts their elements, so the same function
+scores one slice (y, x) or a whole volume (z, y, x): with ``--dims 3`` the evaluate step
+also scores the volume as one segmentation by the object metrics, where an object split
+or merged across z counts, which per-slice scores cannot see (a slice only sees an
+object's cross-section).
 """
 
 from __future__ import annotations
@@ -19,6 +25,10 @@ import numpy as np
 from skimage.metrics import adapted_rand_error, variation_of_information
 
 from .registry import Registry
+
+# the evaluation table's summary rows (column ``slice``): the dataset's scores, and with dims 3
+# the whole volume scored as one segmentation
+DATASET_ROW, VOLUME_ROW = "all", "volume"
 
 
 @dataclass(frozen=True)
@@ -67,9 +77,11 @@ def object_columns() -> tuple[str, ...]:
     return tuple(column for metric in METRICS.entries.values() if metric.on_objects for column in metric.columns)
 
 
-def reported_columns() -> list[str]:
-    """The columns of the report's table, in registration order."""
-    return [column for metric in METRICS.entries.values() for column in metric.reported]
+def reported_columns(*, objects_only: bool = False) -> list[str]:
+    """The columns of the report's table, in registration order (of the object metrics only: the
+    columns of its table of whole-volume scores)."""
+    return [column for metric in METRICS.entries.values() if metric.on_objects or not objects_only
+            for column in metric.reported]
 
 
 @pixel_metric("pixel_error_at_threshold")
@@ -97,14 +109,43 @@ def foreground_dice(predicted: np.ndarray, truth: np.ndarray) -> float:
 @object_metric("adapted_rand", columns=("adapted_rand_error", "adapted_rand_precision", "adapted_rand_recall"),
                reported=("adapted_rand_error",))
 def adapted_rand(truth: np.ndarray, objects: np.ndarray) -> dict[str, float]:
-    """Adapted Rand error with its precision and recall (``skimage.metrics.adapted_rand_error``)."""
+    """Adapted Rand error with its precision and recall (``skimage.metrics.adapted_rand_error``),
+    over the ground truth's objects (its background, 0, ignored) of a slice or a volume.
+
+    Notes
+    -----
+    With :math:`n_{ij}` the elements in true object :math:`i` and segmented object
+    :math:`j`, :math:`a_i = \\sum_j n_{ij}`, :math:`b_j = \\sum_i n_{ij}` and :math:`n` the
+    elements scored: precision :math:`P = (\\sum n_{ij}^2 - n) / (\\sum a_i^2 - n)`, recall
+    :math:`R = (\\sum n_{ij}^2 - n) / (\\sum b_j^2 - n)`, error :math:`1 - 2PR / (P + R)`
+    (skimage's naming of precision and recall).
+
+    References
+    ----------
+    I. Arganda-Carreras et al., "Crowdsourcing the creation of image segmentation algorithms
+    for connectomics", Front. Neuroanat. 9:142, 2015.
+    """
     error, precision, recall = adapted_rand_error(truth, objects, ignore_labels=(0,))
     return {"adapted_rand_error": error, "adapted_rand_precision": precision, "adapted_rand_recall": recall}
 
 
 @object_metric("variation_of_information", columns=("vi_split", "vi_merge"), reported=("vi_split", "vi_merge"))
 def variation_of_information_parts(truth: np.ndarray, objects: np.ndarray) -> dict[str, float]:
-    """Variation of information split into over- (split) and under-segmentation (merge)."""
+    """Variation of information split into over- (split) and under-segmentation (merge), in bits,
+    over the ground truth's objects (its background ignored) of a slice or a volume.
+
+    Notes
+    -----
+    ``vi_split`` is :math:`H(\\text{objects} \\mid \\text{truth})` and ``vi_merge``
+    :math:`H(\\text{truth} \\mid \\text{objects})`, conditional entropies of the joint
+    distribution of the labels (Meila 2007); an object cut in two equal halves adds 1 bit
+    of split.
+
+    References
+    ----------
+    M. Meila, "Comparing clusterings - an information based distance", J. Multivariate
+    Anal. 98(5), 2007.
+    """
     split, merge = variation_of_information(truth, objects, ignore_labels=(0,))
     # skimage returns (H(objects | truth), H(truth | objects))
     return {"vi_split": split, "vi_merge": merge}

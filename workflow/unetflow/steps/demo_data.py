@@ -1,5 +1,12 @@
 """The demo's data: synthetic EM-like stacks with ground truth written as TIFFs
-(see :mod:`unetflow.synthetic`)."""
+(see :mod:`unetflow.synthetic`).
+
+Writes ``train-volume.tif``, ``train-labels.tif`` (255 interior, 0 membrane) and
+``train-instances.tif``, and the same three of ``test``, into ``--out-dir``: with
+``--dims 2`` stacks of independent slices (``--train-slices``, ``--test-slices``), with
+``--dims 3`` two near-isotropic volumes of ``--depth`` slices whose cells run through z
+(the train and the test volume drawn from different generators).
+"""
 
 from __future__ import annotations
 
@@ -10,9 +17,9 @@ import numpy as np
 import tifffile
 
 from .. import cli, io, settings
+from ..errors import InputError
 from ..plots import pyplot, save_figure
-from ..synthetic import generate_stack
-
+from ..synthetic import generate_stack, generate_volume
 
 def write_tiff(path: Path, stack: np.ndarray) -> None:
     """Write a multi-page TIFF (ImageJ-compatible) atomically."""
@@ -42,13 +49,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--test-slices", type=int, default=demo["test_slices"])
     parser.add_argument("--size", type=int, default=demo["size"])
     parser.add_argument("--preview", type=Path, help="also write a PNG of the first training slice")
-    return parser.parse_args(argv)
+    cli.add_dims_option(parser, help="2: stacks of independent slices; 3: volumes whose cells run through z (em)")
+    parser.add_argument("--depth", type=int, default=demo["depth"],
+                        help="slices of each 3-D volume (--dims 3; --train-slices and --test-slices are for 2-D)")
+    args = parser.parse_args(argv)
+    if args.dims == 3 and args.mode != "em":
+        raise InputError(f"demo_data: --mode {args.mode} makes 2-D slices only; use --mode em with --dims 3")
+    if args.dims == 3 and args.depth < 1:
+        raise InputError(f"demo_data: --depth is {args.depth}; give the slices of each volume, at least 1")
+    return args
+
+
+def generate(args: argparse.Namespace, split: str, slices: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The images, binary and instance labels of ``split``: a volume (``--dims 3``) or a stack."""
+    if args.dims == 3:
+        return generate_volume(args.depth, args.size, seed=args.seed, split=split)
+    return generate_stack(slices, args.size, seed=args.seed, split=split, mode=args.mode)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     for split, slices in (("train", args.train_slices), ("test", args.test_slices)):
-        images, binary, instances = generate_stack(slices, args.size, seed=args.seed, split=split, mode=args.mode)
+        images, binary, instances = generate(args, split, slices)
         write_tiff(args.out_dir / f"{split}-volume.tif", images)
         write_tiff(args.out_dir / f"{split}-labels.tif", binary)
         write_tiff(args.out_dir / f"{split}-instances.tif", instances)

@@ -10,6 +10,13 @@ at 0.5 (``pixel_error_at_0.5``); and the ISBI 2012 challenge's scores, see
 F-score over thresholds), V_Rand and V_Info (thinned). The dataset row averages the
 slices; the challenge's scores there take the threshold that is best for the whole
 dataset, as the challenge did.
+
+With ``--dims 3`` a last row, ``slice == "volume"``, scores the whole volume as one
+segmentation by the object metrics (adapted Rand error with its precision and recall,
+VI split and merge; the same functions and definitions as per slice, background of the
+ground truth ignored), so an object split or merged across z counts, which no slice
+row sees; its pixel and ISBI columns are empty (those are per slice, and the ``all`` row
+averages them).
 """
 
 from __future__ import annotations
@@ -24,17 +31,19 @@ import pandas as pd
 from .. import cli, io
 from ..errors import InputError
 from ..isbi_scores import THRESHOLDS, best_pixel_error, best_scores, interior_counts, slice_scores
-from ..methods.metrics import object_columns, object_scores, pixel_error, pixel_scores
+from ..methods.metrics import DATASET_ROW, VOLUME_ROW, object_columns, object_scores, pixel_error, pixel_scores
 from ..progress import progress
 
 log = logging.getLogger(__name__)
 ISBI_SCORES = ("v_rand", "v_info")
 NO_OBJECTS = "no ground-truth objects: object scores not defined, left out of the dataset row"
+VOLUME_NOTE = "3-D: the object scores of the whole volume, scored as one segmentation"
 
 
-def evaluate(data: Path, predictions: Path, segmentation: Path) -> pd.DataFrame:
-    """One row per slice and a final ``all`` row with the dataset's scores; pixel scores
-    threshold the foreground probability at the segmentation's threshold.
+def evaluate(data: Path, predictions: Path, segmentation: Path, *, dims: int = 2) -> pd.DataFrame:
+    """One row per slice and an ``all`` row with the dataset's scores; pixel scores
+    threshold the foreground probability at the segmentation's threshold. With ``dims`` 3
+    a final ``volume`` row holds the object scores of the whole volume (:func:`volume_row`).
 
     A slice whose ground truth holds no object gets pixel scores only, and a ``note``
     saying so: object scores compare objects and are undefined there.
@@ -64,10 +73,20 @@ def evaluate(data: Path, predictions: Path, segmentation: Path) -> pd.DataFrame:
             row.update(dict.fromkeys((*object_columns(), *ISBI_SCORES), np.nan), note=NO_OBJECTS)
         rows.append(row)
     table = pd.DataFrame(rows)
-    overall = {"slice": "all", **table.drop(columns=["slice", "note"]).mean().to_dict(), **dataset_isbi_scores(isbi),
-               **best_pixel_error(np.sum(counts, axis=0))}
+    overall = {"slice": DATASET_ROW, **table.drop(columns=["slice", "note"]).mean().to_dict(),
+               **dataset_isbi_scores(isbi), **best_pixel_error(np.sum(counts, axis=0))}
     overall["note"] = f"{len(isbi)} of {len(rows)} slices have objects" if len(isbi) < len(rows) else ""
-    return pd.concat([table, pd.DataFrame([overall])], ignore_index=True)
+    summary = [overall, volume_row(truth[:], objects[:], threshold)] if dims == 3 else [overall]
+    return pd.concat([table, pd.DataFrame(summary)], ignore_index=True)
+
+
+def volume_row(truth: np.ndarray, objects: np.ndarray, threshold: float) -> dict:
+    """The ``volume`` row: every object metric of the (z, y, x) ``objects`` against the (z, y, x)
+    ground-truth ``truth`` as one segmentation, or NaN with a note where the truth holds no object."""
+    if not truth.any():
+        return {"slice": VOLUME_ROW, "threshold": threshold, **dict.fromkeys(object_columns(), np.nan),
+                "note": NO_OBJECTS}
+    return {"slice": VOLUME_ROW, "threshold": threshold, **object_scores(truth, objects), "note": VOLUME_NOTE}
 
 
 def segmentation_threshold(objects, path: Path) -> float:
@@ -94,21 +113,26 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="output CSV")
     parser.add_argument("--model", default="")
     parser.add_argument("--dataset", default="")
+    cli.add_dims_option(parser, help="3: also score the whole volume as one segmentation (the volume row)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    table = evaluate(args.data, args.predictions, args.segmentation)
+    table = evaluate(args.data, args.predictions, args.segmentation, dims=args.dims)
     table.insert(0, "dataset", args.dataset)
     table.insert(0, "model", args.model)
     with io.atomic_store(args.out) as temporary:
         table.to_csv(temporary, index=False)
-    overall = table.iloc[-1]
+    overall = table[table["slice"] == DATASET_ROW].iloc[0]
     log.info("%s: pixel error %.4f at threshold %.2f (%.4f at 0.5, ISBI %.4f), adapted Rand error %.4f, V_Rand %.4f, "
              "V_Info %.4f", args.out, overall["pixel_error_at_threshold"], overall["threshold"],
              overall["pixel_error_at_0.5"], overall["isbi_pixel_error"], overall["adapted_rand_error"],
              overall["v_rand"], overall["v_info"])
+    if args.dims == 3:
+        volume = table[table["slice"] == VOLUME_ROW].iloc[0]
+        log.info("%s: the whole volume: adapted Rand error %.4f, VI split %.4f, merge %.4f", args.out,
+                 volume["adapted_rand_error"], volume["vi_split"], volume["vi_merge"])
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ three kinds:
 
 ``binary``
     two values (e.g. ISBI 2012: 255 = cell interior, 0 = membrane); the larger
-    is foreground, objects are its 4-connected components.
+    is foreground, objects are its 4-connected components (6-connected in 3-D).
 ``instance``
     one integer per object, 0 = background; kept as they are. The training
     target is the foreground minus a one-pixel border between touching
@@ -81,16 +81,16 @@ def infer_label_kind(values: np.ndarray, num_classes: int) -> str:
 
 
 def touching_borders(objects: np.ndarray) -> np.ndarray:
-    """Pixels of an object that 4-touch another object with a smaller label.
+    """Pixels (voxels) of an object that face-touch another object with a smaller label.
 
     Marking only one side of each contact gives a border one pixel wide that
-    still separates the objects under 4-connectivity.
+    still separates the objects under 4-connectivity (6-connectivity in a volume).
     """
     border = np.zeros(objects.shape, dtype=bool)
-    for axis in (0, 1):
+    for axis in range(objects.ndim):
         for step in (1, -1):
             neighbour = np.roll(objects, step, axis=axis)
-            edge = [slice(None), slice(None)]
+            edge = [slice(None)] * objects.ndim
             edge[axis] = slice(0, 1) if step == 1 else slice(-1, None)
             neighbour[tuple(edge)] = 0  # no wrap-around
             border |= (neighbour > 0) & (neighbour < objects)
@@ -100,7 +100,8 @@ def touching_borders(objects: np.ndarray) -> np.ndarray:
 def targets_from_labels(
     labels: np.ndarray, kind: str, foreground_value: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Instance objects (uint32) and training classes (uint8) of one label slice."""
+    """Instance objects (uint32) and training classes (uint8) of one label slice, or of a whole
+    label volume (objects connected, and touching objects separated, through z too)."""
     if kind == "binary":
         classes = (labels == foreground_value).astype(np.uint8)
         objects = connected_components(classes, connectivity=1).astype(np.uint32)
@@ -165,13 +166,16 @@ def ingest(
     label_kind: str,
     num_classes: int,
     voxel_size: VoxelSize | None = None,
+    dims: int = 2,
 ) -> None:
     """Validate the stacks and write them to an OME-Zarr store, slice by slice, with
     their resolution pyramids.
 
     ``voxel_size`` (the config's) wins over what the images' metadata states; with
-    neither, the store has 1 pixel per voxel. Nothing appears at ``out`` unless every
-    slice was valid and written.
+    neither, the store has 1 pixel per voxel. With ``dims`` 3 the labels' objects are
+    those of the volume (:func:`targets_from_labels` on the whole label stack, held in
+    memory), else of each slice. Nothing appears at ``out`` unless every slice was
+    valid and written.
     """
     kind, foreground_value = "none", 0
     if labels is not None:
@@ -186,7 +190,7 @@ def ingest(
         ngff.write_pyramid(store)
         ngff.set_gray_display(store, "raw", *value_range)
         if labels is not None:
-            _write_labels(labels, store, kind, foreground_value, voxels, num_classes)
+            _write_labels(labels, store, kind, foreground_value, voxels, num_classes, dims)
         mean = total / count
         std = float(np.sqrt(max(total_sq / count - mean**2, 0.0))) or 1.0
         raw.attrs["unetflow"] = {
@@ -214,12 +218,16 @@ def _write_images(images: SliceStack, raw) -> tuple[float, float, int, tuple[flo
 
 
 def _write_labels(labels: SliceStack, store, kind: str, foreground_value: int, voxels: VoxelSize,
-                  num_classes: int) -> None:
+                  num_classes: int, dims: int) -> None:
     objects = ngff.create_label(store, "objects", labels.shape, np.dtype(np.uint32), voxels)
     classes = ngff.create_label(store, "classes", labels.shape, np.dtype(np.uint8), voxels,
                                 colors=ngff.class_colours(num_classes))
-    for index in progress(range(labels.shape[0]), desc="ingesting labels"):
-        objects[index], classes[index] = targets_from_labels(labels.read(index), kind, foreground_value)
+    if dims == 3:
+        volume = np.stack([labels.read(index) for index in progress(range(labels.shape[0]), desc="reading labels")])
+        objects[:], classes[:] = targets_from_labels(volume, kind, foreground_value)
+    else:
+        for index in progress(range(labels.shape[0]), desc="ingesting labels"):
+            objects[index], classes[index] = targets_from_labels(labels.read(index), kind, foreground_value)
     for name in ("objects", "classes"):
         ngff.write_pyramid(store["labels"][name])
 
@@ -236,6 +244,7 @@ def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
     parser.add_argument("--voxel-size", default=json.dumps(settings.default("datasets", "*", "voxel_size")),
                         help='voxel size as JSON, e.g. \'{"z": 50, "y": 4, "x": 4, "unit": "nanometer"}\' '
                              "(default: from the images' metadata)")
+    cli.add_dims_option(parser, help="2: objects of each label slice; 3: objects of the label volume, through z")
     return parser.parse_args(None if argv is None else list(argv))
 
 
@@ -250,7 +259,7 @@ def main(argv: list[str] | None = None) -> None:
         images = SelectedSlices(images, indices)
         labels = SelectedSlices(labels, indices) if labels is not None else None
     ingest(images, labels, args.out, label_kind=args.label_kind, num_classes=args.num_classes,
-           voxel_size=from_config(json.loads(args.voxel_size), "voxel_size"))
+           voxel_size=from_config(json.loads(args.voxel_size), "voxel_size"), dims=args.dims)
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 
 Reads the workflow's standard outputs under ``results/`` and writes
 ``results/report/``: ``metrics.md`` and ``metrics.html`` (one row per model and
-dataset, the slices each dataset holds and what each is used for, the segmentation
-settings each model used), ``tuning.png`` (each model's sweep of segmentation
+dataset, the whole-volume object scores of 3-D evaluations where there are any, the
+slices each dataset holds and what each is used for, the segmentation settings each
+model used), ``tuning.png`` (each model's sweep of segmentation
 settings), ``loss_curves.png`` (every model), ``overlays.png`` (image, ground
 truth and segmentation of a few slices per model and dataset).
 """
@@ -20,20 +21,33 @@ import pandas as pd
 from skimage.segmentation import find_boundaries
 
 from .. import cli, io
-from ..methods.metrics import reported_columns
+from ..methods.metrics import DATASET_ROW, VOLUME_ROW, reported_columns
 from ..plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 TABLE_COLUMNS = ["model", "dataset", "threshold", "pixel_error_at_0.5", *reported_columns(), "isbi_pixel_error",
                  "v_rand", "v_info"]
+VOLUME_COLUMNS = ["model", "dataset", "threshold", *reported_columns(objects_only=True)]
 SETTING_COLUMNS = ["method", "threshold", "seeds", "h", "min_size"]
+VOLUME_SECTION = "Scores of the whole volume (3-D: objects scored through z as one segmentation)"
+
+
+def evaluation_rows(evaluations: list[Path], row: str, columns: list[str]) -> pd.DataFrame:
+    """The rows ``slice == row`` of every evaluation CSV, in ``columns``."""
+    rows = [pd.read_csv(path, dtype={"slice": str}) for path in evaluations]
+    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=columns + ["slice"])
+    return table[table["slice"] == row][columns].reset_index(drop=True)
 
 
 def metrics_table(evaluations: list[Path]) -> pd.DataFrame:
     """The dataset rows (``slice == "all"``) of every evaluation CSV."""
-    rows = [pd.read_csv(path, dtype={"slice": str}) for path in evaluations]
-    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame(columns=TABLE_COLUMNS + ["slice"])
-    return table[table["slice"] == "all"][TABLE_COLUMNS].reset_index(drop=True)
+    return evaluation_rows(evaluations, DATASET_ROW, TABLE_COLUMNS)
+
+
+def volume_table(evaluations: list[Path]) -> pd.DataFrame:
+    """The whole-volume rows (``slice == "volume"``, written by ``evaluate --dims 3``) of every
+    evaluation CSV; empty where every evaluation was per slice only."""
+    return evaluation_rows(evaluations, VOLUME_ROW, VOLUME_COLUMNS)
 
 
 def split_table(split: list[dict]) -> pd.DataFrame:
@@ -49,8 +63,10 @@ def settings_table(results: Path, models: list[str], predicted: list[str], tuned
         source = "fixed: the segment section"
         if tuned:
             choice = json.loads((results / "tuning" / model / "segment.json").read_text())
+            scored_on = (f"{choice['volumes']} validate_on volumes ({choice['slices']} slices) scored whole"
+                         if choice.get("dims") == 3 else f"{choice['slices']} validate_on slices")
             source = (f"tuned: lowest {choice['metric']} ({choice['score']:.4f}) of {choice['candidates']} "
-                      f"candidates on {choice['slices']} validate_on slices")
+                      f"candidates on {scored_on}")
         for dataset in predicted:
             used = io.open_objects(results / "segmentation" / model / f"{dataset}.zarr").attrs["unetflow"]
             rows.append({"model": model, "dataset": dataset, **used, "chosen by": source})
@@ -141,8 +157,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     evaluations = [args.results / "evaluation" / model / f"{dataset}.csv" for model in args.models for dataset in args.evaluated]
-    table = metrics_table(evaluations)
-    sections = {"Scores": table, "Data: which slices each number comes from": split_table(json.loads(args.split)),
+    table, volumes = metrics_table(evaluations), volume_table(evaluations)
+    sections = {"Scores": table, **({VOLUME_SECTION: volumes} if len(volumes) else {}),
+                "Data: which slices each number comes from": split_table(json.loads(args.split)),
                 "Segmentation settings": settings_table(args.results, args.models, args.predicted, args.tuned)}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with io.atomic_store(args.out_dir / "metrics.md") as temporary:
@@ -155,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     plot_loss_curves(args.out_dir / "loss_curves.png",
                      {model: args.results / "models" / model / "metrics.csv" for model in args.trained})
     plot_overlays(args.out_dir / "overlays.png", [(m, d) for m in args.models for d in args.predicted], args.results)
-    log.info("report written to %s:\n%s", args.out_dir, markdown(table))
+    log.info("report written to %s:\n%s%s", args.out_dir, markdown(table),
+             f"whole volumes:\n{markdown(volumes)}" if len(volumes) else "")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,13 @@
-"""Segmentation step: per-pixel probabilities to objects, slice by slice with Dask,
-by the method of ``segment.method`` (see :mod:`unetflow.methods.segmenters`).
+"""Segmentation step: per-pixel probabilities to objects, slice by slice with Dask, or
+the whole volume at once (``--dims 3``), by the method of ``segment.method`` (see
+:mod:`unetflow.methods.segmenters`).
+
+With ``--dims 3`` the volume is one 3-D segmentation: object IDs are one set over the
+volume (an object keeps its ID through z), distances are measured with the voxel size,
+and the whole volume is held in memory: its float32 foreground probability and, at the
+watershed's peak, about 140 bytes a voxel more (see :mod:`unetflow.methods.segmenters`).
+A volume cannot be split into jobs over slice ranges without breaking IDs at the cuts,
+so ``--parts`` must stay 1 there.
 
 The store is an OME-Zarr label image (uint32 objects, 0 = background) with the
 probabilities' voxel size and a resolution pyramid; the view rule places it in
@@ -20,16 +28,33 @@ import zarr
 from .. import cli, io, ngff, parts, settings
 from ..config_checks import check_seed_height
 from ..errors import InputError
-from ..methods.segmenters import segment
+from ..methods.segmenters import relative_sampling, segment
 from ..parallel import TaskProgress, dask_config
 
 log = logging.getLogger(__name__)
+PARTS_SETTING = "predict.parts"  # the config key that splits segment jobs (rules/common.smk)
 
 
 def segment_slice(probabilities: zarr.Array, target: zarr.Array, z: int, method: str, options: dict) -> int:
     objects = segment(io.foreground_probability(probabilities, z), method, options)
     target[z] = objects
     return int(objects.max())
+
+
+def segment_volume(probabilities: zarr.Array, target: zarr.Array, method: str, options: dict,
+                   sampling: tuple[float, float, float]) -> int:
+    """Segment the whole volume as one 3-D problem into ``target``; the number of objects."""
+    objects = segment(io.foreground_volume(probabilities), method, options, sampling=sampling)
+    target[:] = objects
+    return int(objects.max())
+
+
+def check_volume_parts(parts_count: int) -> None:
+    """A 3-D segmentation is one job: split by slices, objects would change ID at every cut."""
+    if parts_count > 1:
+        raise InputError(f"segment --dims 3: --parts is {parts_count}, but a volume is segmented as one 3-D "
+                         "problem, so its object IDs would break where slice ranges meet; set "
+                         f"{PARTS_SETTING}: 1 to segment 3-D data")
 
 
 def segment_settings(section: dict, tuned: Path | None) -> dict:
@@ -58,11 +83,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--tuned", type=Path, help="the tune step's choice (JSON), used when segment.settings is tuned")
     cli.add_dask_options(parser)
     cli.add_part_options(parser)
+    cli.add_dims_option(parser, help="2: each slice on its own; 3: the whole volume as one, object IDs through z")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.dims == 3:
+        check_volume_parts(args.parts)
     options = segment_settings(settings.section("segment", json.loads(args.settings)), args.tuned)
     method = options.pop("method")
     if method == "watershed":
@@ -88,6 +116,14 @@ def main(argv: list[str] | None = None) -> None:
             ngff.write_pyramid(store, slices)
         return counts
 
+    if args.dims == 3:
+        parts.discard_workspace(args.out)
+        with io.atomic_store(args.out) as temporary:
+            store = create(temporary)
+            count = segment_volume(probabilities, store[io.LEVEL0], method, options, relative_sampling(voxel_size))
+            ngff.write_pyramid(store)
+        log.info("%s: %d objects in the volume (%s, 3-D)", args.out, count, method)
+        return
     if args.parts == 1:
         parts.discard_workspace(args.out)
         with io.atomic_store(args.out) as temporary:

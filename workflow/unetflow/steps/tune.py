@@ -9,6 +9,14 @@ lowest pixel error at the candidate's threshold (the watershed's objects hardly 
 on its threshold, the pixel error does), then to the first in grid order. Writes the choice as JSON
 (read by the segment step when ``segment.settings: tuned``) and the whole sweep as CSV
 (plotted by the report).
+
+With ``--dims 3`` every candidate segments each tuning dataset as one volume (as the
+segment step does with ``--dims 3``, distances in x voxels of the predictions' voxel
+size) and is scored on the whole volume, so an object split or merged across z counts;
+the scores are averaged over the datasets whose ground truth holds objects. Each volume
+is read into memory once and shared by its candidates' tasks; each running task needs
+the watershed's working memory as well (about 140 bytes a voxel), so ``--workers``
+candidates at once need that many times it.
 """
 
 from __future__ import annotations
@@ -22,12 +30,13 @@ from pathlib import Path
 import dask
 import numpy as np
 import pandas as pd
+import zarr
 
-from .. import cli, io, settings
+from .. import cli, io, ngff, settings
 from ..config_checks import check_seed_height
 from ..errors import InputError
 from ..methods.metrics import object_scores, pixel_error
-from ..methods.segmenters import segment, settings_of
+from ..methods.segmenters import relative_sampling, segment, settings_of
 from ..parallel import TaskProgress, dask_config
 
 log = logging.getLogger(__name__)
@@ -56,60 +65,126 @@ def candidates(grid: list[dict[str, list]], fixed: dict) -> list[dict]:
     return chosen
 
 
-def score_slice(foreground: np.ndarray, classes: np.ndarray, truth: np.ndarray,
-                trials: list[dict]) -> list[dict[str, float]]:
-    """Object scores (and the pixel error at its threshold) of every candidate on one slice."""
+def score_trials(foreground: np.ndarray, classes: np.ndarray, truth: np.ndarray, trials: list[dict], *,
+                 sampling: tuple[float, ...] | None = None) -> list[dict[str, float]]:
+    """Object scores (and the pixel error at its threshold) of every candidate on one slice or one
+    volume (``sampling`` as :func:`unetflow.methods.segmenters.segment` takes it)."""
     rows = []
     for candidate in trials:
-        objects = segment(foreground, candidate["method"], candidate)
+        objects = segment(foreground, candidate["method"], candidate, sampling=sampling)
         rows.append({**object_scores(truth, objects),
                      "pixel_error": pixel_error(foreground >= candidate["threshold"], classes > 0)})
     return rows
 
 
-def tuning_slices(data: list[Path], predictions: list[Path]) -> list[tuple[str, int]]:
-    """(dataset store, slice) of every tuning slice that holds ground-truth objects."""
+def labelled_objects(store_path: Path) -> zarr.Array:
+    """The ground-truth objects of a tuning dataset; refused when it has no labels."""
+    truth = io.open_labels(io.open_store(store_path), "objects")
+    if truth is None:
+        raise InputError(f"{store_path}: has no labels, so it cannot tune the segmentation; name only "
+                         "labelled datasets in validate_on")
+    return truth
+
+
+def check_pairs(data: list[Path], predictions: list[Path]) -> None:
+    """One predictions store per data store, at least one."""
     if len(data) != len(predictions) or not data:
         raise InputError("tune: give one predictions store per data store, and at least one of each")
+
+
+def no_objects(data: list[Path]) -> InputError:
+    """The error of tuning data without a ground-truth object."""
+    return InputError(f"tune: no slice of {', '.join(map(str, data))} has ground-truth objects, so no "
+                      "segmentation can be scored; label objects in the validate_on datasets, or set "
+                      "segment.settings: fixed")
+
+
+def tuning_slices(data: list[Path], predictions: list[Path]) -> list[tuple[str, int]]:
+    """(dataset store, slice) of every tuning slice that holds ground-truth objects."""
+    check_pairs(data, predictions)
     found = []
     for store_path in data:
-        truth = io.open_labels(io.open_store(store_path), "objects")
-        if truth is None:
-            raise InputError(f"{store_path}: has no labels, so it cannot tune the segmentation; name only "
-                             "labelled datasets in validate_on")
+        truth = labelled_objects(store_path)
         found += [(str(store_path), z) for z in range(truth.shape[0]) if truth[z].any()]
     if not found:
-        raise InputError(f"tune: no slice of {', '.join(map(str, data))} has ground-truth objects, so no "
-                         "segmentation can be scored; label objects in the validate_on datasets, or set "
-                         "segment.settings: fixed")
+        raise no_objects(data)
     return found
 
 
-def sweep(data: list[Path], predictions: list[Path], trials: list[dict], *, metric: str,
-          scheduler: str = "threads", workers: int = 1) -> pd.DataFrame:
-    """One row per candidate: its settings, the mean of each score over the tuning slices, and
-    ``score`` (the metric to minimise)."""
+def tuning_volumes(data: list[Path], predictions: list[Path]) -> list[str]:
+    """Every tuning dataset store whose ground truth holds objects, each scored as one volume."""
+    check_pairs(data, predictions)
+    found = [str(store_path) for store_path in data if np.any(labelled_objects(store_path)[:])]
+    if not found:
+        raise no_objects(data)
+    return found
+
+
+def slice_scores(data: list[Path], predictions: list[Path], trials: list[dict]) -> tuple[list, int]:
+    """Every candidate's scores on every tuning slice ([slice][candidate]) and the slices' count."""
     predictions_of = dict(zip(map(str, data), predictions))
 
     def one_slice(store_path: str, z: int) -> list[dict[str, float]]:
         store = io.open_store(store_path)
         foreground = io.foreground_probability(io.open_probabilities(predictions_of[store_path]), z)
-        return score_slice(foreground, io.open_labels(store, "classes")[z], io.open_labels(store, "objects")[z], trials)
+        return score_trials(foreground, io.open_labels(store, "classes")[z], io.open_labels(store, "objects")[z],
+                            trials)
 
     slices = tuning_slices(data, predictions)
     tasks = [dask.delayed(one_slice, pure=False)(path, z, dask_key_name=f"tune-slice-{number}")
              for number, (path, z) in enumerate(slices)]
-    with dask_config(scheduler, workers), TaskProgress(total=len(tasks), desc="tuning slices", unit="slices",
-                                                      prefix="tune-slice"):
-        per_slice = dask.compute(*tasks)
+    with TaskProgress(total=len(tasks), desc="tuning slices", unit="slices", prefix="tune-slice"):
+        return list(dask.compute(*tasks)), len(slices)
+
+
+def read_volume(store_path: str, prediction_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+    """Foreground probability, classes, objects and relative sampling of one tuning dataset."""
+    store = io.open_store(store_path)
+    sampling = relative_sampling(ngff.voxel_size_of(io.open_store(prediction_path)))
+    return (io.foreground_volume(io.open_probabilities(prediction_path)), io.open_labels(store, "classes")[:],
+            io.open_labels(store, "objects")[:], sampling)
+
+
+def volume_scores(data: list[Path], predictions: list[Path], trials: list[dict]) -> tuple[list, int]:
+    """Every candidate's scores on every tuning volume ([volume][candidate]) and the count of the
+    volumes' slices; one task per volume and candidate, each volume read once."""
+    predictions_of = dict(zip(map(str, data), predictions))
+
+    def one_candidate(volume: tuple, candidate: dict) -> dict[str, float]:
+        foreground, classes, truth, sampling = volume
+        return score_trials(foreground, classes, truth, [candidate], sampling=sampling)[0]
+
+    volumes = tuning_volumes(data, predictions)
+    loaded = [dask.delayed(read_volume, pure=False)(path, predictions_of[path], dask_key_name=f"tune-read-{number}")
+              for number, path in enumerate(volumes)]
+    tasks = [[dask.delayed(one_candidate, pure=False)(volume, candidate, dask_key_name=f"tune-volume-{number}-{index}")
+              for index, candidate in enumerate(trials)] for number, volume in enumerate(loaded)]
+    slices = sum(labelled_objects(path).shape[0] for path in volumes)
+    with TaskProgress(total=len(volumes) * len(trials), desc="tuning candidates on volumes", unit="segmentations",
+                      prefix="tune-volume"):
+        return [list(scores) for scores in dask.compute(*tasks)], slices
+
+
+def sweep(data: list[Path], predictions: list[Path], trials: list[dict], *, metric: str, dims: int = 2,
+          scheduler: str = "threads", workers: int = 1) -> pd.DataFrame:
+    """One row per candidate: its settings, the mean of each score over the tuning slices (``dims``
+    2) or volumes (``dims`` 3), and ``score`` (the metric to minimise). ``attrs`` hold the
+    count of ``slices`` scored, and of ``volumes`` in 3-D."""
+    with dask_config(scheduler, workers):
+        if dims == 3:
+            per_unit, slices = volume_scores(data, predictions, trials)
+        else:
+            per_unit, slices = slice_scores(data, predictions, trials)
     rows = []
     for index, candidate in enumerate(trials):
-        scores = pd.DataFrame([slice_rows[index] for slice_rows in per_slice]).mean().to_dict()
+        scores = pd.DataFrame([unit_rows[index] for unit_rows in per_unit]).mean().to_dict()
         # the keys the method does not take stay empty: they did not change its objects
         taken = {"method": candidate["method"], **settings_of(candidate["method"], candidate)}
         rows.append({**taken, **scores, "score": OBJECTIVES[metric](scores)})
     table = pd.DataFrame(rows, columns=[*SETTING_KEYS, *rows[0].keys() - set(SETTING_KEYS)])
-    table.attrs["slices"] = len(slices)
+    table.attrs["slices"] = slices
+    if dims == 3:
+        table.attrs["volumes"] = len(per_unit)
     return table
 
 
@@ -133,6 +208,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--table", type=Path, required=True, help="the whole sweep (CSV)")
     cli.add_settings_option(parser, "tune")
     cli.add_dask_options(parser)
+    cli.add_dims_option(parser, help="2: score slice by slice; 3: segment and score each dataset as one volume")
     return parser.parse_args(argv)
 
 
@@ -141,19 +217,22 @@ def main(argv: list[str] | None = None) -> None:
     options = settings.section("tune", json.loads(args.settings))
     trials = candidates(options["grid"], settings.section("segment"))
     log.info("tuning %d candidate settings on %s by %s", len(trials), ", ".join(map(str, args.data)), options["metric"])
-    table = sweep(args.data, args.predictions, trials, metric=options["metric"], scheduler=args.scheduler,
-                  workers=args.workers)
+    table = sweep(args.data, args.predictions, trials, metric=options["metric"], dims=args.dims,
+                  scheduler=args.scheduler, workers=args.workers)
     best = choose(table, options["tolerance"])
     table.insert(0, "chosen", table.index == best)
     chosen = {key: plain(value) for key, value in trials[best].items()}
     result = {"settings": chosen, "metric": options["metric"],
               "score": float(table.at[best, "score"]), "candidates": len(trials),
               "tuned_on": [str(path) for path in args.data], "slices": table.attrs["slices"]}
+    if args.dims == 3:
+        result |= {"dims": 3, "volumes": table.attrs["volumes"]}
     with io.atomic_store(args.table) as temporary:
         table.to_csv(temporary, index=False)
     with io.atomic_store(args.out) as temporary:
         temporary.write_text(json.dumps(result, indent=2) + "\n")
-    log.info("chose %s: %s %.4f on %d slices", result["settings"], options["metric"], result["score"], result["slices"])
+    log.info("chose %s: %s %.4f on %d slices%s", result["settings"], options["metric"], result["score"],
+             result["slices"], " (scored as volumes)" if args.dims == 3 else "")
 
 
 if __name__ == "__main__":
