@@ -10,8 +10,8 @@ rule augment:
         store=directory("results/{dataset}/augmented/{input_size}-{output_size}.zarr"),
         preview="results/{dataset}/augmented/{input_size}-{output_size}_preview.png",
     wildcard_constraints:
-        input_size="[0-9]+",
-        output_size="[0-9]+",
+        input_size="[0-9]+(x[0-9]+x[0-9]+)?",
+        output_size="[0-9]+(x[0-9]+x[0-9]+)?",
     params:
         upstream=upstream_of_samples,  # settings of the inputs (provenance.smk)
         scheduler=runtime(config["dask"]["scheduler"]),

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from unetflow import config_checks, settings, voxel_size
+from unetflow import config_checks, geometry, settings, voxel_size
 from unetflow.errors import InputError
 from unetflow.fingerprints import code_fingerprint
 from unetflow.methods import architectures
@@ -29,6 +29,7 @@ wildcard_constraints:
     part="[0-9]+",
 
 
+DEMO_DIR = "resources/demo" if config["dims"] == 2 else "resources/demo3d"  # the demo_data rule's stacks or volumes
 PARTS = config["predict"]["parts"]  # jobs per stack of predict and of segment (unetflow.parts)
 PART = "" if PARTS == 1 else "-part{part}"  # in the log and benchmark names of a part
 
@@ -67,6 +68,10 @@ def check_config():
     if tuned():
         check_tuning()
     check_split()
+    if config["dims"] == 3 and PARTS > 1:
+        raise ValueError(f"config: predict.parts is {PARTS}, but with dims 3 objects keep one ID through a volume, "
+                         "which slices segmented in separate jobs cannot; set predict.parts: 1 (a 3-D "
+                         "prediction streams the volume in blocks of slices inside its one job)")
     for model in trained_models():
         check_method(model_train_settings(model)["loss"], "losses", "loss", f"models.{model}.train.loss")
         check_method(config["models"][model].get("architecture", architectures.DEFAULT), "architectures", "architecture",
@@ -125,9 +130,12 @@ def check_pretrained(model):
     from unetflow.inference import read_model_file  # torch, only when a pretrained model is configured
 
     try:
-        read_model_file(path)
+        _, architecture = read_model_file(path)
     except InputError as error:
         raise ValueError(f"config: {key}: {error}") from None
+    if architecture.dims != config["dims"]:
+        raise ValueError(f"config: {key}: {path} is a {architecture.dims}-D model, but dims is {config['dims']}; "
+                         f"set dims: {architecture.dims} to apply it, or give a {config['dims']}-D model")
 
 
 def check_method(name, module, decorator, setting):
@@ -232,15 +240,18 @@ def model_architecture(model):
 
 
 def model_sample_sizes(model):
-    """(input, output) tile edges of the model's training samples: its own output_size
-    (models.<name>.augment.output_size, else augment.output_size), made valid for it."""
+    """(input, output) tiles of the model's training samples: its own output_size
+    (models.<name>.augment.output_size, else augment.output_size), made valid for it; edges
+    of square tiles in 2-D, "ZxYxX" in 3-D (unetflow.geometry.format_size)."""
     try:
         architecture = architectures.from_config(config["models"][model], num_classes=config["num_classes"],
-                                                 where=f"models.{model}")
+                                                 dims=config["dims"], where=f"models.{model}")
     except InputError as error:
         raise ValueError(str(error)) from None
     at_least = config["models"][model].get("augment", {}).get("output_size", config["augment"]["output_size"])
-    return architecture.sample_sizes(at_least)
+    if config["dims"] == 2:
+        return architecture.sample_sizes(at_least)
+    return tuple(geometry.format_size(shape) for shape in architecture.sample_shapes(at_least))
 
 
 def sample_store(dataset, model):

@@ -11,6 +11,7 @@ rule evaluate:
     params:
         upstream=upstream_of_segmented,  # settings of the inputs (provenance.smk)
         code=code_of("evaluate"),
+        dims=config["dims"],
     resources:
         mem_mb=memory_mb(2000, 2),
     log:
@@ -20,4 +21,4 @@ rule evaluate:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.evaluate --data {input.data:q} --predictions {input.predictions:q} --segmentation {input.segmentation:q} --out {output:q} --model {wildcards.model:q} --dataset {wildcards.dataset:q} > {log:q} 2>&1"
+        "python -m unetflow.steps.evaluate --data {input.data:q} --predictions {input.predictions:q} --segmentation {input.segmentation:q} --out {output:q} --model {wildcards.model:q} --dataset {wildcards.dataset:q} --dims {params.dims:q} > {log:q} 2>&1"

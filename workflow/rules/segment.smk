@@ -15,6 +15,7 @@ rule segment:
         upstream=upstream_of_segmentation,  # settings of the inputs (provenance.smk)
         scheduler=runtime(config["dask"]["scheduler"]),
         code=code_of("segment"),
+        dims=config["dims"],
         settings=json.dumps(segment_settings(), sort_keys=True),
         tuned=lambda wildcards, input: ["--tuned", input.tuned] if input.tuned else [],
     threads: workflow.cores
@@ -27,4 +28,4 @@ rule segment:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.segment {input.predictions:q} {params.store:q} --part {params.part} --parts {params.parts} --settings {params.settings:q} {params.tuned:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.segment {input.predictions:q} {params.store:q} --part {params.part} --parts {params.parts} --settings {params.settings:q} {params.tuned:q} --dims {params.dims:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

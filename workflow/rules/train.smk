@@ -16,6 +16,7 @@ rule train:
         settings=lambda wildcards: json.dumps(results_settings("train", model_train_settings(wildcards.model)), sort_keys=True),
         online=online_option,
         num_classes=config["num_classes"],
+        dims=config["dims"],
         out_dir=lambda wildcards: f"results/models/{wildcards.model}",
     threads: workflow.cores
     resources:
@@ -28,4 +29,4 @@ rule train:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m unetflow.steps.train --samples {input.samples:q} --data {input.data:q} --weights {input.weights:q} --validation {input.validation:q} --out-dir {params.out_dir:q} --model {params.model:q} --settings {params.settings:q} --runtime {params.runtime:q} {params.online:q} --num-classes {params.num_classes:q} --threads {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.train --samples {input.samples:q} --data {input.data:q} --weights {input.weights:q} --validation {input.validation:q} --out-dir {params.out_dir:q} --model {params.model:q} --settings {params.settings:q} --runtime {params.runtime:q} {params.online:q} --num-classes {params.num_classes:q} --dims {params.dims:q} --threads {threads} > {log:q} 2>&1"

@@ -12,6 +12,7 @@ rule tune:
     params:
         upstream=upstream_of_tuning,  # settings of the inputs (provenance.smk)
         code=code_of("tune"),
+        dims=config["dims"],
         settings=json.dumps(config["tune"], sort_keys=True),
         scheduler=runtime(config["dask"]["scheduler"]),
     threads: workflow.cores
@@ -24,4 +25,4 @@ rule tune:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.tune --data {input.data:q} --predictions {input.predictions:q} --settings {params.settings:q} --out {output.settings:q} --table {output.table:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.tune --data {input.data:q} --predictions {input.predictions:q} --settings {params.settings:q} --out {output.settings:q} --table {output.table:q} --dims {params.dims:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

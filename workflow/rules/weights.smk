@@ -13,6 +13,7 @@ rule weights:
         code=code_of("weights"),
         settings=json.dumps(config["weights"], sort_keys=True),
         num_classes=config["num_classes"],
+        dims=config["dims"],
     threads: workflow.cores
     resources:
         mem_mb=memory_mb(2000, 4),
@@ -23,4 +24,4 @@ rule weights:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.weights {input:q} {output.store:q} --preview {output.preview:q} --settings {params.settings:q} --num-classes {params.num_classes:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.weights {input:q} {output.store:q} --preview {output.preview:q} --settings {params.settings:q} --num-classes {params.num_classes:q} --dims {params.dims:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"
