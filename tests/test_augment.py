@@ -286,3 +286,12 @@ def test_size_options_take_n_or_zyx_and_name_the_option_when_wrong():
             augment.sample_sizes("44x92x92", text)
     with pytest.raises(InputError, match="both as N"):
         augment.sample_sizes("44x92x92", "60")
+
+
+def test_the_elastic_warp_of_a_volume_is_one_physical_length_on_every_axis():
+    settings = replace(DEFAULTS, elastic_probability=1.0, elastic_sigma=6.0)
+    isotropic = draw_volume_geometry(np.random.default_rng(4), (40, 60, 60), (12, 20, 20), settings)
+    long_z = draw_volume_geometry(np.random.default_rng(4), (40, 60, 60), (12, 20, 20), settings, (2.5, 1.0, 1.0))
+    # voxels 2.5 x longer in z: the same warp, in z slices 2.5 x fewer; y and x unchanged
+    np.testing.assert_allclose(long_z.displacement[0], isotropic.displacement[0] / 2.5, atol=1e-12)
+    np.testing.assert_array_equal(long_z.displacement[1:], isotropic.displacement[1:])

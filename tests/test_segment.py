@@ -9,7 +9,7 @@ from skimage.metrics import adapted_rand_error
 
 from unetflow import io, ngff
 from unetflow.errors import InputError
-from unetflow.methods.segmenters import components, relative_sampling, segment, watershed_fill
+from unetflow.methods.segmenters import components, segment, watershed_fill
 from unetflow.steps import segment as segment_step
 from unetflow.voxel_size import VoxelSize
 
@@ -154,7 +154,7 @@ def test_distance_seeds_measure_in_x_voxels():
     options = {"threshold": 0.5, "seeds": "distance", "h": 3.0, "min_size": 0}
     assert segment(foreground, "watershed", options, sampling=(1.0, 1.0, 1.0)).max() == 0  # no maximum 3 high
     assert segment(foreground, "watershed", options, sampling=(5.0, 1.0, 1.0)).max() == 1
-    assert relative_sampling(VoxelSize(z=50, y=4, x=4, unit="nanometer")) == (12.5, 1.0, 1.0)
+    assert VoxelSize(z=50, y=4, x=4, unit="nanometer").in_x_pixels() == (12.5, 1.0, 1.0)
 
 
 def probability_store(path: Path, foreground: np.ndarray, voxel_size: VoxelSize) -> Path:

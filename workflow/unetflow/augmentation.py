@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from . import io, settings
+from . import io, ngff, settings
 from .errors import InputError
 from .geometry import Size, sample_shape
 from .transforms import (
@@ -147,10 +147,14 @@ def change_gray_values(image_tile: np.ndarray, rng: np.random.Generator, setting
 
 def draw_volume_geometry(
     rng: np.random.Generator, volume_shape: tuple[int, int, int], input_shape: tuple[int, int, int],
-    settings: AugmentSettings,
+    settings: AugmentSettings, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> VolumeGeometry:
     """A random position in the volume, flips of each axis, rotation in the y-x plane and
-    elastic deformation in all three axes for one 3-D sample."""
+    elastic deformation in all three axes for one 3-D sample.
+
+    The elastic ``sigma`` is in x pixels; ``spacing`` (the voxel size in x pixels,
+    ``VoxelSize.in_x_pixels``) turns it into voxels per axis, so that voxels twice as long
+    in z are displaced half as many slices: the same physical warp on every axis."""
     center = tuple(
         rng.integers(0, length) + 0.5 * ((edge - 1) % 2)  # even edges are centred between voxels
         for length, edge in zip(volume_shape, input_shape)
@@ -160,9 +164,8 @@ def draw_volume_geometry(
     angle = np.deg2rad(rng.uniform(-settings.rotation_degrees, settings.rotation_degrees)) if rotate else 0.0
     displacement = None
     if rng.random() < settings.elastic_probability and settings.elastic_sigma > 0:
-        displacement = elastic_displacement_3d(
-            input_shape, rng, grid=settings.elastic_grid, sigma=settings.elastic_sigma
-        )
+        sigma = tuple(settings.elastic_sigma / step for step in spacing)
+        displacement = elastic_displacement_3d(input_shape, rng, grid=settings.elastic_grid, sigma=sigma)
     return VolumeGeometry(
         tuple(float(c) for c in center), float(angle), tuple(bool(flip) for flip in flips), displacement
     )
@@ -177,6 +180,7 @@ def augment_volume_sample(
     settings: AugmentSettings,
     input_shape: tuple[int, int, int],
     output_shape: tuple[int, int, int],
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One augmented 3-D sample from one volume.
 
@@ -193,13 +197,16 @@ def augment_volume_sample(
         Transform probabilities and magnitudes; rotation turns the y-x plane only.
     input_shape, output_shape
         (z, y, x) shapes of the image tile and of the label/weight tiles (same centre).
+    spacing
+        The voxel size in x pixels (``VoxelSize.in_x_pixels``): the elastic deformation's
+        sigma, in x pixels, is the same physical length on every axis.
 
     Returns
     -------
     image_tile, label_tile, weight_tile
         float32 (``input_shape``), uint8 and float32 (``output_shape``).
     """
-    geometry = draw_volume_geometry(rng, tuple(image.shape), input_shape, settings)
+    geometry = draw_volume_geometry(rng, tuple(image.shape), input_shape, settings, spacing)
     (image_tile,) = transform_volumes([image], [image_order(settings)], geometry, input_shape)
     label_tile, weight_tile = transform_volumes([labels, weights], [0, 1], geometry, output_shape)
     image_tile = change_gray_values(image_tile, rng, settings)
@@ -251,7 +258,7 @@ class OnlineSamples:
         self.data, self.weights = [Path(p) for p in data], [Path(p) for p in weights]
         self.settings, self.input_size, self.output_size = settings, input_size, output_size
         self.seed, self.length = seed, length
-        self._stores: list[tuple[zarr.Array, zarr.Array, zarr.Array, dict]] | None = None
+        self._stores: list[tuple[zarr.Array, zarr.Array, zarr.Array, dict, tuple[float, float, float]]] | None = None
 
     @property
     def dims(self) -> int:
@@ -271,9 +278,11 @@ class OnlineSamples:
     def __len__(self) -> int:
         return self.length
 
-    def _open(self) -> list[tuple[zarr.Array, zarr.Array, zarr.Array, dict]]:
+    def _open(self) -> list[tuple[zarr.Array, zarr.Array, zarr.Array, dict, tuple[float, float, float]]]:
+        """Per dataset: image, class labels, weight map, normalisation and voxel size in x pixels."""
         if self._stores is None:
-            self._stores = [open_training_arrays(d, w) for d, w in zip(self.data, self.weights)]
+            self._stores = [(*open_training_arrays(d, w), ngff.voxel_size_of(io.open_store(d)).in_x_pixels())
+                            for d, w in zip(self.data, self.weights)]
         return self._stores
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -281,11 +290,11 @@ class OnlineSamples:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index])
         stores = self._open()
-        raw, classes, weights, stats = stores[rng.integers(len(stores))]
+        raw, classes, weights, stats, spacing = stores[rng.integers(len(stores))]
         if self.dims == 3:
             return augment_volume_sample(
-                NormalizedVolume(raw, stats), classes, weights, rng,
-                settings=self.settings, input_shape=self.input_size, output_shape=self.output_size,
+                NormalizedVolume(raw, stats), classes, weights, rng, settings=self.settings,
+                input_shape=self.input_size, output_shape=self.output_size, spacing=spacing,
             )
         z = int(rng.integers(raw.shape[0]))
         return augment_sample(

@@ -41,10 +41,12 @@ class VolumeGeometry:
         )
 
 
-def elastic_displacement_3d(shape: Shape, rng: np.random.Generator, *, grid: int, sigma: float) -> np.ndarray:
+def elastic_displacement_3d(shape: Shape, rng: np.random.Generator, *, grid: int,
+                            sigma: float | tuple[float, float, float]) -> np.ndarray:
     """The paper's elastic deformation in 3-D: random vectors on a coarse ``grid``³ grid,
-    Gaussian with ``sigma`` voxels standard deviation in each of the three components,
-    interpolated with a tricubic spline to every voxel of a ``shape`` tile.
+    Gaussian with ``sigma`` voxels standard deviation in each of the three components (or
+    one per component, z, y, x), interpolated with a tricubic spline to every voxel of a
+    ``shape`` tile.
 
     Returns
     -------
@@ -58,7 +60,7 @@ def elastic_displacement_3d(shape: Shape, rng: np.random.Generator, *, grid: int
     full-size step is a sum of outer products rather than a BLAS matmul, whose
     threads would contend with Dask's.
     """
-    control = rng.normal(0.0, sigma, size=(3, grid, grid, grid))
+    control = rng.normal(0.0, 1.0, size=(3, grid, grid, grid)) * np.reshape(np.broadcast_to(sigma, 3), (3, 1, 1, 1))
     z_weights, y_weights, x_weights = (cubic_weights(edge, grid) for edge in shape)
     partial = np.einsum("zk,ckmn->czmn", z_weights, control)
     partial = np.einsum("ym,czmn->czyn", y_weights, partial)  # (3, z, y, grid): small

@@ -64,6 +64,12 @@ class VoxelSize:
     def describe(self) -> str:
         return f"{self.z:g} x {self.y:g} x {self.x:g} {self.unit or 'pixel'} (z, y, x)"
 
+    def in_x_pixels(self) -> tuple[float, float, float]:
+        """The (z, y, x) size in units of the x size, ``(z / x, y / x, 1)``: how 3-D steps measure
+        distances, so that settings in pixels (weights.sigma, segment.h, elastic sigma) keep
+        their meaning in the x pixels of the slices."""
+        return (self.z / self.x, self.y / self.x, 1.0)
+
 
 UNKNOWN = VoxelSize()
 

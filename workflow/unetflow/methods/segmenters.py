@@ -47,7 +47,6 @@ from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
 from ..errors import InputError
-from ..voxel_size import VoxelSize
 from .registry import Registry
 
 SEGMENTERS: Registry = Registry("segmentation method", "segment.method")
@@ -73,11 +72,6 @@ def settings_of(method: str, settings: dict) -> dict:
     """The keys of ``settings`` that ``method`` takes (others do not change its objects)."""
     takes = inspect.signature(SEGMENTERS.get(method)).parameters
     return {key: value for key, value in settings.items() if key in takes}
-
-
-def relative_sampling(voxel_size: VoxelSize) -> tuple[float, float, float]:
-    """The (z, y, x) voxel size in units of the x voxel size: distances measured in x voxels."""
-    return (voxel_size.z / voxel_size.x, voxel_size.y / voxel_size.x, 1.0)
 
 
 @segmenter("components")
@@ -136,7 +130,7 @@ def watershed_fill(foreground: np.ndarray, *, threshold: float, seeds: str, h: f
     min_size
         Interior regions smaller than this (px or voxels) seed no cell of their own.
     sampling
-        Voxel size per axis relative to x (see :func:`relative_sampling`); None: 1 on every axis.
+        Voxel size per axis relative to x (``VoxelSize.in_x_pixels``); None: 1 on every axis.
 
     Returns
     -------

@@ -28,7 +28,7 @@ import zarr
 from .. import cli, io, ngff, parts, settings
 from ..config_checks import check_seed_height
 from ..errors import InputError
-from ..methods.segmenters import relative_sampling, segment
+from ..methods.segmenters import segment
 from ..parallel import TaskProgress, dask_config
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         parts.discard_workspace(args.out)
         with io.atomic_store(args.out) as temporary:
             store = create(temporary)
-            count = segment_volume(probabilities, store[io.LEVEL0], method, options, relative_sampling(voxel_size))
+            count = segment_volume(probabilities, store[io.LEVEL0], method, options, voxel_size.in_x_pixels())
             ngff.write_pyramid(store)
         log.info("%s: %d objects in the volume (%s, 3-D)", args.out, count, method)
         return

@@ -36,7 +36,7 @@ from .. import cli, io, ngff, settings
 from ..config_checks import check_seed_height
 from ..errors import InputError
 from ..methods.metrics import object_scores, pixel_error
-from ..methods.segmenters import relative_sampling, segment, settings_of
+from ..methods.segmenters import segment, settings_of
 from ..parallel import TaskProgress, dask_config
 
 log = logging.getLogger(__name__)
@@ -140,7 +140,7 @@ def slice_scores(data: list[Path], predictions: list[Path], trials: list[dict]) 
 def read_volume(store_path: str, prediction_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
     """Foreground probability, classes, objects and relative sampling of one tuning dataset."""
     store = io.open_store(store_path)
-    sampling = relative_sampling(ngff.voxel_size_of(io.open_store(prediction_path)))
+    sampling = ngff.voxel_size_of(io.open_store(prediction_path)).in_x_pixels()
     return (io.foreground_volume(io.open_probabilities(prediction_path)), io.open_labels(store, "classes")[:],
             io.open_labels(store, "objects")[:], sampling)
 

@@ -13,7 +13,7 @@ near any object edge, not the gaps that separate objects.
 With ``--dims 2`` (default) every slice gets its own 2-D map. With ``--dims 3``
 the map is computed over the whole volume in 3-D: distances are measured in x
 pixels, with the store's voxel size giving the spacing of z and y (see
-:func:`volume_spacing`), so ``sigma`` keeps its meaning in pixels; the
+:meth:`VoxelSize.in_x_pixels`), so ``sigma`` keeps its meaning in pixels; the
 class weights are the dataset's.
 """
 
@@ -33,7 +33,6 @@ from ..distances import nearest_two_distances
 from ..errors import InputError
 from ..parallel import TaskProgress, dask_config, store_progress
 from ..plots import pyplot, save_figure
-from ..voxel_size import VoxelSize
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +51,6 @@ def halo_depth(w0: float, sigma: float, spacing: float = 1.0) -> int:
     """Pixels of context a block needs along an axis with pixels ``spacing`` apart, for its
     weights to equal the whole image's: :func:`border_cutoff` in that axis' pixels, plus one."""
     return math.ceil(border_cutoff(w0, sigma) / spacing) + 1
-
-
-def volume_spacing(voxel_size: VoxelSize) -> tuple[float, float, float]:
-    """The (z, y, x) voxel spacing in units of the x pixel: ``(z / x, y / x, 1)``."""
-    return (voxel_size.z / voxel_size.x, voxel_size.y / voxel_size.x, 1.0)
 
 
 def class_weights(class_counts: np.ndarray) -> np.ndarray:
@@ -287,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     slice_weights = slice_class_weights(classes, args.num_classes, per_slice=options["class_weights"] == "slice")
     attributes = {"w0": w0, "sigma": sigma, "class_weights": options["class_weights"], "dims": args.dims}
     if args.dims == 3:
-        spacing = volume_spacing(voxel_size)
+        spacing = voxel_size.in_x_pixels()
         log.info("3-D weight maps of the %s volume: voxel size %s, spacing (z, y, x) %s in x pixels, w0 %g, "
                  "sigma %g x pixels; class weights (dataset): %s", "x".join(map(str, classes.shape)),
                  voxel_size.describe(), tuple(round(step, 4) for step in spacing), w0, sigma,
