@@ -228,6 +228,15 @@ def test_a_model_of_another_architecture_is_refused_with_the_fix(tmp_path, monke
     assert not (tmp_path / "bioimageio.zip").exists()
 
 
+def test_a_3d_model_is_refused_with_the_fix(tmp_path):
+    model = tmp_path / "volume.pt"
+    config = ModelConfig(depth=1, base_channels=2, dims=3)
+    inference.save_model(model, config, config.network())
+    with pytest.raises(InputError, match=r"volume\.pt is a 3-D U-Net; export writes bioimage\.io packages of 2-D"):
+        main([str(model), str(tmp_path / "bioimageio.zip")])
+    assert not (tmp_path / "bioimageio.zip").exists()
+
+
 def test_an_invalid_name_or_license_is_refused_before_anything_is_written(tmp_path):
     model = save_trained_like(tmp_path / "model.pt", SMALL)
     with pytest.raises(InputError, match=r"--name 'a/b' is not a valid bioimage.io model name; use 5 to 128"):

@@ -43,11 +43,16 @@ NAME_CHARACTERS = re.compile(r"[A-Za-z0-9_+\- ()]{5,128}")  # the spec's rule fo
 
 
 def check_exportable(architecture: Architecture, source: Path) -> None:
-    """Refuse architectures other than the U-Net, the only one with a standalone source."""
+    """Refuse architectures other than the U-Net, the only one with a standalone source, and
+    3-D networks, whose package (z axis, 3-D test tensors and tiling) is not written yet."""
     if architecture.name != "unet":
         raise InputError(f"export: {source} holds a {architecture.name!r} network; export supports unet only "
                          "(its architecture source, unetflow/model.py, imports without unetflow). Export a model "
                          "trained with architecture unet")
+    if architecture.dims != 2:
+        raise InputError(f"export: {source} is a {architecture.dims}-D U-Net; export writes bioimage.io packages of "
+                         "2-D models only. Apply the 3-D model with unetflow (models.<name>.file), or export a "
+                         "model trained with dims: 2")
 
 
 def output_halo(architecture: ModelConfig) -> int:
