@@ -64,6 +64,7 @@ def check_config():
     for key in ("train_on", "validate_on", "predict_on", "run_models"):
         config_checks.check_unique(config.get(key, []), key)
     config_checks.check_seed_height(config["segment"]["seeds"], config["segment"]["h"])
+    config_checks.check_class_weight_source(config["weights"]["class_weights"], config["dims"])
     check_method(config["segment"]["method"], "segmenters", "segmenter", "segment.method")
     if tuned():
         check_tuning()

@@ -63,6 +63,16 @@ def check_seed_height(seeds: str, h: float, where: str = "segment") -> None:
         )
 
 
+def check_class_weight_source(source: str, dims: int) -> None:
+    """Refuse per-slice class weights for 3-D weight maps (a volume has one set of weights)."""
+    if dims == 3 and source == "slice":
+        raise InputError(
+            "config: weights.class_weights is 'slice', but 3-D weight maps (--dims 3) are computed over the whole "
+            "volume and take one set of class weights; set weights.class_weights to dataset, or compute 2-D "
+            "weight maps"
+        )
+
+
 def check_unique(names: Iterable[str], key: str) -> None:
     """Each name once: a repeated dataset would be trained on, or reported, twice."""
     repeated = sorted(name for name, times in Counter(names).items() if times > 1)

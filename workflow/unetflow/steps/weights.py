@@ -30,6 +30,7 @@ import numpy as np
 
 from .. import cli, io, ngff, settings
 from ..distances import nearest_two_distances
+from ..config_checks import check_class_weight_source
 from ..errors import InputError
 from ..parallel import TaskProgress, dask_config, store_progress
 from ..plots import pyplot, save_figure
@@ -226,16 +227,6 @@ def volume_z_chunks(slices: int, halo: int) -> tuple[int, ...]:
     differing by at most one (one block if the volume is thinner than the halo)."""
     blocks = max(1, slices // halo)
     return tuple(len(part) for part in np.array_split(np.arange(slices), blocks))
-
-
-def check_class_weight_source(source: str, dims: int) -> None:
-    """Refuse per-slice class weights for 3-D weight maps (a volume has one set of weights)."""
-    if dims == 3 and source == "slice":
-        raise InputError(
-            "config: weights.class_weights is 'slice', but 3-D weight maps (--dims 3) are computed over the whole "
-            "volume and take one set of class weights; set weights.class_weights to dataset, or compute 2-D "
-            "weight maps"
-        )
 
 
 def write_preview(path: Path, image: np.ndarray, classes: np.ndarray, weights: np.ndarray) -> None:
