@@ -183,3 +183,16 @@ def test_unknown_methods_and_missing_training_data_are_refused_before_any_job(wo
     result = snakemake(workflow_dir, "-n", "--configfile", write_config(workflow_dir, config), check=False)
     assert result.returncode != 0
     assert message in " ".join((result.stdout + result.stderr).split())
+
+
+def test_a_pretrained_model_of_other_dims_is_refused_before_any_job(workflow_dir):
+    from unetflow import inference
+    from unetflow.model import ModelConfig
+
+    config = ModelConfig(depth=1, base_channels=2, dims=3)
+    inference.save_model(workflow_dir / "volume.pt", config, config.network())
+    result = snakemake(workflow_dir, "-n", "--configfile", write_config(
+        workflow_dir, {"models": {"mine": {"file": "volume.pt"}}, "run_models": ["mine"]}), check=False)
+    assert result.returncode != 0
+    assert "models.mine.file: volume.pt is a 3-D model, but dims is 2; set dims: 3 to apply it" in " ".join(
+        (result.stdout + result.stderr).split())
