@@ -103,8 +103,7 @@ def main() -> None:
           f"{describe_precision('auto', device, dtype)}")
     with tempfile.TemporaryDirectory() as folder:
         raw = data_store(Path(folder), volume)
-        stats = io.normalization(raw) if "unetflow" in raw.attrs else {"mean": float(volume.mean()),
-                                                                        "std": float(volume.std())}
+        stats = {"mean": float(volume.mean()), "std": float(volume.std())}
         tensors = tile_inputs(raw, stats, geometry, device)
         ours(model, raw, stats, geometry, device, dtype, Path(folder))  # warm-up
         times = [(ours(model, raw, stats, geometry, device, dtype, Path(folder)),

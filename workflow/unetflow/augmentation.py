@@ -33,7 +33,6 @@ from .transforms import (
 from .transforms3d import VolumeGeometry, elastic_displacement_3d, transform_volumes
 
 
-
 @dataclass(frozen=True)
 class AugmentSettings:
     """Probability and magnitude of each transform (the config's ``augment.transforms``, flat)."""

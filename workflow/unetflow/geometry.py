@@ -124,11 +124,6 @@ def input_size_for(output: int, depth: int, padding: str = "valid") -> int:
     return size
 
 
-def model_input_size(output: int, depth: int, padding: str = "valid") -> int:
-    """:func:`axis_model_input_size` of the paper's 2x2 poolings."""
-    return axis_model_input_size(output, paper_factors(depth), padding)
-
-
 def sample_shape(size: Size) -> tuple[int, ...]:
     """The tile shape of a sample size: (n, n) for a 2-D edge ``n``, the (z, y, x) shape itself for 3-D."""
     return (int(size), int(size)) if isinstance(size, (int, np.integer)) else tuple(int(edge) for edge in size)

@@ -111,15 +111,6 @@ def tuning_slices(data: list[Path], predictions: list[Path]) -> list[tuple[str, 
     return found
 
 
-def tuning_volumes(data: list[Path], predictions: list[Path]) -> list[str]:
-    """Every tuning dataset store whose ground truth holds objects, each scored as one volume."""
-    check_pairs(data, predictions)
-    found = [str(store_path) for store_path in data if np.any(labelled_objects(store_path)[:])]
-    if not found:
-        raise no_objects(data)
-    return found
-
-
 def slice_scores(data: list[Path], predictions: list[Path], trials: list[dict]) -> tuple[list, int]:
     """Every candidate's scores on every tuning slice ([slice][candidate]) and the slices' count."""
     predictions_of = dict(zip(map(str, data), predictions))
@@ -137,32 +128,33 @@ def slice_scores(data: list[Path], predictions: list[Path], trials: list[dict]) 
         return list(dask.compute(*tasks)), len(slices)
 
 
-def read_volume(store_path: str, prediction_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
+def read_volume(store_path: Path, prediction_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
     """Foreground probability, classes, objects and relative sampling of one tuning dataset."""
-    store = io.open_store(store_path)
+    truth = labelled_objects(store_path)  # refused when the dataset has no labels
     sampling = ngff.voxel_size_of(io.open_store(prediction_path)).in_x_pixels()
-    return (io.foreground_volume(io.open_probabilities(prediction_path)), io.open_labels(store, "classes")[:],
-            io.open_labels(store, "objects")[:], sampling)
+    return (io.foreground_volume(io.open_probabilities(prediction_path)),
+            io.open_labels(io.open_store(store_path), "classes")[:], truth[:], sampling)
 
 
 def volume_scores(data: list[Path], predictions: list[Path], trials: list[dict]) -> tuple[list, int]:
-    """Every candidate's scores on every tuning volume ([volume][candidate]) and the count of the
-    volumes' slices; one task per volume and candidate, each volume read once."""
-    predictions_of = dict(zip(map(str, data), predictions))
+    """Every candidate's scores on every tuning volume whose ground truth holds objects
+    ([volume][candidate]) and the count of those volumes' slices; each volume is read once, then
+    one task per volume and candidate."""
+    check_pairs(data, predictions)
+    volumes = [read_volume(path, prediction) for path, prediction in zip(data, predictions)]
+    volumes = [volume for volume in volumes if volume[2].any()]
+    if not volumes:
+        raise no_objects(data)
 
     def one_candidate(volume: tuple, candidate: dict) -> dict[str, float]:
         foreground, classes, truth, sampling = volume
         return score_trials(foreground, classes, truth, [candidate], sampling=sampling)[0]
 
-    volumes = tuning_volumes(data, predictions)
-    loaded = [dask.delayed(read_volume, pure=False)(path, predictions_of[path], dask_key_name=f"tune-read-{number}")
-              for number, path in enumerate(volumes)]
     tasks = [[dask.delayed(one_candidate, pure=False)(volume, candidate, dask_key_name=f"tune-volume-{number}-{index}")
-              for index, candidate in enumerate(trials)] for number, volume in enumerate(loaded)]
-    slices = sum(labelled_objects(path).shape[0] for path in volumes)
+              for index, candidate in enumerate(trials)] for number, volume in enumerate(volumes)]
     with TaskProgress(total=len(volumes) * len(trials), desc="tuning candidates on volumes", unit="segmentations",
                       prefix="tune-volume"):
-        return [list(scores) for scores in dask.compute(*tasks)], slices
+        return [list(scores) for scores in dask.compute(*tasks)], sum(volume[2].shape[0] for volume in volumes)
 
 
 def sweep(data: list[Path], predictions: list[Path], trials: list[dict], *, metric: str, dims: int = 2,

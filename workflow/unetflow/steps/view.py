@@ -69,8 +69,9 @@ def write_view(data: Path, segmentation: Path, out: Path, *, name: str) -> None:
         # the links are relative and the temporary store is the output's sibling, so they resolve as they will
         # from the output; a damaged image or segmentation is refused here, not in the viewer (the ground truth
         # was checked by open_labels)
+        written = io.open_store(temporary)
         for key in (io.LEVEL0, f"labels/{SEGMENTATION}/{io.LEVEL0}"):
-            io.checked_array(io.open_store(temporary), key)
+            io.checked_array(written, key)
     log.info("wrote %s: %s with labels %s", out, data, ", ".join(f"{label} ({kind})" for label, kind in kinds.items()))
 
 
