@@ -32,6 +32,9 @@ include: "workflow/rules/report.smk"
 include: "workflow/rules/view.smk"
 
 
+check_given_files()  # once every rule is defined (common.smk)
+
+
 rule all:
     input:
         "results/report/metrics.html",

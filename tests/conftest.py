@@ -1,10 +1,12 @@
-"""Shared fixtures: the real ISBI data (skipped where absent) and workflow copies."""
+"""Shared fixtures: the real ISBI data (skipped where absent), workflow copies and the demos' complete runs."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -52,3 +54,37 @@ def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.Completed
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> Path:
+    """A workflow copy where the 2-D demo (config/config.yaml) ran to the end; tests that change
+    it restore it, or work on a copy (copy_run)."""
+    directory = copy_workflow(tmp_path_factory.mktemp("demo") / "workflow")
+    snakemake(directory, "--cores", "2")
+    return directory
+
+
+@pytest.fixture(scope="session")
+def demo3d_run(tmp_path_factory) -> Path:
+    """A workflow copy where the 3-D demo (config/demo3d.yaml) ran to the end."""
+    directory = copy_workflow(tmp_path_factory.mktemp("demo3d") / "workflow")
+    snakemake(directory, "--configfile", "config/demo3d.yaml", "--cores", "2")
+    return directory
+
+
+def copy_run(run: Path, destination: Path) -> Path:
+    """A copy of a workflow folder with its results, Snakemake's records and file times, whose
+    view stores' relative links point into the copy."""
+    shutil.copytree(run, destination, symlinks=True)
+    return destination
+
+
+def planned_jobs(directory: Path, *options: str) -> Counter:
+    """Rule -> number of jobs a dry run would execute."""
+    result = snakemake(directory, "-n", *options)
+    output = result.stdout + result.stderr
+    if "Nothing to be done" in output:
+        return Counter()
+    table = output.split("Job stats:")[1].split("total")[0]
+    return Counter({rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.MULTILINE)})

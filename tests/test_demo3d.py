@@ -15,39 +15,32 @@ import pytest
 import torch
 import zarr
 
-from conftest import copy_workflow, snakemake
+from conftest import snakemake
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def complete_run(tmp_path_factory):
-    directory = copy_workflow(tmp_path_factory.mktemp("demo3d") / "workflow")
-    snakemake(directory, "--configfile", "config/demo3d.yaml", "--cores", "2")
-    return directory
-
-
-def test_the_3d_demo_segments_the_test_volume_with_ids_through_z(complete_run):
-    table = pd.read_csv(complete_run / "results/evaluation/small3d/demo3d_test.csv", dtype={"slice": str})
+def test_the_3d_demo_segments_the_test_volume_with_ids_through_z(demo3d_run):
+    table = pd.read_csv(demo3d_run / "results/evaluation/small3d/demo3d_test.csv", dtype={"slice": str})
     volume = table[table["slice"] == "volume"].iloc[0]
     dataset = table[table["slice"] == "all"].iloc[0]
     assert volume["adapted_rand_error"] <= 0.15
     assert volume["vi_split"] + volume["vi_merge"] <= 0.4
     assert dataset["pixel_error_at_threshold"] <= 0.12
-    report = (complete_run / "results/report/metrics.md").read_text()
+    report = (demo3d_run / "results/report/metrics.md").read_text()
     volume_section = report.split("Scores of the whole volume")[1].split("\n## ")[0]
     assert f"| small3d | demo3d_test | {volume['threshold']:.4f} | {volume['adapted_rand_error']:.4f} |" in volume_section
 
 
-def test_every_step_of_the_3d_demo_works_in_3d(complete_run):
-    saved = torch.load(complete_run / "results/models/small3d/model.pt", weights_only=True)
+def test_every_step_of_the_3d_demo_works_in_3d(demo3d_run):
+    saved = torch.load(demo3d_run / "results/models/small3d/model.pt", weights_only=True)
     assert saved["dims"] == 3 and saved["state_dict"]["head.weight"].ndim == 5  # 1x1x1 convolution
-    assert list((complete_run / "results/demo3d_train/augmented").glob("72x72x72-32x32x32.zarr"))
-    probabilities = zarr.open_group(str(complete_run / "results/predictions/small3d/demo3d_test.zarr"), mode="r")
+    assert list((demo3d_run / "results/demo3d_train/augmented").glob("72x72x72-32x32x32.zarr"))
+    probabilities = zarr.open_group(str(demo3d_run / "results/predictions/small3d/demo3d_test.zarr"), mode="r")
     assert probabilities["0"].shape == (2, 48, 96, 96) and probabilities["0"].attrs["unetflow"]["dims"] == 3
-    assert (complete_run / "results/view/small3d/demo3d_test.ome.zarr/labels/segmentation").exists()
+    assert (demo3d_run / "results/view/small3d/demo3d_test.ome.zarr/labels/segmentation").exists()
 
 
-def test_a_second_3d_run_has_nothing_to_do(complete_run):
-    result = snakemake(complete_run, "-n", "--configfile", "config/demo3d.yaml")
+def test_a_second_3d_run_has_nothing_to_do(demo3d_run):
+    result = snakemake(demo3d_run, "-n", "--configfile", "config/demo3d.yaml")
     assert "Nothing to be done" in result.stdout + result.stderr

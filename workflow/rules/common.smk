@@ -3,6 +3,8 @@
 import functools
 import itertools
 import json
+import os
+import re
 import shlex
 import sys
 from pathlib import Path
@@ -21,12 +23,6 @@ from unetflow.methods.registry import check_name
 config_checks.check_checkout(workflow.basedir)
 PACKAGE_PATH = shlex.quote(str(Path(workflow.basedir) / "workflow"))
 shell.prefix(f"export PYTHONPATH={PACKAGE_PATH}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; ")
-
-
-wildcard_constraints:
-    dataset="|".join(config["datasets"]) or "no-datasets",
-    model="|".join(config["models"]) or "no-models",
-    part="[0-9]+",
 
 
 DEMO_DIR = "resources/demo" if config["dims"] == 2 else "resources/demo3d"  # the demo_data rule's stacks or volumes
@@ -378,4 +374,47 @@ def memory_mb(base, per_input_mb):
     return lambda wildcards, input, attempt: int((base + per_input_mb * input_megabytes(input)) * attempt)
 
 
+def one_of(names):
+    """A wildcard constraint matching exactly `names` (none: a pattern that never matches)."""
+    return "|".join(re.escape(name) for name in names) or "(?!)"
+
+
 check_config()
+
+
+# A wildcard matches only what this config makes: datasets it names and models it runs, and
+# train matches only the models it trains (train.smk). A model file or stack the config gives,
+# even one at a path like results/models/<name>/model.pt, is then never an output of this run,
+# so no job can replace or delete it (check_given_files, after the rules are defined).
+wildcard_constraints:
+    dataset=one_of(config["datasets"]),
+    model=one_of(active_models()),
+    part="[0-9]+",
+
+
+def given_files():
+    """(setting, path) of every file this run reads that the config gives: the stacks of the
+    datasets and the model files of the models it uses."""
+    used = set(training_datasets() if trained_models() else []) | set(validation_datasets()) | set(prediction_datasets())
+    for name in sorted(used):
+        for key in ("images", "labels"):
+            if key in dataset(name):
+                yield f"datasets.{name}.{key}", dataset(name)[key]
+    for model in active_models():
+        if pretrained_file(model):
+            yield f"models.{model}.file", pretrained_file(model)
+
+
+def check_given_files():
+    """A file the config gives is never the output of a rule of this run (but for the demo's
+    stacks, which demo_data makes): Snakemake would rerun that rule whenever its settings
+    differ from the run that wrote the file, deleting the file first."""
+    for setting, path in given_files():
+        producers = [rule.name for rule in workflow.rules
+                     if rule.name != "demo_data" and rule.is_producer(os.path.normpath(path))]
+        if producers:
+            fix = ("name that model in run_models to apply it, or copy the file out of results/ and give that path"
+                   if setting.startswith("models.") else "give the stack it was made from, or copy it out of "
+                   "results/ and give that path")
+            raise ValueError(f"config: {setting}: {path} is an output of this workflow's {producers[0]} rule, which "
+                             f"would replace or delete it whenever that rule reruns; {fix}")

@@ -8,6 +8,8 @@ rule train:
         model="results/models/{model}/model.pt",
         metrics="results/models/{model}/metrics.csv",
         loss="results/models/{model}/loss.png",
+    wildcard_constraints:
+        model=one_of(trained_models()),  # never a model whose file the config gives (common.smk)
     params:
         upstream=upstream_of_model,  # settings of the inputs (provenance.smk)
         runtime=train_runtime,

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .. import checkpoint, cli, io
+from .. import checkpoint, cli, io, model_versions
 from .. import settings as settings_module
 from ..augmentation import AugmentSettings, OnlineSamples
 from ..errors import InputError
@@ -211,7 +211,8 @@ def train(
     fingerprint_of: dict,
     on_iteration: Callable[[int], None] | None = None,
 ) -> pd.DataFrame:
-    """Train (or resume training) and write ``model.pt``, ``metrics.csv`` and ``loss.png``.
+    """Train (or resume training) and write ``model.pt``, ``metrics.csv`` and ``loss.png``,
+    also kept as a version of their own (:mod:`unetflow.model_versions`).
 
     ``on_iteration(i)`` is called after iteration ``i`` and its checkpoint (tests use
     it to interrupt a run). Raises :class:`~unetflow.errors.InputError` when training
@@ -305,6 +306,7 @@ def train(
         log.warning("%d of %d steps were skipped (non-finite loss or gradient); see skipped_steps in metrics.csv",
                     guard.total, state.iteration - start)
     write_outputs(out_dir, state, settings, metrics, samples.output_size)
+    model_versions.keep(out_dir)
     checkpoint_path.unlink(missing_ok=True)
     return metrics
 
@@ -394,6 +396,7 @@ def main(argv: list[str] | None = None) -> None:
     architecture = architectures.from_config(json.loads(args.model), num_classes=args.num_classes, dims=args.dims,
                                              where=f"models.{args.out_dir.name}")
     settings = TrainSettings.from_config({**json.loads(args.settings), **json.loads(args.runtime)})
+    refuse_missing_samples(args)
     if args.online is not None:
         online = settings_module.section("augment", json.loads(args.online))
         input_size, output_size = (parse_size(size, "--sample-sizes") for size in args.sample_sizes)
@@ -412,6 +415,17 @@ def main(argv: list[str] | None = None) -> None:
              len(samples), ", ".join(sources), len(validation), "slices" if architecture.dims == 2 else "volumes")
     train(architecture=architecture, settings=settings, samples=samples, validation=validation,
           out_dir=args.out_dir, fingerprint_of=inputs_fingerprint(args))
+
+
+def refuse_missing_samples(args: argparse.Namespace) -> None:
+    """Training needs samples (precomputed) or data and weight maps (online): refused before
+    anything is written, with the setting that names them."""
+    given = {"--data": args.data, "--weights": args.weights} if args.online is not None else {"--samples": args.samples}
+    missing = [option for option, paths in given.items() if not paths]
+    if missing:
+        raise InputError(f"model '{args.out_dir.name}': no training data ({' and '.join(missing)} name no store): the "
+                         "config's train_on names no dataset to train on; name labelled datasets in train_on, or "
+                         f"give a trained model file as models.{args.out_dir.name}.file to apply it without training")
 
 
 def inputs_fingerprint(args: argparse.Namespace) -> dict:
