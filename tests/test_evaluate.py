@@ -9,6 +9,7 @@ from skimage.metrics import adapted_rand_error, variation_of_information
 
 from unetflow import io, ngff
 from unetflow.methods.metrics import object_scores, pixel_scores
+from unetflow.scoring import Confusion
 from unetflow.steps import evaluate as evaluate_step
 from unetflow.steps.evaluate import evaluate
 from unetflow.steps import report as report_step
@@ -79,7 +80,7 @@ def test_object_and_pixel_scores():
     assert found["vi_split"] == pytest.approx(0.0) and found["vi_merge"] == pytest.approx(0.0)
     merged = object_scores(truth, np.ones_like(truth))
     assert merged["vi_merge"] > 0 and merged["vi_split"] == pytest.approx(0.0)
-    pixels = pixel_scores(truth > 0, truth > 0)
+    pixels = pixel_scores(Confusion.of(truth > 0, truth > 0))
     assert pixels == pytest.approx({"pixel_error_at_threshold": 0.0, "foreground_iou": 1.0, "foreground_dice": 1.0})
 
 

@@ -56,8 +56,8 @@ def toy_threshold(foreground, *, threshold):
     "metrics.py": '''
 
 @pixel_metric("toy_accuracy")
-def toy_accuracy(predicted, truth):
-    return float(np.mean(predicted == truth))
+def toy_accuracy(counts):
+    return (counts.true_positive + counts.true_negative) / counts.total
 ''',
 }
 CONFIG = {

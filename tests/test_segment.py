@@ -4,11 +4,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 from skimage.metrics import adapted_rand_error
 
 from unetflow import io, ngff
-from unetflow.errors import InputError
 from unetflow.methods.segmenters import components, segment, watershed_fill
 from unetflow.steps import segment as segment_step
 from unetflow.voxel_size import VoxelSize
@@ -180,10 +178,3 @@ def test_the_segment_step_in_3d_numbers_objects_over_the_volume(tmp_path):
                                                                       "min_size": 0}, sampling=(2.0, 1.0, 1.0))
     assert np.array_equal(written[:], expected)
     assert len(np.unique(written[:][objects == 1])) == 1 and written[:].max() == 2
-
-
-def test_the_segment_step_in_3d_refuses_to_split_a_volume_into_parts(tmp_path):
-    store = probability_store(tmp_path / "predictions.zarr", np.full((4, 16, 16), 0.9), VoxelSize())
-    with pytest.raises(InputError, match=r"--parts is 2.*object IDs would break.*set predict.parts: 1"):
-        segment_step.main([str(store), str(tmp_path / "objects.zarr"), "--dims", "3", "--parts", "2", "--part", "1"])
-    assert not (tmp_path / "objects.zarr").exists() and not list(tmp_path.glob(".objects.zarr*"))

@@ -169,3 +169,27 @@ def test_the_tune_and_segment_steps_in_3d_agree(tmp_path):
     expected = segment(probability, choice["settings"]["method"], choice["settings"], sampling=(2.0, 1.0, 1.0))
     assert np.array_equal(written, expected)
     assert adapted_rand_error(truth, written, ignore_labels=(0,))[0] == pytest.approx(choice["score"])
+
+
+def test_in_3d_a_volume_larger_than_a_block_is_tuned_block_by_block_with_the_whole_volumes_scores(tmp_path):
+    data, predictions, truth, probability = write_volume_stores(tmp_path)
+    trials = candidates(GRID_3D, settings.section("segment"))
+    whole = sweep([data], [predictions], trials, metric="adapted_rand_error", dims=3, workers=2)
+    rechunked = io.create_group(tmp_path / "small-chunks.zarr")
+    rechunked.attrs.update(zarr.open_group(str(predictions), mode="r").attrs.asdict())
+    array = rechunked.create_array("0", shape=(2, *truth.shape), chunks=(1, 8, 16, 16), dtype=np.float32,
+                                   fill_value=0)
+    array[:] = np.stack([1 - probability, probability])
+    options = {"edge": 16, "halo": 24}  # 2 x 3 x 3 blocks
+    blocks = sweep([data], [tmp_path / "small-chunks.zarr"], trials, metric="adapted_rand_error", dims=3, workers=2,
+                   blocks=options, workspace=tmp_path / "workspace")
+    assert not (tmp_path / "workspace").exists()
+    for index, trial in enumerate(trials):  # each candidate scored as the segment step segments it
+        out = tmp_path / f"objects-{index}.zarr"
+        segment_step.main([str(tmp_path / "small-chunks.zarr"), str(out), "--settings",
+                           json.dumps({"settings": "fixed", **trial}), "--blocks", json.dumps(options), "--dims", "3"])
+        direct = adapted_rand_error(truth, io.open_objects(out)[:], ignore_labels=(0,))[0]
+        assert abs(blocks["score"][index] - direct) < 1e-9
+        if trial["method"] == "components":  # exact in blocks: the whole volume's scores
+            assert abs(blocks["score"][index] - whole["score"][index]) < 1e-9
+    np.testing.assert_allclose(blocks["pixel_error"], whole["pixel_error"], rtol=0, atol=1e-9)

@@ -196,9 +196,30 @@ def test_weights_step_in_3d_equals_the_whole_volume_map(tmp_path):
     whole = weight_map(classes, objects, class_weight=class_weights(np.bincount(classes.ravel())), w0=10,
                        sigma=2, spacing=(2.5, 1.0, 1.0))
     np.testing.assert_array_equal(stored[:], whole)
-    assert stored.dtype == np.float32 and stored.chunks == (1, 40, 40)
+    assert stored.dtype == np.float32 and stored.chunks == (20, 40, 40)  # a volume's store: cubes
     assert stored.attrs["unetflow"]["dims"] == 3 and stored.attrs["unetflow"]["spacing"] == [2.5, 1.0, 1.0]
     assert (tmp_path / "preview.png").stat().st_size > 0
+
+
+def test_3d_weights_block_by_block_in_every_axis_equal_the_whole_volume_map(tmp_path):
+    """Labels in chunks of 8 x 16 x 16 voxels: 3 x 3 x 3 blocks (each made at least as long as the
+    halo), each with a halo of the border term's cutoff, where w0 exp(-(d1 + d2)^2 / 2 sigma^2) < w0 2^-24: farther objects change no float32
+    weight, and the whole map is cut off there as well, so the maps are equal."""
+    classes, objects = touching_cells_volume((20, 40, 40), count=30)
+    data = io.create_group(tmp_path / "data.zarr")
+    ngff.create_image(data, classes.shape, np.dtype(np.uint8), ANISOTROPIC, name="raw")[:] = 0
+    for name, values in (("objects", objects), ("classes", classes)):
+        labels = data.require_group("labels").create_group(name)
+        ngff.create_image(labels, values.shape, values.dtype, ANISOTROPIC, name=name, downsampling="nearest")
+        del labels["0"]
+        labels.create_array("0", shape=values.shape, chunks=(8, 16, 16), dtype=values.dtype, fill_value=0,
+                            config=io.ARRAY_CONFIG)[:] = values
+    main([str(tmp_path / "data.zarr"), str(tmp_path / "weights.zarr"), "--dims", "3", "--settings",
+          json.dumps({"sigma": 2}), "--workers", "2"])
+    stored = zarr.open_group(str(tmp_path / "weights.zarr"), mode="r")[io.LEVEL0][:]
+    whole = weight_map(classes, objects, class_weight=class_weights(np.bincount(classes.ravel())), w0=10, sigma=2,
+                       spacing=(2.5, 1.0, 1.0))
+    assert np.abs(stored - whole).max() <= 10 * 2.0**-24
 
 
 def test_slice_class_weights_are_refused_for_3d_weight_maps(tmp_path):

@@ -176,7 +176,6 @@ def test_train_rule_runs_on_the_demo(workflow_dir):
     ({"models": {"mine": {"file": "config/config.yaml", "depth": 3}}}, "models.mine gives a model file and also "
                                                                       "depth"),
     ({"dims": 3, "weights": {"class_weights": "slice"}}, "weights.class_weights is 'slice', but 3-D weight maps"),
-    ({"dims": 3, "predict": {"parts": 2}}, "predict.parts is 2, but with dims 3 objects keep one ID through a volume"),
     ({"models": {"small": {"planar_poolings": 1}}}, "models.small: planar_poolings 1 must be 0 for 2-D models"),
 ])
 def test_unknown_methods_and_missing_training_data_are_refused_before_any_job(workflow_dir, config, message):

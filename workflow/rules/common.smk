@@ -65,10 +65,6 @@ def check_config():
     if tuned():
         check_tuning()
     check_split()
-    if config["dims"] == 3 and PARTS > 1:
-        raise ValueError(f"config: predict.parts is {PARTS}, but with dims 3 objects keep one ID through a volume, "
-                         "which slices segmented in separate jobs cannot; set predict.parts: 1 (a 3-D "
-                         "prediction streams the volume in blocks of slices inside its one job)")
     for model in trained_models():
         check_method(model_train_settings(model)["loss"], "losses", "loss", f"models.{model}.train.loss")
         check_method(config["models"][model].get("architecture", architectures.DEFAULT), "architectures", "architecture",
@@ -372,6 +368,17 @@ def input_megabytes(input):
 def memory_mb(base, per_input_mb):
     """mem_mb resource: base + per_input_mb x input size, doubled on each retry (SLURM)."""
     return lambda wildcards, input, attempt: int((base + per_input_mb * input_megabytes(input)) * attempt)
+
+
+def block_memory_mb(base, per_worker):
+    """mem_mb resource of a step that works block by block (README, "Large volumes"): base +
+    per_worker x its threads, whatever the data's size; doubled on each retry."""
+    return lambda wildcards, threads, attempt: int((base + per_worker * threads) * attempt)
+
+
+def blocks_settings():
+    """The blocks section as JSON, for the steps that segment (a result setting there)."""
+    return json.dumps(config["blocks"], sort_keys=True)
 
 
 def one_of(names):

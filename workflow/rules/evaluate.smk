@@ -1,4 +1,4 @@
-# Segmentation + probabilities + labels -> metrics per slice and dataset.
+# Segmentation + probabilities + labels -> metrics per slice and dataset (block by block where large).
 
 
 rule evaluate:
@@ -12,8 +12,11 @@ rule evaluate:
         upstream=upstream_of_segmented,  # settings of the inputs (provenance.smk)
         code=code_of("evaluate"),
         dims=config["dims"],
+        blocks=runtime(json.dumps(config["blocks"], sort_keys=True)),  # blockwise scores are the whole's
+        scheduler=runtime(config["dask"]["scheduler"]),
+    threads: workflow.cores
     resources:
-        mem_mb=memory_mb(2000, 2),
+        mem_mb=block_memory_mb(1500, 250),
     log:
         "logs/evaluate/{model}/{dataset}.log",
     benchmark:
@@ -21,4 +24,4 @@ rule evaluate:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.evaluate --data {input.data:q} --predictions {input.predictions:q} --segmentation {input.segmentation:q} --out {output:q} --model {wildcards.model:q} --dataset {wildcards.dataset:q} --dims {params.dims:q} > {log:q} 2>&1"
+        "python -m unetflow.steps.evaluate --data {input.data:q} --predictions {input.predictions:q} --segmentation {input.segmentation:q} --out {output:q} --model {wildcards.model:q} --dataset {wildcards.dataset:q} --dims {params.dims:q} --blocks {params.blocks:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

@@ -16,16 +16,22 @@ if PARTS > 1:
         shell:
             "python -m unetflow.steps.merge {output:q} --parts {params.parts} > {log:q} 2>&1"
 
-    rule merge_segmentation:
+    rule merge_segmentation:  # with dims 3: stitches the parts' blocks and writes the store
         input:
             part_flags("results/segmentation/{model}/{dataset}.zarr"),
         output:
             directory("results/segmentation/{model}/{dataset}.zarr"),
         params:
             parts=runtime(PARTS),
+            scheduler=runtime(config["dask"]["scheduler"]),
+        threads: workflow.cores
+        resources:
+            mem_mb=block_memory_mb(1500, 250),
         log:
             "logs/merge/segmentation/{model}/{dataset}.log",
+        benchmark:
+            "benchmarks/runs/merge_segmentation/{model}/{dataset}.tsv"
         conda:
             "../../envs/cpu.yaml"
         shell:
-            "python -m unetflow.steps.merge {output:q} --parts {params.parts} > {log:q} 2>&1"
+            "python -m unetflow.steps.merge {output:q} --parts {params.parts} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

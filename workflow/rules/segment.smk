@@ -1,5 +1,5 @@
 # Probabilities -> objects (seeded watershed or connected components) with the tuned or the fixed
-# segment settings; split like predict.
+# segment settings, block by block where the data is larger than a block; split like predict.
 
 
 rule segment:
@@ -17,10 +17,11 @@ rule segment:
         code=code_of("segment"),
         dims=config["dims"],
         settings=json.dumps(segment_settings(), sort_keys=True),
+        blocks=blocks_settings(),
         tuned=lambda wildcards, input: ["--tuned", input.tuned] if input.tuned else [],
     threads: workflow.cores
     resources:
-        mem_mb=memory_mb(2000, 4),
+        mem_mb=block_memory_mb(1000, 1000),
     log:
         f"logs/segment/{{model}}/{{dataset}}{PART}.log",
     benchmark:
@@ -28,4 +29,4 @@ rule segment:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.segment {input.predictions:q} {params.store:q} --part {params.part} --parts {params.parts} --settings {params.settings:q} {params.tuned:q} --dims {params.dims:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.segment {input.predictions:q} {params.store:q} --part {params.part} --parts {params.parts} --settings {params.settings:q} {params.tuned:q} --blocks {params.blocks:q} --dims {params.dims:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

@@ -14,10 +14,11 @@ rule tune:
         code=code_of("tune"),
         dims=config["dims"],
         settings=json.dumps(config["tune"], sort_keys=True),
+        blocks=blocks_settings(),
         scheduler=runtime(config["dask"]["scheduler"]),
     threads: workflow.cores
     resources:
-        mem_mb=memory_mb(2000, 2),
+        mem_mb=block_memory_mb(1000, 1000),
     log:
         "logs/tune/{model}.log",
     benchmark:
@@ -25,4 +26,4 @@ rule tune:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.tune --data {input.data:q} --predictions {input.predictions:q} --settings {params.settings:q} --out {output.settings:q} --table {output.table:q} --dims {params.dims:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.tune --data {input.data:q} --predictions {input.predictions:q} --settings {params.settings:q} --out {output.settings:q} --table {output.table:q} --blocks {params.blocks:q} --dims {params.dims:q} --scheduler {params.scheduler:q} --workers {threads} > {log:q} 2>&1"

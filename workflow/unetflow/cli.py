@@ -69,3 +69,9 @@ def add_dask_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scheduler", default=settings.section("dask")["scheduler"],
                         help="threads, processes, synchronous or a distributed scheduler's address")
     parser.add_argument("--workers", type=int, default=1)
+
+
+def add_blocks_option(parser: argparse.ArgumentParser) -> None:
+    """``--blocks``: the config's ``blocks`` section as JSON (data larger than memory, block by block)."""
+    parser.add_argument("--blocks", default="{}", help="the config's blocks section as JSON (edge, plane_edge, halo; "
+                        "the schema's defaults for missing keys)")

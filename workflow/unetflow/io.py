@@ -3,8 +3,9 @@
 Every store is OME-Zarr (NGFF 0.4) on Zarr format 2, the combination that both
 napari (napari-ome-zarr) and Fiji (MoBIE / n5-viewer) open today; its images are
 written by :mod:`unetflow.ngff` (physical scale, pyramid levels ``0``, ``1``, ...).
-Arrays are (z, y, x), chunked one slice per chunk in z and in tiles of
-``MAX_CHUNK_EDGE`` in y/x for large slices.
+Arrays are (z, y, x): a stack of slices (``dims`` 2) is chunked one slice per chunk in z
+and in tiles of ``TILE_CHUNK_EDGE`` in y/x for slices over ``MAX_CHUNK_EDGE``; a volume
+(``dims`` 3) in cubes of ``VOLUME_CHUNK_EDGE``, which 3-D blocks read and write whole.
 
 ``data.zarr`` layout::
 
@@ -37,6 +38,7 @@ log = logging.getLogger(__name__)
 
 MAX_CHUNK_EDGE = 2048
 TILE_CHUNK_EDGE = 1024
+VOLUME_CHUNK_EDGE = 128  # 2 MB of uint8, 8 MB of float32 a chunk; 477 files per 10^9 voxels and array
 COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
 LABEL_NAMES = ("objects", "classes")
 LEVEL0 = "0"  # the full-resolution level of every image
@@ -47,8 +49,18 @@ ARRAY_CONFIG = {"write_empty_chunks": True}
 
 
 def slice_chunks(shape: tuple[int, int, int]) -> tuple[int, int, int]:
-    """Chunk shape: one slice in z; whole rows/columns up to 2048 px, else 1024-px tiles."""
+    """Chunk shape of a stack: one slice in z; whole rows/columns up to 2048 px, else 1024-px tiles."""
     return (1, *(edge if edge <= MAX_CHUNK_EDGE else TILE_CHUNK_EDGE for edge in shape[1:]))
+
+
+def volume_chunks(shape: tuple[int, int, int]) -> tuple[int, int, int]:
+    """Chunk shape of a volume: cubes of ``VOLUME_CHUNK_EDGE`` (clipped to the volume)."""
+    return tuple(min(edge, VOLUME_CHUNK_EDGE) for edge in shape)
+
+
+def chunks_for(shape: tuple[int, int, int], volume: bool) -> tuple[int, int, int]:
+    """The chunks of a (z, y, x) array of a stack (``volume`` False) or a volume."""
+    return volume_chunks(shape) if volume else slice_chunks(shape)
 
 
 @contextmanager
@@ -160,26 +172,49 @@ def read_probabilities(array: zarr.Array, z: int, channel: int) -> np.ndarray:
     infinite: a diverged model's output, which would make every later step wrong
     (and a watershed never finish).
     """
-    values = array[channel, z]
+    return read_probability_region(array, (slice(z, z + 1),), channel)[0]
+
+
+def read_probability_region(array: zarr.Array, region: tuple[slice, ...], channel: int) -> np.ndarray:
+    """One class's probabilities of a (z, y, x) ``region`` (trailing axes may be left out: whole),
+    float32 in [0, 1], refused like :func:`read_probabilities` where not finite."""
+    values = array[(channel, *region)]
     if array.dtype == np.uint8:
         return values.astype(np.float32) / 255
     broken = np.count_nonzero(~np.isfinite(values))
     if broken:
         raise InputError(
-            f"{location(array)}: slice {z} (class {channel}) holds {broken} non-finite probabilities (NaN or "
-            "infinity), so the model that predicted them is broken (its training diverged, or it was written "
-            "by an older unetflow that did not check); retrain the model and rerun predict"
+            f"{location(array)}: {describe_region(region)} (class {channel}) holds {broken} non-finite probabilities "
+            "(NaN or infinity), so the model that predicted them is broken (its training diverged, or it was "
+            "written by an older unetflow that did not check); retrain the model and rerun predict"
         )
     return values
 
 
+def describe_region(region: tuple[slice, ...]) -> str:
+    """``slice 3`` / ``slices 0-63, rows 0-127, columns 128-255``, for messages."""
+    names = ("slice", "row", "column")
+    parts = []
+    for name, axis in zip(names, region):
+        if axis.start is None:
+            continue
+        last = axis.stop - 1
+        parts.append(f"{name} {axis.start}" if last == axis.start else f"{name}s {axis.start}-{last}")
+    return ", ".join(parts)
+
+
 def foreground_probability(probabilities: zarr.Array, z: int) -> np.ndarray:
     """P(not background) of slice ``z``: class 1 for two classes, 1 - P(class 0) for more."""
+    return foreground_region(probabilities, (slice(z, z + 1),))[0]
+
+
+def foreground_region(probabilities: zarr.Array, region: tuple[slice, ...]) -> np.ndarray:
+    """P(not background) of a (z, y, x) ``region`` of (c, z, y, x) probabilities, float32."""
     if probabilities.shape[0] == 2:
-        return read_probabilities(probabilities, z, 1)
-    return 1.0 - read_probabilities(probabilities, z, 0)
+        return read_probability_region(probabilities, region, 1)
+    return 1.0 - read_probability_region(probabilities, region, 0)
 
 
 def foreground_volume(probabilities: zarr.Array) -> np.ndarray:
-    """P(not background) of every slice, as one (z, y, x) float32 volume (checked slice by slice)."""
-    return np.stack([foreground_probability(probabilities, z) for z in range(probabilities.shape[1])])
+    """P(not background) of every slice, as one (z, y, x) float32 volume."""
+    return foreground_region(probabilities, (slice(0, probabilities.shape[1]),))

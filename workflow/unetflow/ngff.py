@@ -17,6 +17,7 @@ writes every level, level 0 included, from one array at once; steps stream level
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import dask.array as da
@@ -46,9 +47,9 @@ def level_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
     return shapes
 
 
-def level_chunks(shape: tuple[int, ...]) -> tuple[int, ...]:
-    """One slice (and one channel) per chunk; y/x as :func:`io.slice_chunks` tiles them."""
-    return (1,) * (len(shape) - 2) + io.slice_chunks((1, *shape[-2:]))[1:]
+def level_chunks(shape: tuple[int, ...], volume: bool = False) -> tuple[int, ...]:
+    """One channel per chunk; z, y, x as :func:`io.chunks_for` chunks a stack or a volume."""
+    return (1,) * (len(shape) - 3) + io.chunks_for(shape[-3:], volume)
 
 
 def axes(voxel_size: VoxelSize, *, channels: bool) -> list[dict[str, str]]:
@@ -88,6 +89,7 @@ def create_image(
     pyramid: bool = True,
     channel_names: list[str] | None = None,
     attributes: dict[str, Any] | None = None,
+    volume: bool = False,
 ) -> zarr.Array:
     """Create a multiscale (z, y, x) image, or (c, z, y, x) with ``channel_names``, in ``group``.
 
@@ -109,6 +111,8 @@ def create_image(
         One name per channel of a (c, z, y, x) image, written as OMERO channel labels.
     attributes
         Stored as ``attrs["unetflow"]`` of level 0.
+    volume
+        Chunk a volume (``dims`` 3) in cubes rather than slices (:func:`io.chunks_for`).
 
     Returns
     -------
@@ -118,7 +122,7 @@ def create_image(
     channels = channel_names is not None
     shapes = level_shapes(shape) if pyramid else [tuple(shape)]
     arrays = [
-        group.create_array(str(level), shape=level_shape, chunks=level_chunks(level_shape), dtype=dtype,
+        group.create_array(str(level), shape=level_shape, chunks=level_chunks(level_shape, volume), dtype=dtype,
                            compressors=io.COMPRESSOR, fill_value=0, config=io.ARRAY_CONFIG)
         for level, level_shape in enumerate(shapes)
     ]
@@ -172,12 +176,25 @@ def mark_label_image(group: zarr.Group, colors: list[dict] | None = None) -> Non
 
 
 def create_label(image: zarr.Group, name: str, shape: tuple[int, int, int], dtype: np.dtype,
-                 voxel_size: VoxelSize = UNKNOWN, *, colors: list[dict] | None = None) -> zarr.Array:
+                 voxel_size: VoxelSize = UNKNOWN, *, colors: list[dict] | None = None,
+                 volume: bool = False) -> zarr.Array:
     """Create the label image ``labels/<name>`` of ``image`` (listed in ``labels``), return its level 0."""
     labels = image.require_group("labels")
-    array = create_image(labels.create_group(name), shape, dtype, voxel_size, name=name, downsampling="nearest")
+    array = create_image(labels.create_group(name), shape, dtype, voxel_size, name=name, downsampling="nearest",
+                         volume=volume)
     write_label_metadata(labels, name, colors=colors, fmt=FormatV04(), source=LABEL_SOURCE)
     return array
+
+
+def create_segmentation(path: Path, shape: tuple[int, int, int], voxel_size: VoxelSize, attributes: dict, *,
+                        volume: bool) -> zarr.Group:
+    """A new segmentation store: a uint32 label image (0 = background) that the view rule places in
+    the labels group of its image; ``attributes`` (the method and settings) on level 0."""
+    group = io.create_group(path)
+    create_image(group, shape, np.dtype(np.uint32), voxel_size, name="segmentation", downsampling="nearest",
+                 attributes=attributes, volume=volume)
+    mark_label_image(group)
+    return group
 
 
 def class_colours(num_classes: int) -> list[dict]:

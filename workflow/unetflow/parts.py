@@ -29,11 +29,13 @@ log = logging.getLogger(__name__)
 SIGNATURE = "unetflow-parts"
 
 
-def slice_range(part: int, parts: int, count: int) -> range:
-    """The slices of part ``part`` (1..``parts``) of a stack of ``count`` slices."""
+def slice_range(part: int, parts: int, count: int, step: int = 1) -> range:
+    """The slices of part ``part`` (1..``parts``) of a stack of ``count`` slices: balanced runs of
+    whole ``step``s (a volume's chunk depth; the last may be shorter)."""
     if not 1 <= part <= parts:
         raise InputError(f"part {part} of {parts}: parts are numbered 1 to {parts}")
-    return range((part - 1) * count // parts, part * count // parts)
+    steps = -(-count // step)
+    return range(min(count, (part - 1) * steps // parts * step), min(count, part * steps // parts * step))
 
 
 def workspace(output: Path) -> Path:
@@ -95,8 +97,9 @@ def discard_workspace(output: Path) -> None:
         shutil.rmtree(workspace(output), ignore_errors=True)
 
 
-def mark_done(output: Path, part: int, parts: int, slices: range) -> None:
-    flag(output, part, parts).write_text(f"slices {slices.start}-{slices.stop - 1}\n" if slices else "no slices\n")
+def mark_done(output: Path, part: int, parts: int, done: range | list[int], what: str = "slices") -> None:
+    """Write part ``part``'s flag, naming what it did (``done``: its slices, or its blocks)."""
+    flag(output, part, parts).write_text(f"{what} {done[0]}-{done[-1]}\n" if len(done) else f"no {what}\n")
 
 
 def merge(output: Path, parts: int) -> None:

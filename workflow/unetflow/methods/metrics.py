@@ -2,18 +2,17 @@
 registered here is computed per slice by the evaluate step and shown in the report.
 
 Pixel metrics (``@pixel_metric("name")``) compare the thresholded foreground with the true
-foreground: ``(predicted, truth) -> float`` on boolean arrays. Object metrics
-(``@object_metric("name", columns=..., reported=...)``) compare the segmented objects
-with the ground-truth objects, background (0) of the ground truth ignored:
-``(truth, objects) -> {column: value}``; they are undefined on a slice without objects.
-The ISBI 2012 challenge's V_Rand and V_Info (:mod:`unetflow.isbi_scores`) are computed
-beside these, from the probabilities.
-
-Every metric takes arrays of any shape and counts their elements, so the same function
-scores one slice (y, x) or a whole volume (z, y, x): with ``--dims 3`` the evaluate step
-also scores the volume as one segmentation by the object metrics, where an object split
-or merged across z counts, which per-slice scores cannot see (a slice only sees an
-object's cross-section).
+foreground from their pixel counts: ``(counts: Confusion) -> float``. Object metrics
+(``@object_metric("name", columns=..., reported=...)``) compare the segmented objects with
+the ground-truth objects, background (0) of the ground truth ignored, from their
+contingency table: ``(table: Contingency) -> {column: value}``; they are undefined on a
+slice without objects. Both are sums over pixels (:mod:`unetflow.scoring`), so every
+metric scores one slice (y, x), a whole volume (z, y, x) or an image larger than memory,
+block by block, with the same result: with ``--dims 3`` the evaluate step also scores the
+volume as one segmentation by the object metrics, where an object split or merged across
+z counts, which per-slice scores cannot see (a slice only sees an object's
+cross-section). The ISBI 2012 challenge's V_Rand and V_Info (:mod:`unetflow.isbi_scores`)
+are computed beside these, from the probabilities.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from skimage.metrics import adapted_rand_error, variation_of_information
 
+from ..scoring import Confusion, Contingency
 from .registry import Registry
 
 # the evaluation table's summary rows (column ``slice``): the dataset's scores, and with dims 3
@@ -58,18 +58,23 @@ def object_metric(name: str, *, columns: tuple[str, ...], reported: tuple[str, .
     return add
 
 
-def pixel_scores(predicted: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    """Every pixel metric of a boolean prediction against the boolean truth."""
-    return {metric.columns[0]: float(metric.function(predicted, truth))
+def pixel_scores(counts: Confusion) -> dict[str, float]:
+    """Every pixel metric from the pixel counts of a boolean prediction against the truth."""
+    return {metric.columns[0]: float(metric.function(counts))
             for metric in METRICS.entries.values() if not metric.on_objects}
 
 
 def object_scores(truth: np.ndarray, objects: np.ndarray) -> dict[str, float]:
     """Every object metric of segmented ``objects`` against ground-truth objects ``truth``."""
+    return table_scores(Contingency.of(truth, objects))
+
+
+def table_scores(table: Contingency) -> dict[str, float]:
+    """Every object metric from a contingency table (e.g. added up block by block)."""
     scores: dict[str, float] = {}
     for metric in METRICS.entries.values():
         if metric.on_objects:
-            scores.update({column: float(value) for column, value in metric.function(truth, objects).items()})
+            scores.update({column: float(value) for column, value in metric.function(table).items()})
     return scores
 
 
@@ -84,31 +89,40 @@ def reported_columns(*, objects_only: bool = False) -> list[str]:
             for column in metric.reported]
 
 
-@pixel_metric("pixel_error_at_threshold")
 def pixel_error(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Fraction of pixels whose class differs from the ground truth (ISBI 2012's pixel error)."""
+    """Fraction of pixels whose class differs from the ground truth (ISBI 2012's pixel error), of
+    class images of any number of classes (training's validation, tuning)."""
     return float(np.mean(np.asarray(predicted) != np.asarray(truth)))
 
 
-@pixel_metric("foreground_iou")
 def foreground_iou(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union of the foreground (class > 0); 1.0 when both are empty."""
-    predicted, truth = np.asarray(predicted) > 0, np.asarray(truth) > 0
-    union = np.count_nonzero(predicted | truth)
-    return 1.0 if union == 0 else float(np.count_nonzero(predicted & truth) / union)
+    """Intersection over union of the foreground (class > 0) of two class images; 1.0 when both are empty."""
+    return foreground_iou_of(Confusion.of(np.asarray(predicted) > 0, np.asarray(truth) > 0))
+
+
+@pixel_metric("pixel_error_at_threshold")
+def pixel_error_of(counts: Confusion) -> float:
+    """Fraction of pixels whose foreground/background differs from the ground truth."""
+    return (counts.false_positive + counts.false_negative) / counts.total if counts.total else 0.0
+
+
+@pixel_metric("foreground_iou")
+def foreground_iou_of(counts: Confusion) -> float:
+    """Intersection over union of the foreground; 1.0 when both are empty."""
+    union = counts.true_positive + counts.false_positive + counts.false_negative
+    return 1.0 if union == 0 else counts.true_positive / union
 
 
 @pixel_metric("foreground_dice")
-def foreground_dice(predicted: np.ndarray, truth: np.ndarray) -> float:
-    """Dice coefficient of the foreground (class > 0); 1.0 when both are empty."""
-    predicted, truth = np.asarray(predicted) > 0, np.asarray(truth) > 0
-    total = np.count_nonzero(predicted) + np.count_nonzero(truth)
-    return 1.0 if total == 0 else float(2 * np.count_nonzero(predicted & truth) / total)
+def foreground_dice_of(counts: Confusion) -> float:
+    """Dice coefficient of the foreground; 1.0 when both are empty."""
+    total = 2 * counts.true_positive + counts.false_positive + counts.false_negative
+    return 1.0 if total == 0 else 2 * counts.true_positive / total
 
 
 @object_metric("adapted_rand", columns=("adapted_rand_error", "adapted_rand_precision", "adapted_rand_recall"),
                reported=("adapted_rand_error",))
-def adapted_rand(truth: np.ndarray, objects: np.ndarray) -> dict[str, float]:
+def adapted_rand(table: Contingency) -> dict[str, float]:
     """Adapted Rand error with its precision and recall (``skimage.metrics.adapted_rand_error``),
     over the ground truth's objects (its background, 0, ignored) of a slice or a volume.
 
@@ -125,12 +139,12 @@ def adapted_rand(truth: np.ndarray, objects: np.ndarray) -> dict[str, float]:
     I. Arganda-Carreras et al., "Crowdsourcing the creation of image segmentation algorithms
     for connectomics", Front. Neuroanat. 9:142, 2015.
     """
-    error, precision, recall = adapted_rand_error(truth, objects, ignore_labels=(0,))
+    error, precision, recall = adapted_rand_error(table=table.table())
     return {"adapted_rand_error": error, "adapted_rand_precision": precision, "adapted_rand_recall": recall}
 
 
 @object_metric("variation_of_information", columns=("vi_split", "vi_merge"), reported=("vi_split", "vi_merge"))
-def variation_of_information_parts(truth: np.ndarray, objects: np.ndarray) -> dict[str, float]:
+def variation_of_information_parts(table: Contingency) -> dict[str, float]:
     """Variation of information split into over- (split) and under-segmentation (merge), in bits,
     over the ground truth's objects (its background ignored) of a slice or a volume.
 
@@ -146,6 +160,7 @@ def variation_of_information_parts(truth: np.ndarray, objects: np.ndarray) -> di
     M. Meila, "Comparing clusterings - an information based distance", J. Multivariate
     Anal. 98(5), 2007.
     """
-    split, merge = variation_of_information(truth, objects, ignore_labels=(0,))
+    # skimage checks the shapes of its images even when given the table (skimage 0.25): two stand-ins
+    split, merge = variation_of_information(np.zeros(1), np.zeros(1), table=table.table(normalize=True))
     # skimage returns (H(objects | truth), H(truth | objects))
     return {"vi_split": split, "vi_merge": merge}

@@ -16,7 +16,10 @@ slice (y, x) or of a whole volume (z, y, x).
 
 Each is ``method(foreground, **settings) -> uint32 labels``, called with the keys of the
 config's ``segment`` section that it names, and with ``sampling`` (the voxel size relative
-to x) when it takes that keyword. Add one with ``@segmenter("name")``.
+to x) when it takes that keyword. Add one with ``@segmenter("name")``; ``stitch`` says how
+its objects join across the faces of blocks when an image is segmented block by block
+(:mod:`unetflow.blockwise`): ``overlap`` (default) by majority overlap, ``components``
+exactly as connected components (its ``min_size`` then applies to whole objects).
 
 Volumes (``--dims 3``) are segmented as one 3-D problem, not as 2-D slices stitched
 across z: the same methods run on the whole (z, y, x) array, with face connectivity
@@ -31,14 +34,15 @@ obliquely; on near-isotropic data (FIB-SEM, the 3-D demo) z neighbours are as cl
 y/x neighbours, which is what 3-D connectivity assumes. Serial sections whose z spacing
 is many times the pixel size, or whose slices are misaligned, are better segmented slice
 by slice (``--dims 2``, object IDs per slice). ``min_size`` counts voxels in 3-D.
-A volume is segmented in memory, whole: besides its float32 probabilities, the watershed
-peaks at about 140 bytes a voxel (h-maxima and flooding work in 64 bits; measured on a
-48 x 96 x 96 volume), some 19 GB for 512^3 voxels; components need about 13 bytes a voxel.
+The watershed peaks at about 140 bytes a voxel (h-maxima and flooding work in 64 bits;
+measured on a 48 x 96 x 96 volume), components at about 13: an image larger than a block
+(``blocks`` in the config) is segmented block by block (:mod:`unetflow.blockwise`).
 """
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
@@ -50,7 +54,17 @@ from ..errors import InputError
 from .registry import Registry
 
 SEGMENTERS: Registry = Registry("segmentation method", "segment.method")
-segmenter = SEGMENTERS.register
+STITCHING: dict[str, str] = {}  # method -> how its objects join across block faces (unetflow.stitching.RULES)
+
+
+def segmenter(name: str, *, stitch: str = "overlap"):
+    """Decorator: register a segmentation method under ``name`` (``stitch``: see the module's notes)."""
+    def add(function):
+        SEGMENTERS.register(name)(function)
+        STITCHING[name] = stitch
+        return function
+
+    return add
 SEED_SMOOTHING = 1.0  # x voxels: the Gaussian that smooths the probability before its h-maxima
 
 
@@ -68,13 +82,35 @@ def segment(foreground: np.ndarray, method: str, settings: dict, *,
     return function(foreground, **options)
 
 
+@dataclass(frozen=True)
+class BlockSettings:
+    """How each block of an image segmented block by block is segmented and stitched
+    (:mod:`unetflow.blockwise`): the settings a block is segmented with, the stitching rule, the
+    ``min_size`` applied to whole objects after stitching (components: their size is known only
+    then; 0 where the method applies it itself), and the foreground probability from which a
+    voxel votes in overlap stitching (the method's ``threshold``: its interior)."""
+
+    options: dict
+    rule: str
+    min_size: int
+    vote_threshold: float | None
+
+
+def block_settings(method: str, settings: dict) -> BlockSettings:
+    """The :class:`BlockSettings` of ``method`` with the ``segment`` ``settings``."""
+    rule = STITCHING[method]
+    if rule == "components":
+        return BlockSettings({**settings, "min_size": 0}, rule, int(settings.get("min_size", 0)), None)
+    return BlockSettings(dict(settings), rule, 0, settings.get("threshold"))
+
+
 def settings_of(method: str, settings: dict) -> dict:
     """The keys of ``settings`` that ``method`` takes (others do not change its objects)."""
     takes = inspect.signature(SEGMENTERS.get(method)).parameters
     return {key: value for key, value in settings.items() if key in takes}
 
 
-@segmenter("components")
+@segmenter("components", stitch="components")
 def components(foreground: np.ndarray, *, threshold: float, min_size: int) -> np.ndarray:
     """Face-connected components of ``foreground >= threshold`` (objects under ``min_size`` px or
     voxels dropped): 4-connected in a slice, 6-connected in a volume."""

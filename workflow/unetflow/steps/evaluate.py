@@ -17,33 +17,36 @@ VI split and merge; the same functions and definitions as per slice, background 
 ground truth ignored), so an object split or merged across z counts, which no slice
 row sees; its pixel and ISBI columns are empty (those are per slice, and the ``all`` row
 averages them).
+
+Data larger than a block is read block by block (:mod:`unetflow.evaluation`): the same
+scores, but for V_Rand and V_Info, which are left out with a note.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .. import cli, io
+from .. import cli, io, settings
 from ..errors import InputError
-from ..isbi_scores import THRESHOLDS, best_pixel_error, best_scores, interior_counts, slice_scores
-from ..methods.metrics import DATASET_ROW, VOLUME_ROW, object_columns, object_scores, pixel_error, pixel_scores
-from ..progress import progress
+from ..evaluation import Sources, score, volume_row
+from ..isbi_scores import THRESHOLDS, best_pixel_error, best_scores
+from ..methods.metrics import DATASET_ROW, VOLUME_ROW
+from ..parallel import dask_config
 
 log = logging.getLogger(__name__)
-ISBI_SCORES = ("v_rand", "v_info")
-NO_OBJECTS = "no ground-truth objects: object scores not defined, left out of the dataset row"
-VOLUME_NOTE = "3-D: the object scores of the whole volume, scored as one segmentation"
 
 
-def evaluate(data: Path, predictions: Path, segmentation: Path, *, dims: int = 2) -> pd.DataFrame:
+def evaluate(data: Path, predictions: Path, segmentation: Path, *, dims: int = 2,
+             blocks: dict | None = None) -> pd.DataFrame:
     """One row per slice and an ``all`` row with the dataset's scores; pixel scores
     threshold the foreground probability at the segmentation's threshold. With ``dims`` 3
-    a final ``volume`` row holds the object scores of the whole volume (:func:`volume_row`).
+    a final ``volume`` row holds the object scores of the whole volume.
 
     A slice whose ground truth holds no object gets pixel scores only, and a ``note``
     saying so: object scores compare objects and are undefined there.
@@ -52,41 +55,17 @@ def evaluate(data: Path, predictions: Path, segmentation: Path, *, dims: int = 2
     classes, truth = io.open_labels(store, "classes"), io.open_labels(store, "objects")
     if classes is None:
         raise InputError(f"{data}: has no labels, so it cannot be evaluated; remove it from the evaluation")
-    probabilities = io.open_probabilities(predictions)
     objects = io.open_objects(segmentation)
-    threshold = segmentation_threshold(objects, segmentation)
-    rows, isbi, counts = [], [], []
-    for z in progress(range(classes.shape[0]), desc="evaluated slices"):
-        foreground = io.foreground_probability(probabilities, z)
-        counts.append(interior_counts(foreground, classes[z]))
-        row = {"slice": str(z), "threshold": threshold, **pixel_scores(foreground >= threshold, classes[z] > 0),
-               "pixel_error_at_0.5": pixel_error(foreground >= 0.5, classes[z] > 0),
-               **best_pixel_error(counts[-1]), "note": ""}
-        true_objects = truth[z]
-        if true_objects.any():
-            per_threshold = slice_scores(foreground, true_objects)
-            isbi.append(per_threshold)
-            row.update(object_scores(true_objects, objects[z]), v_rand=float(per_threshold[:, 0].max()),
-                       v_info=float(per_threshold[:, 1].max()))
-        else:
-            log.warning("slice %d of %s: %s", z, data, NO_OBJECTS)
-            row.update(dict.fromkeys((*object_columns(), *ISBI_SCORES), np.nan), note=NO_OBJECTS)
-        rows.append(row)
-    table = pd.DataFrame(rows)
+    sources = Sources(classes, truth, io.open_probabilities(predictions), objects,
+                      segmentation_threshold(objects, segmentation))
+    scored = score(sources, dims=dims, blocks=settings.section("blocks", blocks or {}))
+    table = pd.DataFrame(scored.rows)
+    with_objects = int(table["adapted_rand_error"].notna().sum())
     overall = {"slice": DATASET_ROW, **table.drop(columns=["slice", "note"]).mean().to_dict(),
-               **dataset_isbi_scores(isbi), **best_pixel_error(np.sum(counts, axis=0))}
-    overall["note"] = f"{len(isbi)} of {len(rows)} slices have objects" if len(isbi) < len(rows) else ""
-    summary = [overall, volume_row(truth[:], objects[:], threshold)] if dims == 3 else [overall]
+               **dataset_isbi_scores(scored.isbi, scored.blockwise), **best_pixel_error(scored.isbi_counts)}
+    overall["note"] = f"{with_objects} of {len(table)} slices have objects" if with_objects < len(table) else ""
+    summary = [overall, volume_row(scored.volume, sources.threshold)] if dims == 3 else [overall]
     return pd.concat([table, pd.DataFrame(summary)], ignore_index=True)
-
-
-def volume_row(truth: np.ndarray, objects: np.ndarray, threshold: float) -> dict:
-    """The ``volume`` row: every object metric of the (z, y, x) ``objects`` against the (z, y, x)
-    ground-truth ``truth`` as one segmentation, or NaN with a note where the truth holds no object."""
-    if not truth.any():
-        return {"slice": VOLUME_ROW, "threshold": threshold, **dict.fromkeys(object_columns(), np.nan),
-                "note": NO_OBJECTS}
-    return {"slice": VOLUME_ROW, "threshold": threshold, **object_scores(truth, objects), "note": VOLUME_NOTE}
 
 
 def segmentation_threshold(objects, path: Path) -> float:
@@ -98,9 +77,10 @@ def segmentation_threshold(objects, path: Path) -> float:
                          "the segment rule for it") from None
 
 
-def dataset_isbi_scores(per_slice: list[np.ndarray]) -> dict[str, float]:
-    """V_Rand and V_Info at the dataset's best threshold, NaN when no slice has objects."""
-    if not per_slice:
+def dataset_isbi_scores(per_slice: list[np.ndarray], blockwise: bool) -> dict[str, float]:
+    """V_Rand and V_Info at the dataset's best threshold, NaN when no slice has objects (or the
+    slices were scored block by block)."""
+    if not per_slice or blockwise:
         return dict.fromkeys(("v_rand", "v_rand_threshold", "v_info", "v_info_threshold"), np.nan)
     return best_scores(per_slice, THRESHOLDS)
 
@@ -114,12 +94,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--model", default="")
     parser.add_argument("--dataset", default="")
     cli.add_dims_option(parser, help="3: also score the whole volume as one segmentation (the volume row)")
+    cli.add_blocks_option(parser)
+    cli.add_dask_options(parser)
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    table = evaluate(args.data, args.predictions, args.segmentation, dims=args.dims)
+    with dask_config(args.scheduler, args.workers):
+        table = evaluate(args.data, args.predictions, args.segmentation, dims=args.dims,
+                         blocks=json.loads(args.blocks))
     table.insert(0, "dataset", args.dataset)
     table.insert(0, "model", args.model)
     with io.atomic_store(args.out) as temporary:

@@ -32,7 +32,8 @@ from pathlib import Path
 import numpy as np
 from skimage.measure import label as connected_components
 
-from .. import cli, io, ngff, settings
+from .. import blockwise, cli, io, ngff, settings
+from ..blocks import BlockGrid
 from ..errors import InputError
 from ..progress import progress
 from ..readers import SelectedSlices, SliceStack, open_stack, parse_slices
@@ -185,7 +186,7 @@ def ingest(
     voxels, voxels_source = resolve(voxel_size, images.voxel_size, str(images.path))
     with io.atomic_store(out) as temporary:
         store = io.create_group(temporary)
-        raw = ngff.create_image(store, images.shape, images.dtype, voxels, name="raw")
+        raw = ngff.create_image(store, images.shape, images.dtype, voxels, name="raw", volume=dims == 3)
         total, total_sq, count, value_range = _write_images(images, raw)
         ngff.write_pyramid(store)
         ngff.set_gray_display(store, "raw", *value_range)
@@ -202,15 +203,27 @@ def ingest(
     log.info("wrote %s: %d slices of %dx%d, voxel size %s", out, *images.shape, voxels.describe())
 
 
+SLAB_BYTES = 512 * 2**20  # a volume is written in slabs of slices up to this size (at most a chunk deep)
+
+
+def slabs(stack: SliceStack, target, desc: str):
+    """(first slice, slices) of ``stack`` in runs as deep as ``target``'s chunks (a volume's slabs are
+    no larger than ``SLAB_BYTES``; a deeper chunk is then written in several goes)."""
+    slice_bytes = max(1, int(np.prod(stack.shape[1:])) * np.dtype(target.dtype).itemsize)
+    depth = max(1, min(target.chunks[0], SLAB_BYTES // slice_bytes))
+    for start in progress(range(0, stack.shape[0], depth), desc=desc):
+        yield start, np.stack([stack.read(index) for index in range(start, min(start + depth, stack.shape[0]))])
+
+
 def _write_images(images: SliceStack, raw) -> tuple[float, float, int, tuple[float, float]]:
     """Write every slice; return the sum and sum of squares of the values, their count and range."""
     total = total_sq = 0.0
     low, high = np.inf, -np.inf
-    for index in progress(range(images.shape[0]), desc="ingesting images"):
-        image = images.read(index)
-        check_image_slice(image, images.name_of(index))
-        raw[index] = image
-        as_float = image.astype(np.float64)
+    for start, slab in slabs(images, raw, "ingesting images"):
+        for offset, image in enumerate(slab):
+            check_image_slice(image, images.name_of(start + offset))
+        raw[start:start + len(slab)] = slab
+        as_float = slab.astype(np.float64)
         total += float(as_float.sum())
         total_sq += float(np.square(as_float).sum())
         low, high = min(low, float(as_float.min())), max(high, float(as_float.max()))
@@ -219,17 +232,42 @@ def _write_images(images: SliceStack, raw) -> tuple[float, float, int, tuple[flo
 
 def _write_labels(labels: SliceStack, store, kind: str, foreground_value: int, voxels: VoxelSize,
                   num_classes: int, dims: int) -> None:
-    objects = ngff.create_label(store, "objects", labels.shape, np.dtype(np.uint32), voxels)
+    volume = dims == 3
+    objects = ngff.create_label(store, "objects", labels.shape, np.dtype(np.uint32), voxels, volume=volume)
     classes = ngff.create_label(store, "classes", labels.shape, np.dtype(np.uint8), voxels,
-                                colors=ngff.class_colours(num_classes))
-    if dims == 3:
-        volume = np.stack([labels.read(index) for index in progress(range(labels.shape[0]), desc="reading labels")])
-        objects[:], classes[:] = targets_from_labels(volume, kind, foreground_value)
+                                colors=ngff.class_colours(num_classes), volume=volume)
+    if volume and objects.chunks == objects.shape:  # one chunk: the volume at once, as it always fits
+        whole = np.stack([labels.read(index) for index in progress(range(labels.shape[0]), desc="reading labels")])
+        objects[:], classes[:] = targets_from_labels(whole, kind, foreground_value)
+    elif volume:
+        volume_targets(labels, objects, classes, kind, foreground_value, Path(io.location(store)))
     else:
         for index in progress(range(labels.shape[0]), desc="ingesting labels"):
             objects[index], classes[index] = targets_from_labels(labels.read(index), kind, foreground_value)
     for name in ("objects", "classes"):
         ngff.write_pyramid(store["labels"][name])
+
+
+def volume_targets(labels: SliceStack, objects, classes, kind: str, foreground_value: int, workspace: Path) -> None:
+    """The objects and classes of a label volume larger than a chunk, chunk by chunk: objects of
+    binary labels and class indices are the volume's 6-connected components, found block by block
+    and stitched (exact, :mod:`unetflow.blockwise`); instance labels get the border between
+    touching objects from each chunk with a one-voxel halo."""
+    for start, slab in slabs(labels, objects, "ingesting labels"):
+        region = slice(start, start + len(slab))
+        if kind == "instance":
+            objects[region] = slab.astype(np.uint32)
+        else:
+            classes[region] = (slab == foreground_value) if kind == "binary" else slab.astype(np.uint8)
+    grid = BlockGrid(objects.shape, objects.chunks, (1, 1, 1) if kind == "instance" else (0, 0, 0))
+    if kind != "instance":
+        blockwise.segment_image(lambda region: classes[region] > 0,
+                                lambda window: connected_components(window, connectivity=1), grid,
+                                workspace / ".objects-fragments", objects, rule="components")
+        return
+    for block in progress(list(grid), desc="borders between touching objects"):
+        window = objects[block.outer]
+        classes[block.core] = ((window > 0) & ~touching_borders(window))[block.core_in_outer]
 
 
 def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:

@@ -68,10 +68,10 @@ def quantise(probabilities: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def create_output(path: Path, shape: tuple[int, ...], dtype: str, attributes: dict,
-                  voxel_size: VoxelSize) -> zarr.Group:
+                  voxel_size: VoxelSize, *, volume: bool = False) -> zarr.Group:
     group = io.create_group(path)
     ngff.create_image(group, shape, dtype, voxel_size, name="probabilities", channel_names=class_names(shape[0]),
-                      attributes=attributes)
+                      attributes=attributes, volume=volume)
     return group
 
 
@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         ngff.write_pyramid(store, slices)
 
     def create(path: Path) -> zarr.Group:
-        return create_output(path, shape, options["dtype"], attributes, voxel_size)
+        return create_output(path, shape, options["dtype"], attributes, voxel_size, volume=architecture.dims == 3)
 
     if args.parts == 1:
         parts.discard_workspace(args.out)
@@ -271,7 +271,8 @@ def main(argv: list[str] | None = None) -> None:
         signature = {"shape": shape, "attributes": attributes, "data": str(args.data),
                      "voxel_size": voxel_size.as_config()}
         store = parts.shared_store(args.out, signature, create)
-        slices = parts.slice_range(args.part, args.parts, shape[1])
+        # parts of a volume meet at its chunks' faces, so no two parts write one chunk
+        slices = parts.slice_range(args.part, args.parts, shape[1], step=store[io.LEVEL0].chunks[1])
         predict_into(store, slices)
         parts.mark_done(args.out, args.part, args.parts, slices)
     seconds = time.perf_counter() - start

@@ -13,10 +13,12 @@ on its threshold, the pixel error does), then to the first in grid order. Writes
 With ``--dims 3`` every candidate segments each tuning dataset as one volume (as the
 segment step does with ``--dims 3``, distances in x voxels of the predictions' voxel
 size) and is scored on the whole volume, so an object split or merged across z counts;
-the scores are averaged over the datasets whose ground truth holds objects. Each volume
-is read into memory once and shared by its candidates' tasks; each running task needs
-the watershed's working memory as well (about 140 bytes a voxel), so ``--workers``
-candidates at once need that many times it.
+the scores are averaged over the datasets whose ground truth holds objects. A volume of
+one block (``blocks``) is read into memory once and shared by its candidates' tasks; each
+running task needs the watershed's working memory as well (about 140 bytes a voxel), so
+``--workers`` candidates at once need that many times it. A larger volume is segmented
+block by block, as the segment step does, one candidate after another, and scored from
+its blocks' counts: memory is that of ``--workers`` blocks, whatever the volume.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import argparse
 import itertools
 import json
 import logging
+import shutil
+import tempfile
 from pathlib import Path
 
 import dask
@@ -32,11 +36,13 @@ import numpy as np
 import pandas as pd
 import zarr
 
-from .. import cli, io, ngff, settings
+from .. import blockwise, cli, io, ngff, settings
+from ..blocks import BlockGrid
 from ..config_checks import check_seed_height
 from ..errors import InputError
+from ..evaluation import Sources, segmentation_scores
 from ..methods.metrics import object_scores, pixel_error
-from ..methods.segmenters import segment, settings_of
+from ..methods.segmenters import block_settings, segment, settings_of
 from ..parallel import TaskProgress, dask_config
 
 log = logging.getLogger(__name__)
@@ -136,35 +142,93 @@ def read_volume(store_path: Path, prediction_path: Path) -> tuple[np.ndarray, np
             io.open_labels(io.open_store(store_path), "classes")[:], truth[:], sampling)
 
 
-def volume_scores(data: list[Path], predictions: list[Path], trials: list[dict]) -> tuple[list, int]:
-    """Every candidate's scores on every tuning volume whose ground truth holds objects
-    ([volume][candidate]) and the count of those volumes' slices; each volume is read once, then
-    one task per volume and candidate."""
-    check_pairs(data, predictions)
-    volumes = [read_volume(path, prediction) for path, prediction in zip(data, predictions)]
-    volumes = [volume for volume in volumes if volume[2].any()]
-    if not volumes:
-        raise no_objects(data)
+def volume_grid_of(prediction_path: Path, blocks: dict):
+    """The blocks a tuning volume is segmented in (as the segment step's)."""
+    probabilities = io.open_probabilities(prediction_path)
+    sampling = ngff.voxel_size_of(io.open_store(prediction_path)).in_x_pixels()
+    return blockwise.volume_grid(probabilities.shape[1:], probabilities.chunks[1:], edge=blocks["edge"],
+                                 halo=blocks["halo"], sampling=sampling), sampling
 
-    def one_candidate(volume: tuple, candidate: dict) -> dict[str, float]:
+
+def volume_scores(data: list[Path], predictions: list[Path], trials: list[dict], *, blocks: dict,
+                  workspace: Path) -> tuple[list, int]:
+    """Every candidate's scores on every tuning volume whose ground truth holds objects
+    ([volume][candidate]) and the count of those volumes' slices. A volume of one block is read
+    once, then one task per candidate; a larger one is segmented block by block and scored from
+    its blocks' counts, one candidate after another (each in parallel over blocks)."""
+    check_pairs(data, predictions)
+    per_volume, slices = [], 0
+    for number, (store_path, prediction_path) in enumerate(zip(data, predictions)):
+        truth = labelled_objects(store_path)
+        grid, sampling = volume_grid_of(prediction_path, blocks)
+        if grid.single:
+            volume = read_volume(store_path, prediction_path)
+            if not volume[2].any():
+                continue
+            scores = candidates_on_volume(volume, trials, number)
+        else:
+            if not any(truth[block.core].any() for block in BlockGrid(truth.shape, truth.chunks, (0, 0, 0))):
+                continue
+            scores = [candidate_in_blocks(store_path, prediction_path, candidate, grid, sampling,
+                                          workspace / f"volume-{number}") for candidate in trials]
+        per_volume.append(scores)
+        slices += truth.shape[0]
+    if not per_volume:
+        raise no_objects(data)
+    return per_volume, slices
+
+
+def candidates_on_volume(volume: tuple, trials: list[dict], number: int) -> list[dict[str, float]]:
+    """Every candidate's scores on one volume held in memory, one Dask task per candidate."""
+    def one_candidate(candidate: dict) -> dict[str, float]:
         foreground, classes, truth, sampling = volume
         return score_trials(foreground, classes, truth, [candidate], sampling=sampling)[0]
 
-    tasks = [[dask.delayed(one_candidate, pure=False)(volume, candidate, dask_key_name=f"tune-volume-{number}-{index}")
-              for index, candidate in enumerate(trials)] for number, volume in enumerate(volumes)]
-    with TaskProgress(total=len(volumes) * len(trials), desc="tuning candidates on volumes", unit="segmentations",
+    tasks = [dask.delayed(one_candidate, pure=False)(candidate, dask_key_name=f"tune-volume-{number}-{index}")
+             for index, candidate in enumerate(trials)]
+    with TaskProgress(total=len(trials), desc="tuning candidates on a volume", unit="segmentations",
                       prefix="tune-volume"):
-        return [list(scores) for scores in dask.compute(*tasks)], sum(volume[2].shape[0] for volume in volumes)
+        return list(dask.compute(*tasks))
+
+
+def candidate_in_blocks(store_path: Path, prediction_path: Path, candidate: dict, grid, sampling: tuple,
+                        workspace: Path) -> dict[str, float]:
+    """One candidate's scores on a volume larger than a block: segmented block by block as the
+    segment step does, into a temporary store, and scored from its blocks' counts."""
+    settings = dict(candidate)
+    method = settings.pop("method")
+    how = block_settings(method, settings)
+    probabilities = io.open_probabilities(prediction_path)
+    store = io.open_store(store_path)
+    objects = zarr.create_array(str(workspace / "objects.zarr"), shape=grid.shape, chunks=grid.block_shape,
+                                dtype=np.uint32, fill_value=0, overwrite=True)
+    try:
+        blockwise.segment_image(lambda region: io.foreground_region(probabilities, region),
+                                lambda window: segment(window, method, how.options, sampling=sampling), grid,
+                                workspace / "fragments", objects, rule=how.rule, min_size=how.min_size,
+                                vote_threshold=how.vote_threshold)
+        sources = Sources(io.open_labels(store, "classes"), io.open_labels(store, "objects"), probabilities, objects,
+                          candidate["threshold"])
+        return segmentation_scores(sources, BlockGrid(grid.shape, grid.block_shape, (0, 0, 0)))
+    finally:
+        shutil.rmtree(workspace, ignore_errors=True)
 
 
 def sweep(data: list[Path], predictions: list[Path], trials: list[dict], *, metric: str, dims: int = 2,
-          scheduler: str = "threads", workers: int = 1) -> pd.DataFrame:
+          scheduler: str = "threads", workers: int = 1, blocks: dict | None = None,
+          workspace: Path | None = None) -> pd.DataFrame:
     """One row per candidate: its settings, the mean of each score over the tuning slices (``dims``
     2) or volumes (``dims`` 3), and ``score`` (the metric to minimise). ``attrs`` hold the
-    count of ``slices`` scored, and of ``volumes`` in 3-D."""
+    count of ``slices`` scored, and of ``volumes`` in 3-D. ``workspace``: where volumes larger than
+    a block (``blocks``) are segmented while they are scored."""
     with dask_config(scheduler, workers):
         if dims == 3:
-            per_unit, slices = volume_scores(data, predictions, trials)
+            workspace = workspace or Path(tempfile.mkdtemp(prefix="unetflow-tune-"))
+            try:
+                per_unit, slices = volume_scores(data, predictions, trials, workspace=workspace,
+                                                 blocks=settings.section("blocks", blocks or {}))
+            finally:
+                shutil.rmtree(workspace, ignore_errors=True)
         else:
             per_unit, slices = slice_scores(data, predictions, trials)
     rows = []
@@ -199,6 +263,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, required=True, help="the chosen settings (JSON)")
     parser.add_argument("--table", type=Path, required=True, help="the whole sweep (CSV)")
     cli.add_settings_option(parser, "tune")
+    cli.add_blocks_option(parser)
     cli.add_dask_options(parser)
     cli.add_dims_option(parser, help="2: score slice by slice; 3: segment and score each dataset as one volume")
     return parser.parse_args(argv)
@@ -210,7 +275,8 @@ def main(argv: list[str] | None = None) -> None:
     trials = candidates(options["grid"], settings.section("segment"))
     log.info("tuning %d candidate settings on %s by %s", len(trials), ", ".join(map(str, args.data)), options["metric"])
     table = sweep(args.data, args.predictions, trials, metric=options["metric"], dims=args.dims,
-                  scheduler=args.scheduler, workers=args.workers)
+                  scheduler=args.scheduler, workers=args.workers, blocks=json.loads(args.blocks),
+                  workspace=args.out.parent / f".{args.out.name}.blocks")
     best = choose(table, options["tolerance"])
     table.insert(0, "chosen", table.index == best)
     chosen = {key: plain(value) for key, value in trials[best].items()}

@@ -205,13 +205,16 @@ def weight_map_volume(
     """The 3-D weight map of a (z, y, x) volume: one task per block, with a halo along every
     axis that has several blocks.
 
-    Blocks span at least the z halo (``classes`` is rechunked in z to
-    :func:`volume_z_chunks`); the halo covers :func:`border_cutoff` along each
-    axis, so blockwise results equal :func:`weight_map` of the whole volume.
+    Blocks are the store's chunks (cubes of a volume), made at least as long as the halo
+    along each axis (rechunked with :func:`volume_z_chunks` where a chunk is shorter); the
+    halo covers :func:`border_cutoff` along each axis, so blockwise results equal
+    :func:`weight_map` of the whole volume (within float32 resolution of ``w0``).
+    A task holds its block grown by the halo on every side.
     """
     depths = [halo_depth(w0, sigma, step) for step in spacing]
-    z_chunks = volume_z_chunks(classes.shape[0], depths[0])
-    classes, objects = classes.rechunk({0: z_chunks}), objects.rechunk({0: z_chunks})
+    longer = {axis: volume_z_chunks(classes.shape[axis], depths[axis]) for axis in range(3)
+              if classes.numblocks[axis] > 1 and min(classes.chunks[axis]) < depths[axis]}
+    classes, objects = classes.rechunk(longer), objects.rechunk(longer)
     depth = {axis: depths[axis] if classes.numblocks[axis] > 1 else 0 for axis in range(3)}
 
     def block(class_block: np.ndarray, object_block: np.ndarray) -> np.ndarray:
@@ -223,8 +226,8 @@ def weight_map_volume(
 
 
 def volume_z_chunks(slices: int, halo: int) -> tuple[int, ...]:
-    """Slices per block in z: as many blocks as fit with at least ``halo`` slices each, sizes
-    differing by at most one (one block if the volume is thinner than the halo)."""
+    """Voxels per block along an axis of ``slices`` voxels: as many blocks as fit with at least
+    ``halo`` voxels each, sizes differing by at most one (one block if the axis is shorter)."""
     blocks = max(1, slices // halo)
     return tuple(len(part) for part in np.array_split(np.arange(slices), blocks))
 
@@ -279,7 +282,7 @@ def main(argv: list[str] | None = None) -> None:
                  np.round(slice_weights[0], 4).tolist())
         weights = weight_map_volume(classes, objects, class_weight=slice_weights[0], w0=w0, sigma=sigma,
                                     spacing=spacing)
-        progress = TaskProgress(total=math.prod(weights.numblocks), desc="3-D weight maps", unit="blocks",
+        progress = TaskProgress(total=math.prod(classes.numblocks), desc="3-D weight maps", unit="chunks",
                                 prefix="store-map")
         attributes["spacing"] = list(spacing)
     else:
@@ -290,9 +293,9 @@ def main(argv: list[str] | None = None) -> None:
     with io.atomic_store(args.out) as temporary:
         group = io.create_group(temporary)
         target = ngff.create_image(group, classes.shape, np.dtype(np.float32), voxel_size, name="weights",
-                                   pyramid=False, attributes=attributes)
+                                   pyramid=False, attributes=attributes, volume=args.dims == 3)
         with dask_config(args.scheduler, args.workers), progress:
-            da.store(weights, target, lock=False)
+            da.store(weights.rechunk(target.chunks), target, lock=False)  # one task per chunk it writes
     if args.preview:
         shown = classes.shape[0] // 2 if args.dims == 3 else 0
         write_preview(args.preview, io.open_raw(store)[shown], classes_array[shown],
