@@ -213,6 +213,8 @@ def write_pyramid(image: zarr.Group, slices: range | None = None) -> None:
     one Dask graph, so level 0 is read once; each is stored chunk by chunk
     (rechunked to the target's chunks, so no two tasks write one chunk).
     """
+    if slices is not None and not slices:
+        return  # a part with nothing to do
     multiscale = image.attrs["multiscales"][0]
     paths = [dataset["path"] for dataset in multiscale["datasets"]]
     source = image[paths[0]]
