@@ -224,7 +224,7 @@ def merge_parts(output: Path, count: int, *, scheduler: str = "threads", workers
     with io.atomic_store(output) as temporary, dask_config(scheduler, workers):  # its tasks end before it goes
         segmentation = ngff.create_segmentation(temporary, plan.shape, from_config(plan.voxel_size, "voxel_size"),
                                                 plan.attributes, volume=True)
-        write_objects(store, grid, stitched, segmentation[io.LEVEL0])
+        write_objects(store, grid, stitched, io.level0_to_write(segmentation))
         ngff.write_pyramid(segmentation)
     parts.discard_workspace(output)
     log.info("%s: %d objects in the volume (%s, 3-D, %d blocks, %d parts)", output, stitched.objects,

@@ -99,6 +99,12 @@ def create_group(path: str | Path) -> zarr.Group:
     return zarr.open_group(str(path), mode="w", zarr_format=2)
 
 
+def level0_to_write(image: zarr.Group) -> zarr.Array:
+    """Level 0 of an image a step fills, writing every chunk, an all-zero one too (an opened array
+    forgets the ``ARRAY_CONFIG`` it was created with; a chunk left unwritten reads as damage)."""
+    return image[LEVEL0].with_config(ARRAY_CONFIG)
+
+
 def open_store(path: str | Path) -> zarr.Group:
     """Open a workflow store read-only, with a clear error when it is missing or broken."""
     try:

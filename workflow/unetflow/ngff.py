@@ -223,7 +223,7 @@ def write_pyramid(image: zarr.Group, slices: range | None = None) -> None:
         region[source.ndim - 3] = slice(slices.start, slices.stop)
     level, levels, targets = da.from_zarr(source)[tuple(region)], [], []
     for path in paths[1:]:
-        target = image[path]
+        target = image[path].with_config(io.ARRAY_CONFIG)
         level = downsample(level, multiscale["type"], target.shape[-2:])
         levels.append(level.rechunk(target.chunks))
         targets.append(target)

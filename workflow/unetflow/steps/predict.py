@@ -256,7 +256,7 @@ def main(argv: list[str] | None = None) -> None:
     predict = predict_stack if architecture.dims == 2 else predict_volume
 
     def predict_into(store: zarr.Group, slices: range) -> None:
-        predict(raw, io.normalization(raw), store[io.LEVEL0], forward, geometry=geometry, batch_size=batch_size,
+        predict(raw, io.normalization(raw), io.level0_to_write(store), forward, geometry=geometry, batch_size=batch_size,
                 dtype=options["dtype"], source=f"model {args.model} on {args.data}", slices=slices)
         ngff.write_pyramid(store, slices)
 

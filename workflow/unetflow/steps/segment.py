@@ -88,7 +88,7 @@ def segment_stack(probabilities: zarr.Array, store: zarr.Group, slices: range, m
                   blocks: dict, workspace: Path) -> list[int]:
     """Objects of every slice in ``slices``: with Dask over slices, or, for slices larger than a
     block, block by block within each slice."""
-    target = store[io.LEVEL0]
+    target = io.level0_to_write(store)
     grid = blockwise.plane_grid(target.shape[1:], target.chunks[1:], edge=blocks["plane_edge"], halo=blocks["halo"])
     if not grid.single:
         log.info("slices of %dx%d px are segmented in %d blocks of %s px with a halo of %d px", *target.shape[1:],
@@ -167,7 +167,7 @@ def segment_volume(args, probabilities, shape, method, options, blocks, voxel_si
         with io.atomic_store(args.out) as temporary, dask_config(args.scheduler, args.workers):
             store = ngff.create_segmentation(temporary, shape, voxel_size, attributes, volume=True)
             objects = segment(io.foreground_volume(probabilities), method, options, sampling=sampling)
-            store[io.LEVEL0][:] = objects
+            io.level0_to_write(store)[:] = objects
             ngff.write_pyramid(store)
         log.info("%s: %d objects in the volume (%s, 3-D, one block)", args.out, objects.max(initial=0), method)
         return
