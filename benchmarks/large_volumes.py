@@ -39,9 +39,11 @@ from pathlib import Path
 
 import dask
 import numpy as np
+import pandas as pd
 import torch
 import zarr
 from scipy.spatial import cKDTree
+from skimage.metrics import adapted_rand_error
 
 from common import machine
 from unetflow import io, ngff
@@ -153,6 +155,10 @@ def compare_run(out: Path, edge: int, workers: int) -> dict:
     pairs = np.unique(np.stack([first[interior], second[interior]]), axis=1).shape[1]
     same = pairs == len(np.unique(first[interior])) == len(np.unique(second[interior]))
     return {"shape": (edge,) * 3, "whole": whole, "blocks": blocks, "same_partition_of_the_interior": bool(same),
+            "objects_whole_blocks": [len(np.unique(first[interior])), len(np.unique(second[interior]))],
+            "adapted_rand_error_blocks_vs_whole": round(float(adapted_rand_error(first, second)[0]), 5),
+            "ground_truth_adapted_rand_error_whole_blocks": [round(float(pd.read_csv(folder / f"{name}.csv").iloc[-1][
+                "adapted_rand_error"]), 5) for name in ("whole", "blocks")],
             "memory_ratio_whole_over_blocks": round(whole["segment"]["peak_rss_gib"] / blocks["segment"]["peak_rss_gib"], 2),
             "time_ratio_blocks_over_whole": round(blocks["segment"]["seconds"] / whole["segment"]["seconds"], 2)}
 

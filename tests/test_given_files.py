@@ -67,28 +67,25 @@ def test_applying_a_trained_model_from_its_results_path_keeps_it_and_trains_noth
     assert "train" not in planned_jobs(run, *(["--configfile", *demo_config] if demo_config else []))
 
 
-@pytest.mark.parametrize("where", ["results", "outside"])
-def test_a_model_of_another_run_or_a_copy_outside_results_is_applied_and_kept(where, demo_run, tmp_path):
+def test_a_model_of_another_run_and_a_copy_outside_results_are_applied_and_kept(demo_run, tmp_path):
     run = copy_run(demo_run, tmp_path / "run")
-    model_file = run / "results/models/small/model.pt"
-    if where == "outside":
-        model_file = tmp_path / "shared models" / "model.pt"
-        model_file.parent.mkdir()
-        model_file.write_bytes((run / "results/models/small/model.pt").read_bytes())
-    before = digests(run / "results/models/small")
-    given = model_file.read_bytes()
-    # another run's model: this config's own train settings differ from those small was trained with; the
-    # demo's datasets: tuned on demo_val with the given model, predicted on demo_test
-    config = {"models": {"x": {"file": str(model_file.relative_to(run) if where == "results" else model_file)}},
-              "run_models": ["x"], "train": {"iterations": 50}}
-    options = ["--configfile", write_config(run, "x", config)]
+    outside = tmp_path / "shared models" / "model.pt"
+    outside.parent.mkdir()
+    outside.write_bytes((run / "results/models/small/model.pt").read_bytes())
+    before, given = digests(run / "results/models/small"), outside.read_bytes()
+    # another run's model at its results/ path, and a copy elsewhere; this config's own train settings differ
+    # from those small was trained with; the demo's datasets: tuned on demo_val with each model, demo_test predicted
+    config = {"models": {"x": {"file": "results/models/small/model.pt"}, "y": {"file": str(outside)}},
+              "run_models": ["x", "y"], "train": {"iterations": 50}}
+    options = ["--configfile", write_config(run, "xy", config)]
 
-    assert planned_jobs(run, *options) == Counter({"predict": 2, "tune": 1, "segment": 1, "evaluate": 1, "view": 1,
+    assert planned_jobs(run, *options) == Counter({"predict": 4, "tune": 2, "segment": 2, "evaluate": 2, "view": 2,
                                                   "report": 1, "all": 1})
     snakemake(run, "--cores", "2", *options)
 
-    assert model_file.read_bytes() == given and digests(run / "results/models/small") == before
-    np.testing.assert_array_equal(probabilities(run, "x", "demo_test"), probabilities(run, "small", "demo_test"))
+    assert outside.read_bytes() == given and digests(run / "results/models/small") == before
+    for model in ("x", "y"):
+        np.testing.assert_array_equal(probabilities(run, model, "demo_test"), probabilities(run, "small", "demo_test"))
 
 
 def test_a_model_this_config_trains_cannot_also_be_given_as_a_file(demo_run, tmp_path):

@@ -14,6 +14,7 @@ rule ingest:
         label_kind=lambda wildcards: dataset(wildcards.dataset)["label_kind"],
         num_classes=config["num_classes"],
         dims=config["dims"],
+        ngff=config["ngff"],
         slices=slices_option,
         voxel_size=lambda wildcards: json.dumps(dataset(wildcards.dataset)["voxel_size"], sort_keys=True),
     resources:
@@ -25,4 +26,4 @@ rule ingest:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.ingest --images {params.images:q} {params.labels:q} --out {output:q} --label-kind {params.label_kind:q} --num-classes {params.num_classes:q} {params.slices:q} --voxel-size {params.voxel_size:q} --dims {params.dims:q} > {log:q} 2>&1"
+        "python -m unetflow.steps.ingest --images {params.images:q} {params.labels:q} --out {output:q} --label-kind {params.label_kind:q} --num-classes {params.num_classes:q} {params.slices:q} --voxel-size {params.voxel_size:q} --dims {params.dims:q} --ngff {params.ngff:q} > {log:q} 2>&1"

@@ -18,7 +18,8 @@ def ingest_settings(name):
     entry = dataset(name)
     made = [config["demo"] for key in ("images", "labels") if key in entry and made_by_a_rule(entry[key])]
     return [{key: entry.get(key) for key in ("images", "labels", "slices", "label_kind", "voxel_size")},
-            config["num_classes"], made[:1], code_of("ingest"), code_of("demo_data") if made else None]
+            config["num_classes"], config["dims"], config["ngff"], made[:1], code_of("ingest"),
+            code_of("demo_data") if made else None]
 
 
 def weights_settings(name):

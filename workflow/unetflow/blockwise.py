@@ -52,7 +52,8 @@ from .voxel_size import from_config
 log = logging.getLogger(__name__)
 
 ReadWindow = Callable[[Region], np.ndarray]
-SegmentWindow = Callable[[np.ndarray], np.ndarray]
+CutFaces = tuple[tuple[bool, bool], ...]
+SegmentWindow = Callable[[np.ndarray, CutFaces], np.ndarray]  # (window, its faces that cut the image) -> labels
 
 
 def volume_grid(shape: tuple[int, int, int], chunks: tuple[int, int, int], *, edge: int, halo: int,
@@ -99,7 +100,8 @@ def segment_block(read: ReadWindow, segment_window: SegmentWindow, grid: BlockGr
     ``vote_threshold``; all voxels if None), shape (2, n + 1)."""
     block = grid.block(number)
     window = read(block.outer)
-    labels = segment_window(window)
+    cut_faces = tuple((region.start > 0, region.stop < length) for region, length in zip(block.outer, grid.shape))
+    labels = segment_window(window, cut_faces)
     interior = np.ones(window.shape, bool) if vote_threshold is None else window >= vote_threshold
     inner = block.core_in_outer
     present = np.unique(labels[inner])
@@ -167,10 +169,10 @@ def stitch(store: zarr.Group, grid: BlockGrid, sizes: dict[int, np.ndarray], rul
 
 
 def write_objects(store: zarr.Group, grid: BlockGrid, stitched: Stitched, target) -> None:
-    """Every block's objects into ``target``, one task per chunk of ``target`` (whatever its chunks,
-    no two tasks write one)."""
+    """Every block's objects into ``target``, one task per chunk (or shard) of ``target``, so that
+    no two tasks write one, whatever the blocks."""
     labels = store[fragment_store.LABELS]
-    chunk_grid = BlockGrid(grid.shape, _chunks_of(target, len(grid.shape)), (0,) * len(grid.shape))
+    chunk_grid = BlockGrid(grid.shape, _write_unit_of(target, len(grid.shape)), (0,) * len(grid.shape))
 
     def one_chunk(number: int) -> None:
         region = chunk_grid.block(number).core
@@ -187,9 +189,9 @@ def write_objects(store: zarr.Group, grid: BlockGrid, stitched: Stitched, target
         dask.compute(*tasks)
 
 
-def _chunks_of(target, dims: int) -> tuple[int, ...]:
-    """The chunks of the array ``target`` writes into (a :class:`SliceView`'s: those of its slices)."""
-    return tuple(target.chunks[-dims:])
+def _write_unit_of(target, dims: int) -> tuple[int, ...]:
+    """The region one task writes of ``target`` (its chunks, or shards; a slice view's: its slices')."""
+    return tuple(getattr(target, "shards", None) or target.chunks)[-dims:]
 
 
 def segment_image(read: ReadWindow, segment_window: SegmentWindow, grid: BlockGrid, workspace: Path, target, *,
@@ -223,7 +225,7 @@ def merge_parts(output: Path, count: int, *, scheduler: str = "threads", workers
         stitched = stitch(store, grid, sizes, plan.rule, min_size=plan.min_size)
     with io.atomic_store(output) as temporary, dask_config(scheduler, workers):  # its tasks end before it goes
         segmentation = ngff.create_segmentation(temporary, plan.shape, from_config(plan.voxel_size, "voxel_size"),
-                                                plan.attributes, volume=True)
+                                                plan.attributes, volume=True, zarr_format=plan.zarr_format)
         write_objects(store, grid, stitched, io.level0_to_write(segmentation))
         ngff.write_pyramid(segmentation)
     parts.discard_workspace(output)

@@ -68,6 +68,7 @@ class VolumePlan:
     voxel_size: dict
     attributes: dict
     source: str
+    zarr_format: int  # of the segmentation store written from them (its predictions')
 
     @property
     def grid(self) -> BlockGrid:

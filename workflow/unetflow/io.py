@@ -40,6 +40,8 @@ MAX_CHUNK_EDGE = 2048
 TILE_CHUNK_EDGE = 1024
 VOLUME_CHUNK_EDGE = 128  # 2 MB of uint8, 8 MB of float32 a chunk; 477 files per 10^9 voxels and array
 COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BITSHUFFLE)
+COMPRESSORS = {2: COMPRESSOR, 3: zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")}  # by Zarr format
+VOLUME_SHARD_CHUNKS = 2  # Zarr v3 volumes: a shard (one file) holds 2 x 2 x 2 chunks
 LABEL_NAMES = ("objects", "classes")
 LEVEL0 = "0"  # the full-resolution level of every image
 # augmented sample stores: (sample, y, x) arrays, in the order a sample lists them
@@ -61,6 +63,19 @@ def volume_chunks(shape: tuple[int, int, int]) -> tuple[int, int, int]:
 def chunks_for(shape: tuple[int, int, int], volume: bool) -> tuple[int, int, int]:
     """The chunks of a (z, y, x) array of a stack (``volume`` False) or a volume."""
     return volume_chunks(shape) if volume else slice_chunks(shape)
+
+
+def shards_for(shape: tuple[int, ...], chunks: tuple[int, ...], *, volume: bool, zarr_format: int) -> tuple | None:
+    """The shards of an array: in Zarr v3, a volume's chunks grouped ``VOLUME_SHARD_CHUNKS`` to an
+    axis (8 chunks a file); else none (a stack's slices are written one by one)."""
+    if zarr_format != 3 or not volume:
+        return None
+    return tuple(chunk * min(VOLUME_SHARD_CHUNKS, -(-length // chunk)) for length, chunk in zip(shape, chunks))
+
+
+def write_unit(array: zarr.Array) -> tuple[int, ...]:
+    """The region one writer must own: a shard where the array has shards, else a chunk."""
+    return tuple(array.shards or array.chunks)
 
 
 @contextmanager
@@ -94,9 +109,13 @@ def _remove(path: Path) -> None:
         path.unlink()
 
 
-def create_group(path: str | Path) -> zarr.Group:
-    """A new, empty Zarr format 2 group."""
-    return zarr.open_group(str(path), mode="w", zarr_format=2)
+def create_group(path: str | Path, zarr_format: int = 2) -> zarr.Group:
+    """A new, empty group: Zarr format 2 (NGFF 0.4, the default) or 3 (NGFF 0.5)."""
+    return zarr.open_group(str(path), mode="w", zarr_format=zarr_format)
+
+
+def zarr_format_of(node: zarr.Group | zarr.Array) -> int:
+    return node.metadata.zarr_format
 
 
 def level0_to_write(image: zarr.Group) -> zarr.Array:
@@ -124,13 +143,22 @@ def checked_array(store: zarr.Group, key: str) -> zarr.Array:
         array = store[key]
     except KeyError:
         raise InputError(f"{where}: the array is missing; delete the store and rerun the workflow to rewrite it") from None
-    missing = array.nchunks - array.nchunks_initialized
-    if missing:
+    expected, stored = stored_files(array)
+    if stored < expected:
         raise InputError(
-            f"{where}: {missing} of {array.nchunks} chunks are missing (a damaged or half-copied store); "
+            f"{where}: {expected - stored} of {expected} chunks are missing (a damaged or half-copied store); "
             "delete the store and rerun the workflow so the step that writes it runs again"
         )
     return array
+
+
+def stored_files(array: zarr.Array) -> tuple[int, int]:
+    """(expected, stored) chunk files of an array: its chunks, or its shards where sharded (a Zarr v3
+    shard is one file, under ``c/`` by the spec's default key encoding)."""
+    if not array.shards:
+        return array.nchunks, array.nchunks_initialized
+    expected = int(np.prod([-(-length // shard) for length, shard in zip(array.shape, array.shards)]))
+    return expected, sum(1 for path in (Path(location(array)) / "c").rglob("*") if path.is_file())
 
 
 def location(node: zarr.Group | zarr.Array) -> str:

@@ -1,4 +1,10 @@
-"""OME-Zarr (NGFF 0.4) images of the workflow: physical scale, resolution pyramids, labels.
+"""OME-Zarr images of the workflow: physical scale, resolution pyramids, labels.
+
+NGFF 0.4 on Zarr format 2 by default, which every viewer opens today (napari, Fiji's
+MoBIE and n5-viewer); NGFF 0.5 on Zarr format 3 where a store's group is of that format
+(``ngff: "0.5"`` in the config): the metadata then lives under the attribute ``ome``, and a
+volume's arrays are sharded (:func:`io.shards_for`), 8 chunks a file. :func:`ome` reads
+either.
 
 An image is a group whose arrays ``"0"``, ``"1"``, ... are the levels of a
 pyramid: each halves y and x (never z, as slices stay slices) until the largest
@@ -23,7 +29,7 @@ from typing import Any
 import dask.array as da
 import numpy as np
 import zarr
-from ome_zarr.format import FormatV04
+from ome_zarr.format import FormatV04, FormatV05
 from ome_zarr.writer import write_label_metadata, write_multiscales_metadata
 
 from . import io
@@ -36,6 +42,21 @@ DOWNSAMPLING = {
 }
 CHANNEL_AXIS = {"name": "c", "type": "channel"}
 LABEL_SOURCE = {"image": "../../"}  # a label image's source: the image whose labels group holds it
+FORMATS = {2: FormatV04(), 3: FormatV05()}  # Zarr format -> the NGFF version written on it
+
+
+def ome(group: zarr.Group) -> dict[str, Any]:
+    """A group's NGFF metadata: its attributes (0.4), or their ``ome`` entry (0.5)."""
+    attributes = group.attrs.asdict()
+    return attributes.get("ome", {}) if io.zarr_format_of(group) == 3 else attributes
+
+
+def set_ome(group: zarr.Group, key: str, value: Any) -> None:
+    """Set one NGFF metadata entry of a group (under ``ome`` in 0.5)."""
+    if io.zarr_format_of(group) == 3:  # every 0.5 group states its version (ome-zarr-py's labels group may not)
+        group.attrs["ome"] = {"version": FormatV05().version, **group.attrs.get("ome", {}), key: value}
+    else:
+        group.attrs[key] = value
 
 
 def level_shapes(shape: tuple[int, ...]) -> list[tuple[int, ...]]:
@@ -121,20 +142,25 @@ def create_image(
     """
     channels = channel_names is not None
     shapes = level_shapes(shape) if pyramid else [tuple(shape)]
-    arrays = [
-        group.create_array(str(level), shape=level_shape, chunks=level_chunks(level_shape, volume), dtype=dtype,
-                           compressors=io.COMPRESSOR, fill_value=0, config=io.ARRAY_CONFIG)
-        for level, level_shape in enumerate(shapes)
-    ]
+    zarr_format = io.zarr_format_of(group)
+    arrays = []
+    for level, level_shape in enumerate(shapes):
+        chunks = level_chunks(level_shape, volume)
+        shards = io.shards_for(level_shape, chunks, volume=volume, zarr_format=zarr_format)
+        names = {"dimension_names": [axis["name"] for axis in axes(voxel_size, channels=channels)]} \
+            if zarr_format == 3 else {}  # NGFF 0.5: each array names its axes
+        arrays.append(group.create_array(str(level), shape=level_shape, chunks=chunks, shards=shards, dtype=dtype,
+                                         compressors=io.COMPRESSORS[zarr_format], fill_value=0,
+                                         config=io.ARRAY_CONFIG, **names))
     datasets = [{"path": str(level), "coordinateTransformations":
                  level_transforms(level, voxel_size, downsampling, channels=channels)} for level in range(len(shapes))]
-    write_multiscales_metadata(group, datasets, fmt=FormatV04(), axes=axes(voxel_size, channels=channels), name=name,
-                               metadata={"method": DOWNSAMPLING[downsampling]})
-    multiscales = group.attrs["multiscales"]
+    write_multiscales_metadata(group, datasets, fmt=FORMATS[zarr_format], axes=axes(voxel_size, channels=channels),
+                               name=name, metadata={"method": DOWNSAMPLING[downsampling]})
+    multiscales = ome(group)["multiscales"]
     multiscales[0]["type"] = downsampling
-    group.attrs["multiscales"] = multiscales
+    set_ome(group, "multiscales", multiscales)
     if channels:
-        group.attrs["omero"] = omero_channels(channel_names, np.dtype(dtype))
+        set_ome(group, "omero", omero_channels(channel_names, np.dtype(dtype)))
     if attributes:
         arrays[0].attrs["unetflow"] = attributes
     return arrays[0]
@@ -160,19 +186,21 @@ def set_gray_display(image: zarr.Group, label: str, low: float, high: float) -> 
     dtype = image[io.LEVEL0].dtype
     bounds = (float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)) if np.issubdtype(dtype, np.integer) else (
         low, high)
-    image.attrs["omero"] = {"channels": [{
+    set_ome(image, "omero", {"channels": [{
         "label": label, "color": "FFFFFF", "active": True,
         "window": {"min": bounds[0], "max": bounds[1], "start": low, "end": high},
-    }], "rdefs": {"model": "greyscale"}}
+    }], "rdefs": {"model": "greyscale"}})
 
 
 def mark_label_image(group: zarr.Group, colors: list[dict] | None = None) -> None:
     """Give an image group NGFF ``image-label`` metadata: its source is the image two levels up
     (``image/labels/<name>``), where viewers find it."""
-    metadata: dict[str, Any] = {"version": "0.4", "source": LABEL_SOURCE}
+    metadata: dict[str, Any] = {"source": LABEL_SOURCE}
+    if io.zarr_format_of(group) == 2:
+        metadata["version"] = FormatV04().version  # 0.5 states its version once, in ``ome``
     if colors:
         metadata["colors"] = colors
-    group.attrs["image-label"] = metadata
+    set_ome(group, "image-label", metadata)
 
 
 def create_label(image: zarr.Group, name: str, shape: tuple[int, int, int], dtype: np.dtype,
@@ -182,15 +210,16 @@ def create_label(image: zarr.Group, name: str, shape: tuple[int, int, int], dtyp
     labels = image.require_group("labels")
     array = create_image(labels.create_group(name), shape, dtype, voxel_size, name=name, downsampling="nearest",
                          volume=volume)
-    write_label_metadata(labels, name, colors=colors, fmt=FormatV04(), source=LABEL_SOURCE)
+    write_label_metadata(labels, name, colors=colors, fmt=FORMATS[io.zarr_format_of(image)], source=LABEL_SOURCE)
+    set_ome(labels, "labels", ome(labels)["labels"])
     return array
 
 
 def create_segmentation(path: Path, shape: tuple[int, int, int], voxel_size: VoxelSize, attributes: dict, *,
-                        volume: bool) -> zarr.Group:
+                        volume: bool, zarr_format: int = 2) -> zarr.Group:
     """A new segmentation store: a uint32 label image (0 = background) that the view rule places in
     the labels group of its image; ``attributes`` (the method and settings) on level 0."""
-    group = io.create_group(path)
+    group = io.create_group(path, zarr_format)
     create_image(group, shape, np.dtype(np.uint32), voxel_size, name="segmentation", downsampling="nearest",
                  attributes=attributes, volume=volume)
     mark_label_image(group)
@@ -210,12 +239,12 @@ def write_pyramid(image: zarr.Group, slices: range | None = None) -> None:
     """Fill levels 1, 2, ... of ``image`` from level 0 for ``slices`` (default: all), with Dask.
 
     Each level is computed from the one above by the image's downsampling type, in
-    one Dask graph, so level 0 is read once; each is stored chunk by chunk
-    (rechunked to the target's chunks, so no two tasks write one chunk).
+    one Dask graph, so level 0 is read once; each is stored chunk by chunk (shard by shard
+    where sharded: rechunked to the target's write units, so no two tasks write one).
     """
     if slices is not None and not slices:
         return  # a part with nothing to do
-    multiscale = image.attrs["multiscales"][0]
+    multiscale = ome(image)["multiscales"][0]
     paths = [dataset["path"] for dataset in multiscale["datasets"]]
     source = image[paths[0]]
     region = [slice(None)] * source.ndim
@@ -225,7 +254,7 @@ def write_pyramid(image: zarr.Group, slices: range | None = None) -> None:
     for path in paths[1:]:
         target = image[path].with_config(io.ARRAY_CONFIG)
         level = downsample(level, multiscale["type"], target.shape[-2:])
-        levels.append(level.rechunk(target.chunks))
+        levels.append(level.rechunk(io.write_unit(target)))
         targets.append(target)
     if targets:
         da.store(levels, targets, regions=[tuple(region)] * len(targets), lock=False)
@@ -248,6 +277,6 @@ def downsample(array: da.Array, downsampling: str, shape: tuple[int, int]) -> da
 
 def voxel_size_of(image: zarr.Group) -> VoxelSize:
     """The voxel size an image's multiscale metadata states (1 pixel if it states none)."""
-    multiscales = image.attrs.get("multiscales")
+    multiscales = ome(image).get("multiscales")
     found = from_ngff(multiscales[0], io.location(image)) if multiscales else None
     return found or UNKNOWN

@@ -68,17 +68,21 @@ def segmenter(name: str, *, stitch: str = "overlap"):
 SEED_SMOOTHING = 1.0  # x voxels: the Gaussian that smooths the probability before its h-maxima
 
 
-def segment(foreground: np.ndarray, method: str, settings: dict, *,
-            sampling: tuple[float, ...] | None = None) -> np.ndarray:
+def segment(foreground: np.ndarray, method: str, settings: dict, *, sampling: tuple[float, ...] | None = None,
+            cut_faces: tuple[tuple[bool, bool], ...] | None = None) -> np.ndarray:
     """Objects of one slice or one volume by ``method``, given the ``segment`` settings it takes.
 
     ``sampling`` (the voxel size relative to x, one value per axis) goes to the methods that
-    measure distances; None is 1 on every axis.
+    measure distances; None is 1 on every axis. ``cut_faces`` (per axis, whether the low and the
+    high face cut through the image: a block's window) goes to the methods that take it.
     """
     function = SEGMENTERS.get(method)
     options = settings_of(method, settings)
-    if sampling is not None and "sampling" in inspect.signature(function).parameters:
+    parameters = inspect.signature(function).parameters
+    if sampling is not None and "sampling" in parameters:
         options["sampling"] = tuple(sampling)
+    if cut_faces is not None and "cut_faces" in parameters:
+        options["cut_faces"] = cut_faces
     return function(foreground, **options)
 
 
@@ -121,17 +125,21 @@ def components(foreground: np.ndarray, *, threshold: float, min_size: int) -> np
 
 
 def watershed_seeds(foreground: np.ndarray, *, threshold: float, seeds: str, h: float, min_size: int,
-                    sampling: tuple[float, ...] | None = None) -> np.ndarray:
+                    sampling: tuple[float, ...] | None = None,
+                    cut_faces: tuple[tuple[bool, bool], ...] | None = None) -> np.ndarray:
     """Labelled seed regions: h-maxima of the interior's distance transform or of the probability.
 
     Distances and the smoothing of the probability are in x voxels (``sampling`` as in
     :func:`watershed_fill`). A seed is a connected set of maximum voxels, connected across
     edges and corners too (8-connected in a slice, 26-connected in a volume), so one flat
-    maximum is one seed.
+    maximum is one seed. The distance transform measures to the interior's edge or to a cut
+    face (``cut_faces``), never past it: where a block's window cuts a cell, the distances
+    beyond the cut are unknown, and taking them as large would raise ridges along the cut
+    whose h-maxima suppress the true seeds nearby (merging cells the whole image keeps apart).
     """
     interior = foreground >= threshold
     if seeds == "distance":
-        landscape = ndimage.distance_transform_edt(interior, sampling=sampling)
+        landscape = distance_inside(interior, sampling, cut_faces)
     elif seeds == "probability":
         sigma = SEED_SMOOTHING if sampling is None else tuple(SEED_SMOOTHING / np.asarray(sampling))
         landscape = ndimage.gaussian_filter(foreground.astype(np.float64), sigma)
@@ -147,9 +155,20 @@ def watershed_seeds(foreground: np.ndarray, *, threshold: float, seeds: str, h: 
     return markers
 
 
+def distance_inside(interior: np.ndarray, sampling: tuple[float, ...] | None,
+                    cut_faces: tuple[tuple[bool, bool], ...] | None) -> np.ndarray:
+    """Euclidean distance of each interior voxel to the nearest non-interior voxel or cut face."""
+    if not cut_faces or not any(any(faces) for faces in cut_faces):
+        return ndimage.distance_transform_edt(interior, sampling=sampling)
+    padded = np.pad(interior, [(int(low), int(high)) for low, high in cut_faces], constant_values=False)
+    crop = tuple(slice(int(low), length - int(high)) for (low, high), length in zip(cut_faces, padded.shape))
+    return ndimage.distance_transform_edt(padded, sampling=sampling)[crop]
+
+
 @segmenter("watershed")
 def watershed_fill(foreground: np.ndarray, *, threshold: float, seeds: str, h: float, min_size: int,
-                   sampling: tuple[float, ...] | None = None) -> np.ndarray:
+                   sampling: tuple[float, ...] | None = None,
+                   cut_faces: tuple[tuple[bool, bool], ...] | None = None) -> np.ndarray:
     """Seeded watershed of the membrane probability ``1 - foreground`` over the whole slice or volume.
 
     Parameters
@@ -167,6 +186,9 @@ def watershed_fill(foreground: np.ndarray, *, threshold: float, seeds: str, h: f
         Interior regions smaller than this (px or voxels) seed no cell of their own.
     sampling
         Voxel size per axis relative to x (``VoxelSize.in_x_pixels``); None: 1 on every axis.
+    cut_faces
+        Per axis, whether the low and high face of ``foreground`` cut through the image (a
+        block's window, :mod:`unetflow.blockwise`); see :func:`watershed_seeds`.
 
     Returns
     -------
@@ -185,7 +207,7 @@ def watershed_fill(foreground: np.ndarray, *, threshold: float, seeds: str, h: f
     transformation", in Mathematical Morphology in Image Processing, 1993.
     """
     markers = watershed_seeds(foreground, threshold=threshold, seeds=seeds, h=h, min_size=min_size,
-                              sampling=sampling)
+                              sampling=sampling, cut_faces=cut_faces)
     if markers.max() == 0:
         return np.zeros(foreground.shape, np.uint32)
     objects = watershed(1.0 - foreground.astype(np.float64), markers)

@@ -41,6 +41,7 @@ from ..voxel_size import VoxelSize, from_config, resolve
 
 log = logging.getLogger(__name__)
 LABEL_KINDS = ("auto", "binary", "instance", "classes")
+ZARR_FORMATS = {"0.4": 2, "0.5": 3}  # NGFF version -> the Zarr format it is written on
 
 
 def check_image_slice(image: np.ndarray, where: str) -> None:
@@ -168,6 +169,7 @@ def ingest(
     num_classes: int,
     voxel_size: VoxelSize | None = None,
     dims: int = 2,
+    ngff_version: str = "0.4",
 ) -> None:
     """Validate the stacks and write them to an OME-Zarr store, slice by slice, with
     their resolution pyramids.
@@ -176,7 +178,8 @@ def ingest(
     neither, the store has 1 pixel per voxel. With ``dims`` 3 the labels' objects are
     those of the volume (:func:`targets_from_labels` on the whole label stack, held in
     memory), else of each slice. Nothing appears at ``out`` unless every slice was
-    valid and written.
+    valid and written. ``ngff_version`` 0.5 writes the store in NGFF 0.5 on Zarr format 3, and
+    the steps after this one write theirs as it is.
     """
     kind, foreground_value = "none", 0
     if labels is not None:
@@ -185,7 +188,7 @@ def ingest(
         log.info("labels %s: kind %s", labels.path, kind)
     voxels, voxels_source = resolve(voxel_size, images.voxel_size, str(images.path))
     with io.atomic_store(out) as temporary:
-        store = io.create_group(temporary)
+        store = io.create_group(temporary, ZARR_FORMATS[ngff_version])
         raw = ngff.create_image(store, images.shape, images.dtype, voxels, name="raw", volume=dims == 3)
         total, total_sq, count, value_range = _write_images(images, raw)
         ngff.write_pyramid(store)
@@ -207,10 +210,11 @@ SLAB_BYTES = 512 * 2**20  # a volume is written in slabs of slices up to this si
 
 
 def slabs(stack: SliceStack, target, desc: str):
-    """(first slice, slices) of ``stack`` in runs as deep as ``target``'s chunks (a volume's slabs are
-    no larger than ``SLAB_BYTES``; a deeper chunk is then written in several goes)."""
+    """(first slice, slices) of ``stack`` in runs as deep as ``target``'s chunks or shards (a volume's
+    slabs are no larger than ``SLAB_BYTES``; a deeper chunk is then written in several goes, by
+    this one writer)."""
     slice_bytes = max(1, int(np.prod(stack.shape[1:])) * np.dtype(target.dtype).itemsize)
-    depth = max(1, min(target.chunks[0], SLAB_BYTES // slice_bytes))
+    depth = max(1, min(io.write_unit(target)[0], SLAB_BYTES // slice_bytes))
     for start in progress(range(0, stack.shape[0], depth), desc=desc):
         yield start, np.stack([stack.read(index) for index in range(start, min(start + depth, stack.shape[0]))])
 
@@ -262,7 +266,7 @@ def volume_targets(labels: SliceStack, objects, classes, kind: str, foreground_v
     grid = BlockGrid(objects.shape, objects.chunks, (1, 1, 1) if kind == "instance" else (0, 0, 0))
     if kind != "instance":
         blockwise.segment_image(lambda region: classes[region] > 0,
-                                lambda window: connected_components(window, connectivity=1), grid,
+                                lambda window, cut: connected_components(window, connectivity=1), grid,
                                 workspace / ".objects-fragments", objects, rule="components")
         return
     for block in progress(list(grid), desc="borders between touching objects"):
@@ -283,6 +287,8 @@ def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
                         help='voxel size as JSON, e.g. \'{"z": 50, "y": 4, "x": 4, "unit": "nanometer"}\' '
                              "(default: from the images' metadata)")
     cli.add_dims_option(parser, help="2: objects of each label slice; 3: objects of the label volume, through z")
+    parser.add_argument("--ngff", choices=sorted(ZARR_FORMATS), default=settings.default("ngff"),
+                        help="0.4 on Zarr format 2 (every viewer opens it), or 0.5 on Zarr format 3 (sharded volumes)")
     return parser.parse_args(None if argv is None else list(argv))
 
 
@@ -297,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
         images = SelectedSlices(images, indices)
         labels = SelectedSlices(labels, indices) if labels is not None else None
     ingest(images, labels, args.out, label_kind=args.label_kind, num_classes=args.num_classes,
-           voxel_size=from_config(json.loads(args.voxel_size), "voxel_size"), dims=args.dims)
+           voxel_size=from_config(json.loads(args.voxel_size), "voxel_size"), dims=args.dims, ngff_version=args.ngff)
 
 
 if __name__ == "__main__":

@@ -68,8 +68,8 @@ def quantise(probabilities: np.ndarray, dtype: str) -> np.ndarray:
 
 
 def create_output(path: Path, shape: tuple[int, ...], dtype: str, attributes: dict,
-                  voxel_size: VoxelSize, *, volume: bool = False) -> zarr.Group:
-    group = io.create_group(path)
+                  voxel_size: VoxelSize, *, volume: bool = False, zarr_format: int = 2) -> zarr.Group:
+    group = io.create_group(path, zarr_format)
     ngff.create_image(group, shape, dtype, voxel_size, name="probabilities", channel_names=class_names(shape[0]),
                       attributes=attributes, volume=volume)
     return group
@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> None:
         ngff.write_pyramid(store, slices)
 
     def create(path: Path) -> zarr.Group:
-        return create_output(path, shape, options["dtype"], attributes, voxel_size, volume=architecture.dims == 3)
+        return create_output(path, shape, options["dtype"], attributes, voxel_size, volume=architecture.dims == 3,
+                             zarr_format=io.zarr_format_of(data))
 
     if args.parts == 1:
         parts.discard_workspace(args.out)
@@ -271,8 +272,8 @@ def main(argv: list[str] | None = None) -> None:
         signature = {"shape": shape, "attributes": attributes, "data": str(args.data),
                      "voxel_size": voxel_size.as_config()}
         store = parts.shared_store(args.out, signature, create)
-        # parts of a volume meet at its chunks' faces, so no two parts write one chunk
-        slices = parts.slice_range(args.part, args.parts, shape[1], step=store[io.LEVEL0].chunks[1])
+        # parts of a volume meet at its chunks' (shards') faces, so no two parts write one
+        slices = parts.slice_range(args.part, args.parts, shape[1], step=io.write_unit(store[io.LEVEL0])[1])
         predict_into(store, slices)
         parts.mark_done(args.out, args.part, args.parts, slices)
     seconds = time.perf_counter() - start

@@ -68,7 +68,7 @@ def segment_large_slice(probabilities: zarr.Array, target: zarr.Array, z: int, g
     def read(region):
         return io.foreground_region(probabilities, (slice(z, z + 1), *region))[0]
 
-    return blockwise.segment_image(read, lambda window: segment(window, method, plan.options), grid,
+    return blockwise.segment_image(read, lambda window, cut: segment(window, method, plan.options, cut_faces=cut), grid,
                                    workspace / f"slice-{z}", SliceView(target, z), rule=plan.rule,
                                    min_size=plan.min_size, vote_threshold=plan.vote_threshold)
 
@@ -78,7 +78,7 @@ class SliceView:
 
     def __init__(self, array: zarr.Array, z: int):
         self.array, self.z = array, z
-        self.chunks = array.chunks[1:]
+        self.chunks, self.shards = array.chunks[1:], array.shards and array.shards[1:]
 
     def __setitem__(self, region: tuple[slice, slice], values: np.ndarray) -> None:
         self.array[(self.z, *region)] = values
@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
 def segment_slices(args, probabilities, shape, method, options, blocks, voxel_size, attributes) -> None:
     """``--dims 2``: every slice of the stack, or of this part's slice range, into the store."""
     def create(path: Path) -> zarr.Group:
-        return ngff.create_segmentation(path, shape, voxel_size, attributes, volume=False)
+        return ngff.create_segmentation(path, shape, voxel_size, attributes, volume=False,
+                                        zarr_format=io.zarr_format_of(probabilities))
 
     def segment_into(store: zarr.Group, slices: range) -> list[int]:
         with dask_config(args.scheduler, args.workers):  # inside the atomic store: its tasks end before it goes
@@ -165,7 +166,8 @@ def segment_volume(args, probabilities, shape, method, options, blocks, voxel_si
     if grid.single and args.parts == 1:
         parts.discard_workspace(args.out)
         with io.atomic_store(args.out) as temporary, dask_config(args.scheduler, args.workers):
-            store = ngff.create_segmentation(temporary, shape, voxel_size, attributes, volume=True)
+            store = ngff.create_segmentation(temporary, shape, voxel_size, attributes, volume=True,
+                                             zarr_format=io.zarr_format_of(probabilities))
             objects = segment(io.foreground_volume(probabilities), method, options, sampling=sampling)
             io.level0_to_write(store)[:] = objects
             ngff.write_pyramid(store)
@@ -174,7 +176,7 @@ def segment_volume(args, probabilities, shape, method, options, blocks, voxel_si
     how = block_settings(method, options)
     plan = fragments.VolumePlan(shape=shape, block_shape=grid.block_shape, halo=grid.halo, rule=how.rule,
                                 min_size=how.min_size, voxel_size=voxel_size.as_config(), attributes=attributes,
-                                source=str(args.predictions))
+                                source=str(args.predictions), zarr_format=io.zarr_format_of(probabilities))
     log.info("segmenting the %s volume in %d blocks of %s voxels with a halo of %s (part %d of %d)",
              "x".join(map(str, shape)), len(grid), "x".join(map(str, grid.block_shape)),
              "x".join(map(str, grid.halo)), args.part, args.parts)
@@ -183,8 +185,8 @@ def segment_volume(args, probabilities, shape, method, options, blocks, voxel_si
     def read(region):
         return io.foreground_region(probabilities, region)
 
-    def segment_window(window: np.ndarray) -> np.ndarray:
-        return segment(window, method, how.options, sampling=sampling)
+    def segment_window(window: np.ndarray, cut_faces) -> np.ndarray:
+        return segment(window, method, how.options, sampling=sampling, cut_faces=cut_faces)
 
     numbers = grid.numbers_in(parts.slice_range(args.part, args.parts, grid.grid_shape[0]))
     with dask_config(args.scheduler, args.workers):

@@ -32,14 +32,14 @@ COMPRESSION = "zlib"  # lossless and read by every TIFF reader, Bio-Formats and 
 def ome_metadata(image: zarr.Group, array: zarr.Array, voxel_size: VoxelSize) -> dict:
     """The OME-XML metadata tifffile writes: axes, physical sizes with units, channel names."""
     channels = array.ndim == 4
-    metadata: dict = {"axes": "CZYX" if channels else "ZYX", "Name": image.attrs["multiscales"][0].get("name", "")}
+    metadata: dict = {"axes": "CZYX" if channels else "ZYX", "Name": ngff.ome(image)["multiscales"][0].get("name", "")}
     if voxel_size.unit is not None:
         symbol = ome_symbol(voxel_size.unit)
         for axis in ("z", "y", "x"):
             metadata[f"PhysicalSize{axis.upper()}"] = getattr(voxel_size, axis)
             metadata[f"PhysicalSize{axis.upper()}Unit"] = symbol
-    if channels and "omero" in image.attrs:
-        metadata["Channel"] = {"Name": [channel["label"] for channel in image.attrs["omero"]["channels"]]}
+    if channels and "omero" in ngff.ome(image):
+        metadata["Channel"] = {"Name": [channel["label"] for channel in ngff.ome(image)["omero"]["channels"]]}
     return metadata
 
 
@@ -56,7 +56,7 @@ def export_tiff(store: Path, out: Path) -> None:
     Nothing appears at ``out`` unless the whole file was written.
     """
     image = io.open_store(store)
-    if "multiscales" not in image.attrs:
+    if "multiscales" not in ngff.ome(image):
         raise InputError(f"{store}: not an OME-Zarr image of this workflow (no multiscales metadata); give a "
                          "results/predictions, results/segmentation or results/<dataset>/data.zarr store")
     array = io.checked_array(image, io.LEVEL0)

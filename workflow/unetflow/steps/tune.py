@@ -204,7 +204,8 @@ def candidate_in_blocks(store_path: Path, prediction_path: Path, candidate: dict
                                 dtype=np.uint32, fill_value=0, overwrite=True)
     try:
         blockwise.segment_image(lambda region: io.foreground_region(probabilities, region),
-                                lambda window: segment(window, method, how.options, sampling=sampling), grid,
+                                lambda window, cut: segment(window, method, how.options, sampling=sampling,
+                                                            cut_faces=cut), grid,
                                 workspace / "fragments", objects, rule=how.rule, min_size=how.min_size,
                                 vote_threshold=how.vote_threshold)
         sources = Sources(io.open_labels(store, "classes"), io.open_labels(store, "objects"), probabilities, objects,

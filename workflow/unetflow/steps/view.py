@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .. import cli, io
+from .. import cli, io, ngff
 
 log = logging.getLogger(__name__)
 SEGMENTATION, GROUND_TRUTH = "segmentation", "ground_truth"
@@ -56,15 +56,18 @@ def write_view(data: Path, segmentation: Path, out: Path, *, name: str) -> None:
     if io.open_labels(image, "objects") is not None:
         labels[GROUND_TRUTH] = Path(data) / "labels" / "objects"
     with io.atomic_store(out) as temporary:
-        view = io.create_group(temporary)
-        view.attrs.update({key: image.attrs[key] for key in IMAGE_KEYS if key in image.attrs})
-        multiscales = view.attrs["multiscales"]
+        view = io.create_group(temporary, io.zarr_format_of(image))
+        metadata = ngff.ome(image)
+        for key in IMAGE_KEYS:
+            if key in metadata:
+                ngff.set_ome(view, key, metadata[key])
+        multiscales = metadata["multiscales"]
         multiscales[0]["name"] = name
-        view.attrs["multiscales"] = multiscales
+        ngff.set_ome(view, "multiscales", multiscales)
         for level in (dataset["path"] for dataset in multiscales[0]["datasets"]):
             link(Path(data) / level, temporary / level)
         labels_group = view.create_group("labels")
-        labels_group.attrs["labels"] = list(labels)
+        ngff.set_ome(labels_group, "labels", list(labels))
         kinds = {label: link(target, temporary / "labels" / label) for label, target in labels.items()}
         # the links are relative and the temporary store is the output's sibling, so they resolve as they will
         # from the output; a damaged image or segmentation is refused here, not in the viewer (the ground truth

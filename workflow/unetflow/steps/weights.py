@@ -291,11 +291,12 @@ def main(argv: list[str] | None = None) -> None:
         weights = weight_map_stack(classes, objects, slice_weights=slice_weights, w0=w0, sigma=sigma)
         progress = store_progress(classes.numblocks, "weight maps")
     with io.atomic_store(args.out) as temporary:
-        group = io.create_group(temporary)
+        # a volume's weights are a sharded Zarr v3 store (no viewer opens them); a stack's, as its data's
+        group = io.create_group(temporary, 3 if args.dims == 3 else io.zarr_format_of(store))
         target = ngff.create_image(group, classes.shape, np.dtype(np.float32), voxel_size, name="weights",
                                    pyramid=False, attributes=attributes, volume=args.dims == 3)
         with dask_config(args.scheduler, args.workers), progress:
-            da.store(weights.rechunk(target.chunks), target, lock=False)  # one task per chunk it writes
+            da.store(weights.rechunk(io.write_unit(target)), target, lock=False)  # one task per chunk it writes
     if args.preview:
         shown = classes.shape[0] // 2 if args.dims == 3 else 0
         write_preview(args.preview, io.open_raw(store)[shown], classes_array[shown],
