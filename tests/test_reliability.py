@@ -320,7 +320,7 @@ def test_two_runs_with_one_seed_give_identical_results(tmp_path):
     runs = []
     for name in ("first", "second"):
         directory = copy_workflow(tmp_path / name)
-        snakemake(directory, "--cores", "2", *configure(directory, "quick", QUICK))
+        snakemake(directory, "--cores", "2", PREDICTION, *configure(directory, "quick", QUICK))  # all it compares
         runs.append(directory)
     first, second = runs
     for store, arrays in (("results/demo_train/weights.zarr", ["0"]),
