@@ -42,6 +42,15 @@ def workflow_dir(tmp_path: Path) -> Path:
     return copy_workflow(tmp_path / "workflow-copy")
 
 
+DEMO_CONFIG = "config/config.yaml"
+
+
+def on_demo(*configs: str | Path) -> list[str]:
+    """Options that run the 2-D demo's config with ``configs`` on top (a --configfile alone
+    stands alone: only it and the schema's defaults apply)."""
+    return ["--configfile", DEMO_CONFIG, *map(str, configs)]
+
+
 def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run the snakemake CLI in ``cwd``; output captured as text."""
     result = subprocess.run(

@@ -18,16 +18,16 @@ import yaml
 import zarr
 from skimage.metrics import adapted_rand_error
 
-from conftest import copy_workflow, planned_jobs, snakemake
+from conftest import copy_workflow, on_demo, planned_jobs, snakemake
 from unetflow.methods.segmenters import segment
 
 pytestmark = pytest.mark.slow
 
 
-def override(directory: Path, name: str, config: dict) -> tuple[str, str]:
+def override(directory: Path, name: str, config: dict) -> tuple[str, ...]:
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    return "--configfile", str(path)
+    return tuple(on_demo(path))
 
 
 # a new model's predictions of the test stack and of the tuning stack (demo_val), the tuning and what follows

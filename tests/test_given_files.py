@@ -14,7 +14,7 @@ import pytest
 import yaml
 import zarr
 
-from conftest import copy_run, copy_workflow, planned_jobs, snakemake
+from conftest import copy_run, copy_workflow, on_demo, planned_jobs, snakemake
 from unetflow import model_versions
 
 pytestmark = pytest.mark.slow
@@ -47,7 +47,7 @@ def apply_only(model_file: str, dataset: dict) -> dict:
 @pytest.mark.parametrize("demo", ["2d", "3d"])
 def test_applying_a_trained_model_from_its_results_path_keeps_it_and_trains_nothing(demo, request, tmp_path):
     run_fixture, demo_config, model, test_stack = {
-        "2d": ("demo_run", [], "small", "resources/demo/test-volume.tif"),
+        "2d": ("demo_run", ["config/config.yaml"], "small", "resources/demo/test-volume.tif"),
         "3d": ("demo3d_run", ["config/demo3d.yaml"], "small3d", "resources/demo3d/test-volume.tif"),
     }[demo]
     run = copy_run(request.getfixturevalue(run_fixture), tmp_path / "run")
@@ -64,7 +64,7 @@ def test_applying_a_trained_model_from_its_results_path_keeps_it_and_trains_noth
     demo_test = "demo_test" if demo == "2d" else "demo3d_test"
     np.testing.assert_array_equal(probabilities(run, "given", "big"), probabilities(run, model, demo_test))
     assert (run / "results/segmentation/given/big.zarr").is_dir()
-    assert "train" not in planned_jobs(run, *(["--configfile", *demo_config] if demo_config else []))
+    assert "train" not in planned_jobs(run, "--configfile", *demo_config)
 
 
 def test_a_model_of_another_run_and_a_copy_outside_results_are_applied_and_kept(demo_run, tmp_path):
@@ -77,7 +77,7 @@ def test_a_model_of_another_run_and_a_copy_outside_results_are_applied_and_kept(
     # from those small was trained with; the demo's datasets: tuned on demo_val with each model, demo_test predicted
     config = {"models": {"x": {"file": "results/models/small/model.pt"}, "y": {"file": str(outside)}},
               "run_models": ["x", "y"], "train": {"iterations": 50}}
-    options = ["--configfile", write_config(run, "xy", config)]
+    options = on_demo(write_config(run, "xy", config))
 
     assert planned_jobs(run, *options) == Counter({"predict": 4, "tune": 2, "segment": 2, "evaluate": 2, "view": 2,
                                                   "report": 1, "all": 1})
@@ -91,7 +91,7 @@ def test_a_model_of_another_run_and_a_copy_outside_results_are_applied_and_kept(
 def test_a_model_this_config_trains_cannot_also_be_given_as_a_file(demo_run, tmp_path):
     run = copy_run(demo_run, tmp_path / "run")
     config = {"models": {"given": {"file": "results/models/small/model.pt"}}, "run_models": ["small", "given"]}
-    result = snakemake(run, "-n", "--configfile", write_config(run, "both", config), check=False)
+    result = snakemake(run, "-n", *on_demo(write_config(run, "both", config)), check=False)
     assert result.returncode != 0
     assert ("models.given.file: results/models/small/model.pt is an output of this workflow's train rule, which would "
             "replace or delete it whenever that rule reruns") in " ".join((result.stdout + result.stderr).split())
@@ -100,7 +100,7 @@ def test_a_model_this_config_trains_cannot_also_be_given_as_a_file(demo_run, tmp
 def test_a_stack_that_this_run_writes_is_refused_as_a_dataset(demo_run, tmp_path):
     run = copy_run(demo_run, tmp_path / "run")
     config = {"datasets": {"again": {"images": "results/demo_test/data.zarr"}}, "predict_on": ["demo_test", "again"]}
-    result = snakemake(run, "-n", "--configfile", write_config(run, "again", config), check=False)
+    result = snakemake(run, "-n", *on_demo(write_config(run, "again", config)), check=False)
     assert result.returncode != 0
     assert ("datasets.again.images: results/demo_test/data.zarr is an output of this workflow's ingest rule"
             in " ".join((result.stdout + result.stderr).split()))
@@ -109,7 +109,7 @@ def test_a_stack_that_this_run_writes_is_refused_as_a_dataset(demo_run, tmp_path
 def test_a_train_job_without_training_data_is_refused_and_deletes_nothing(demo_run, tmp_path):
     run = copy_run(demo_run, tmp_path / "run")
     before = digests(run / "results")
-    result = snakemake(run, "--cores", "2", "--configfile", write_config(run, "none", {"train_on": []}), check=False)
+    result = snakemake(run, "--cores", "2", *on_demo(write_config(run, "none", {"train_on": []})), check=False)
     assert result.returncode != 0
     assert "train_on is missing or empty, so the models have nothing to train on" in " ".join(
         (result.stdout + result.stderr).split())
@@ -133,13 +133,13 @@ QUICK = {"augment": {"samples": 16}, "train": {"iterations": 6, "batch_size": 2,
 def test_a_real_retraining_runs_and_the_earlier_model_is_kept(tmp_path):
     run = copy_workflow(tmp_path / "run")
     target = "results/models/small/model.pt"
-    snakemake(run, "--cores", "2", target, "--configfile", write_config(run, "quick", QUICK))
+    snakemake(run, "--cores", "2", target, *on_demo(write_config(run, "quick", QUICK)))
     first = (run / target).read_bytes()
     [kept] = model_versions.versions(run / "results/models/small")
     assert (kept / "model.pt").stat().st_ino == (run / target).stat().st_ino  # a hard link, not a copy
 
     changed = {**QUICK, "train": {**QUICK["train"], "lr": 0.001}}
-    options = ["--configfile", write_config(run, "changed", changed)]
+    options = on_demo(write_config(run, "changed", changed))
     assert planned_jobs(run, target, *options) == Counter({"train": 1})
     snakemake(run, "--cores", "2", target, *options)
 

@@ -11,7 +11,7 @@ import tifffile
 import yaml
 import zarr
 
-from conftest import copy_workflow, snakemake
+from conftest import copy_workflow, on_demo, snakemake
 
 ODD_NAMES = {
     "apostrophe": "data/O'Brien lab/train-volume.tif",
@@ -48,7 +48,7 @@ def test_odd_paths_in_an_odd_checkout_ingest_and_run_nothing_they_hold(tmp_path)
     datasets = {name: {"images": path} for name, path in ODD_NAMES.items()}
     datasets["apostrophe"]["labels"] = "data/O'Brien lab/train-labels.tif"
     targets = [f"results/{name}/data.zarr" for name in ODD_NAMES]
-    snakemake(checkout, "--cores", "2", *targets, *config_file(checkout, {"datasets": datasets}))
+    snakemake(checkout, "--cores", "2", *targets, *on_demo(config_file(checkout, {"datasets": datasets})[-1]))
     for name, data in expected.items():
         np.testing.assert_array_equal(zarr.open_group(str(checkout / f"results/{name}/data.zarr"))["0"][:], data)
     assert not list(tmp_path.rglob("PWNED*"))
@@ -98,7 +98,8 @@ def test_sparse_labels_train_through_the_cli(workflow_dir):
     tifffile.imwrite(workflow_dir / "labels.tif", labels, photometric="minisblack")
     config = {"datasets": {"sparse": {"images": "images.tif", "labels": "labels.tif"}}, "train_on": ["sparse"],
               "augment": {"samples": 40}, "train": {"iterations": 6, "batch_size": 2, "validate_every": 6}}
-    snakemake(workflow_dir, "--cores", "2", "results/models/small/model.pt", *config_file(workflow_dir, config))
+    snakemake(workflow_dir, "--cores", "2", "results/models/small/model.pt",
+              *on_demo(config_file(workflow_dir, config)[-1]))
     samples = zarr.open_group(str(workflow_dir / "results/sparse/augmented/188-100.zarr"), mode="r")["labels"]
     assert samples.nchunks_initialized == 40
     assert (samples[:].reshape(40, -1).max(axis=1) == 0).any()  # the case: background-only tiles

@@ -22,7 +22,7 @@ import yaml
 import zarr
 from PIL import Image
 
-from conftest import copy_workflow, snakemake
+from conftest import copy_workflow, on_demo, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -35,7 +35,7 @@ QUICK = {
 def configure(directory: Path, name: str, config: dict) -> list[str]:
     path = directory / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
-    return ["--configfile", str(path)]
+    return on_demo(path)
 
 
 def fails_with(directory: Path, target: str, config: dict, *messages: str) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, copy_workflow, snakemake
+from conftest import REPO, copy_workflow, on_demo, snakemake
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -60,9 +60,9 @@ def quick_config(directory: Path) -> str:
 
 def test_demo_runs_as_slurm_jobs_with_the_results_of_a_local_run(slurm_cluster, tmp_path):
     local = copy_workflow(tmp_path / "local")
-    snakemake(local, "--cores", "2", "--configfile", quick_config(local))
+    snakemake(local, "--cores", "2", *on_demo(quick_config(local)))
     cluster = copy_workflow(tmp_path / "cluster")
-    snakemake(cluster, "--profile", "profiles/slurm", *SMALL_NODE, "--configfile", quick_config(cluster))
+    snakemake(cluster, "--profile", "profiles/slurm", *SMALL_NODE, *on_demo(quick_config(cluster)))
     accounting = subprocess.run(["sacct", "-n", "-X", "-P", "-o", "JobID,State,Comment,ReqTRES"],
                                 capture_output=True, text=True, check=True).stdout
     jobs = [line.split("|") for line in accounting.splitlines() if line]

@@ -12,7 +12,7 @@ from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 from PIL import Image
 
-from conftest import snakemake
+from conftest import on_demo, snakemake
 
 
 def write_config(directory: Path, config: dict) -> str:
@@ -98,17 +98,17 @@ def test_demo_weights_and_augmented_samples(workflow_dir):
 
 def test_mistyped_config_key_is_a_schema_error(workflow_dir):
     extra = write_config(workflow_dir, {"num_clases": 3})
-    result = snakemake(workflow_dir, "-n", "--configfile", extra, check=False)
+    result = snakemake(workflow_dir, "-n", *on_demo(extra), check=False)
     assert result.returncode != 0
     assert "'num_clases' was unexpected" in result.stdout + result.stderr
 
 
 def test_wrong_type_and_missing_key_are_schema_errors(workflow_dir):
     extra = write_config(workflow_dir, {"num_classes": "two"})
-    result = snakemake(workflow_dir, "-n", "--configfile", extra, check=False)
+    result = snakemake(workflow_dir, "-n", *on_demo(extra), check=False)
     assert result.returncode != 0 and "'two' is not of type 'integer'" in result.stdout + result.stderr
     extra = write_config(workflow_dir, {"datasets": {"mine": {"labels": "labels.tif"}}})
-    result = snakemake(workflow_dir, "-n", "--configfile", extra, check=False)
+    result = snakemake(workflow_dir, "-n", *on_demo(extra), check=False)
     assert result.returncode != 0 and "'images' is a required property" in result.stdout + result.stderr
 
 
@@ -118,7 +118,7 @@ def test_bad_slice_fails_the_rule_with_the_message_and_no_store(workflow_dir):
     for index, size in enumerate((32, 32, 40)):
         Image.fromarray(np.zeros((size, size), np.uint8)).save(folder / f"{index}.png")
     extra = write_config(workflow_dir, {"datasets": {"mine": {"images": "mine"}}})
-    result = snakemake(workflow_dir, "--cores", "1", "results/mine/data.zarr", "--configfile", extra, check=False)
+    result = snakemake(workflow_dir, "--cores", "1", "results/mine/data.zarr", *on_demo(extra), check=False)
     assert result.returncode != 0
     output = result.stdout + result.stderr
     assert "mine/2.png: slice is 40x40 but 0.png is 32x32" in output
@@ -130,7 +130,7 @@ def test_isbi_png_folders_ingest(workflow_dir, isbi_dir):
         workflow_dir,
         {"datasets": {"isbi_train": {"images": str(isbi_dir / "train/image"), "labels": str(isbi_dir / "train/label")}}},
     )
-    snakemake(workflow_dir, "--cores", "2", "results/isbi_train/data.zarr", "--configfile", extra)
+    snakemake(workflow_dir, "--cores", "2", "results/isbi_train/data.zarr", *on_demo(extra))
     store = zarr.open_group(str(workflow_dir / "results/isbi_train/data.zarr"), mode="r")
     assert store["0"].shape == (22, 512, 512)
     assert store["0"].attrs["unetflow"]["labels"]["kind"] == "binary"
@@ -147,7 +147,7 @@ QUICK = {
 
 def test_train_rule_runs_on_the_demo(workflow_dir):
     extra = write_config(workflow_dir, QUICK)
-    snakemake(workflow_dir, "--cores", "2", "results/models/small/model.pt", "--configfile", extra)
+    snakemake(workflow_dir, "--cores", "2", "results/models/small/model.pt", *on_demo(extra))
     model_dir = workflow_dir / "results/models/small"
     metrics = pd.read_csv(model_dir / "metrics.csv")
     assert list(metrics["iteration"]) == [3, 6, 9, 12]
@@ -179,7 +179,7 @@ def test_train_rule_runs_on_the_demo(workflow_dir):
     ({"models": {"small": {"planar_poolings": 1}}}, "models.small: planar_poolings 1 must be 0 for 2-D models"),
 ])
 def test_unknown_methods_and_missing_training_data_are_refused_before_any_job(workflow_dir, config, message):
-    result = snakemake(workflow_dir, "-n", "--configfile", write_config(workflow_dir, config), check=False)
+    result = snakemake(workflow_dir, "-n", *on_demo(write_config(workflow_dir, config)), check=False)
     assert result.returncode != 0
     assert message in " ".join((result.stdout + result.stderr).split())
 
@@ -190,8 +190,8 @@ def test_a_pretrained_model_of_other_dims_is_refused_before_any_job(workflow_dir
 
     config = ModelConfig(depth=1, base_channels=2, dims=3)
     inference.save_model(workflow_dir / "volume.pt", config, config.network())
-    result = snakemake(workflow_dir, "-n", "--configfile", write_config(
-        workflow_dir, {"models": {"mine": {"file": "volume.pt"}}, "run_models": ["mine"]}), check=False)
+    result = snakemake(workflow_dir, "-n", *on_demo(write_config(
+        workflow_dir, {"models": {"mine": {"file": "volume.pt"}}, "run_models": ["mine"]})), check=False)
     assert result.returncode != 0
     assert "models.mine.file: volume.pt is a 3-D model, but dims is 2; set dims: 3 to apply it" in " ".join(
         (result.stdout + result.stderr).split())
