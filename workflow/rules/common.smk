@@ -56,9 +56,18 @@ def check_config():
             if key in entry:
                 config_checks.check_path(entry[key], f"datasets.{name}.{key}")
         config_checks.parse_slice_selection(entry["slices"], f"config: datasets.{name}.slices")
+        config_checks.parse_slice_selection(entry["labelled_slices"], f"config: datasets.{name}.labelled_slices")
+        if "labels" not in entry and (entry["ignore_label"] is not None or entry["labelled_slices"] != ""):
+            raise ValueError(f"config: datasets.{name} gives ignore_label or labelled_slices but no labels; add its "
+                             "labels, or remove those keys")
         voxel_size.from_config(entry["voxel_size"], f"config: datasets.{name}.voxel_size")
     for key in ("train_on", "validate_on", "predict_on", "run_models"):
         config_checks.check_unique(config.get(key, []), key)
+    if not config["train_on"] and not config["predict_on"]:
+        raise ValueError("config: train_on and predict_on are empty, so this config trains and predicts nothing; add "
+                         "train_on: [<labelled dataset>] to train a model (with validate_on: [<another>] to tune "
+                         "it), and predict_on: [<dataset>] to segment a dataset; or let `unetflow init <folder>` "
+                         "write a config from a folder of images")
     config_checks.check_seed_height(config["segment"]["seeds"], config["segment"]["h"])
     config_checks.check_class_weight_source(config["weights"]["class_weights"], config["dims"])
     check_method(config["segment"]["method"], "segmenters", "segmenter", "segment.method")
@@ -345,8 +354,14 @@ def raw_inputs(wildcards):
 
 
 def labels_option(wildcards):
-    labels = dataset(wildcards.dataset).get("labels")
-    return ["--labels", labels] if labels else []
+    """--labels, with the options of sparse annotations (unetflow.annotations) where given."""
+    entry = dataset(wildcards.dataset)
+    if "labels" not in entry:
+        return []
+    sparse = [] if entry["ignore_label"] is None else ["--ignore-label", str(entry["ignore_label"])]
+    if entry["labelled_slices"] != "":
+        sparse += ["--labelled-slices", str(entry["labelled_slices"])]
+    return ["--labels", entry["labels"], *sparse]
 
 
 def slices_option(wildcards):

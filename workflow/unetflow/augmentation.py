@@ -66,6 +66,8 @@ class AugmentSettings:
         return cls(**flat)
 
 
+MAX_DRAWS = 100  # tiles drawn for one sample before the labels are called too sparse
+
 RENAMED = {
     "rotation_max_degrees": "rotation_degrees",
     "gray_brightness": "brightness",
@@ -288,6 +290,15 @@ class OnlineSamples:
         if not 0 <= index < self.length:
             raise IndexError(index)
         rng = np.random.default_rng([self.seed, index])
+        for _ in range(MAX_DRAWS):  # sparse annotations: a tile with no known label teaches nothing
+            sample = self._draw(rng)
+            if io.known(sample[1]).any():
+                return sample
+        raise InputError(f"training sample {index}: none of {MAX_DRAWS} random tiles of {self.data} holds a labelled "
+                         "pixel: the labels are (almost) all unknown; annotate more pixels, or check the datasets' "
+                         "ignore_label and labelled_slices")
+
+    def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         stores = self._open()
         raw, classes, weights, stats, spacing = stores[rng.integers(len(stores))]
         if self.dims == 3:

@@ -48,6 +48,11 @@ class SliceCounts:
 
     def add(self, foreground: np.ndarray, classes: np.ndarray, truth: np.ndarray, segmented: np.ndarray,
             threshold: float) -> None:
+        """Add a region's counts; pixels of unknown class (sparse annotations) count in no pixel
+        score, and in no object score as they belong to no true object."""
+        known = io.known(classes)
+        if not known.all():
+            foreground, classes = foreground[known], classes[known]
         self.at_threshold += Confusion.of(foreground >= threshold, classes > 0)
         self.at_half += Confusion.of(foreground >= 0.5, classes > 0)
         self.isbi += interior_counts(foreground, classes)
@@ -178,6 +183,7 @@ def segmentation_scores(sources: Sources, grid: BlockGrid) -> dict[str, float]:
     for block in grid:
         foreground, classes, truth, segmented = sources.read(block.core)
         table.add(truth, segmented)
-        confusion += Confusion.of(foreground >= sources.threshold, classes > 0)
+        known = io.known(classes)
+        confusion += Confusion.of(foreground[known] >= sources.threshold, classes[known] > 0)
     return {**table_scores(table), "pixel_error": pixel_error_of(confusion)}
 

@@ -13,7 +13,8 @@ and in tiles of ``TILE_CHUNK_EDGE`` in y/x for slices over ``MAX_CHUNK_EDGE``; a
         0, 1, ...             attrs["unetflow"] of level 0 holds the intensity
                               normalisation and the voxel size's source
         labels/objects/0, ... instance labels (uint32, 0 = background)
-        labels/classes/0, ... training target: class index per pixel (uint8)
+        labels/classes/0, ... training target: class index per pixel (uint8), IGNORE
+                              where the class is unknown (sparse annotations)
 
 Prediction stores are (c, z, y, x) images of class probabilities; segmentation
 stores are label images (uint32 objects), level 0 at ``"0"`` in each.
@@ -43,11 +44,17 @@ COMPRESSOR = numcodecs.Blosc(cname="zstd", clevel=5, shuffle=numcodecs.Blosc.BIT
 COMPRESSORS = {2: COMPRESSOR, 3: zarr.codecs.BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")}  # by Zarr format
 VOLUME_SHARD_CHUNKS = 2  # Zarr v3 volumes: a shard (one file) holds 2 x 2 x 2 chunks
 LABEL_NAMES = ("objects", "classes")
+IGNORE = 255  # labels/classes of a pixel whose class is unknown: no class index (num_classes <= 254)
 LEVEL0 = "0"  # the full-resolution level of every image
 # augmented sample stores: (sample, y, x) arrays, in the order a sample lists them
 SAMPLE_ARRAYS = {"image": np.float32, "labels": np.uint8, "weights": np.float32}
 # Every chunk is written, even one of zeros, so that a missing chunk file means a damaged store.
 ARRAY_CONFIG = {"write_empty_chunks": True}
+
+
+def known(classes: np.ndarray) -> np.ndarray:
+    """Pixels of a labels/classes array whose class is known (not ``IGNORE``)."""
+    return np.asarray(classes) != IGNORE
 
 
 def slice_chunks(shape: tuple[int, int, int]) -> tuple[int, int, int]:

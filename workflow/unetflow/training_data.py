@@ -158,7 +158,8 @@ class IterationBatches(Sampler):
 
 def load_validation(paths: list[Path], dims: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
     """(normalised image, class labels) of every slice of the validation stores, or of every
-    volume for a 3-D network (``dims`` 3)."""
+    volume for a 3-D network (``dims`` 3); slices without a known label (sparse annotations)
+    are left out."""
     slices = []
     for path in paths:
         store = io.open_store(path)
@@ -170,5 +171,6 @@ def load_validation(paths: list[Path], dims: int = 2) -> list[tuple[np.ndarray, 
         if dims == 3:
             slices.append((io.normalize(raw[:], stats), classes[:]))
         else:
-            slices += [(io.normalize(raw[z], stats), classes[z]) for z in range(raw.shape[0])]
+            labelled = [(z, classes[z]) for z in range(raw.shape[0])]
+            slices += [(io.normalize(raw[z], stats), plane) for z, plane in labelled if io.known(plane).any()]
     return slices

@@ -15,6 +15,10 @@ three kinds:
     class indices ``0 .. num_classes - 1``; objects are the 4-connected
     components of the non-zero classes.
 
+Sparse annotations (:mod:`unetflow.annotations`): pixels equal to ``--ignore-label``, and
+every pixel of a slice outside ``--labelled-slices``, are unknown: class ``io.IGNORE``, no
+object.
+
 ``auto`` picks ``binary`` for at most two distinct values, else ``instance``
 for two classes and ``classes`` for more. With ``num_classes`` above 2, ``auto``
 reads labels as class indices, so a binary mask of 0/255 is refused with the fix
@@ -33,6 +37,7 @@ import numpy as np
 from skimage.measure import label as connected_components
 
 from .. import blockwise, cli, io, ngff, settings
+from ..annotations import Annotation, from_options
 from ..blocks import BlockGrid
 from ..errors import InputError
 from ..progress import progress
@@ -100,10 +105,20 @@ def touching_borders(objects: np.ndarray) -> np.ndarray:
 
 
 def targets_from_labels(
-    labels: np.ndarray, kind: str, foreground_value: int
+    labels: np.ndarray, kind: str, foreground_value: int, unknown: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Instance objects (uint32) and training classes (uint8) of one label slice, or of a whole
-    label volume (objects connected, and touching objects separated, through z too)."""
+    label volume (objects connected, and touching objects separated, through z too); ``unknown``
+    pixels get no object and class ``io.IGNORE``."""
+    if unknown is not None:
+        labels = np.where(unknown, 0, labels)
+    objects, classes = known_targets(labels, kind, foreground_value)
+    if unknown is not None:
+        objects[unknown], classes[unknown] = 0, io.IGNORE
+    return objects, classes
+
+
+def known_targets(labels: np.ndarray, kind: str, foreground_value: int) -> tuple[np.ndarray, np.ndarray]:
     if kind == "binary":
         classes = (labels == foreground_value).astype(np.uint8)
         objects = connected_components(classes, connectivity=1).astype(np.uint32)
@@ -116,11 +131,15 @@ def targets_from_labels(
     return objects, classes
 
 
-def scan_labels(stack: SliceStack, kind: str, num_classes: int) -> tuple[str, int]:
-    """Validate every label slice; return the resolved kind and the foreground value."""
+def scan_labels(stack: SliceStack, kind: str, num_classes: int,
+                annotation: Annotation = Annotation()) -> tuple[str, int]:
+    """Validate every annotated label slice; return the resolved kind and the foreground value
+    (the ignore label is no value of either)."""
     values: set[int] = set()
     for index in progress(range(stack.shape[0]), desc="checking labels"):
-        slice_values = label_values(stack.read(index), stack.name_of(index))
+        if not annotation.slice_known(index):
+            continue
+        slice_values = annotation.known_values(label_values(stack.read(index), stack.name_of(index)))
         if kind in ("auto", "binary") and len(values) <= 2:
             values.update(slice_values.tolist())
         checks_classes = kind == "classes" or (kind == "auto" and num_classes > 2)
@@ -128,6 +147,7 @@ def scan_labels(stack: SliceStack, kind: str, num_classes: int) -> tuple[str, in
             raise not_classes_error(stack.name_of(index), slice_values, kind, num_classes)
     if kind == "auto":
         kind = infer_label_kind(np.array(sorted(values)), num_classes)
+    annotation.check(kind, num_classes, str(stack.path))
     if kind == "binary" and len(values) > 2:
         raise InputError(
             f"{stack.path}: label_kind is binary but the labels hold more than two values "
@@ -170,6 +190,7 @@ def ingest(
     voxel_size: VoxelSize | None = None,
     dims: int = 2,
     ngff_version: str = "0.4",
+    annotation: Annotation = Annotation(),
 ) -> None:
     """Validate the stacks and write them to an OME-Zarr store, slice by slice, with
     their resolution pyramids.
@@ -179,12 +200,13 @@ def ingest(
     those of the volume (:func:`targets_from_labels` on the whole label stack, held in
     memory), else of each slice. Nothing appears at ``out`` unless every slice was
     valid and written. ``ngff_version`` 0.5 writes the store in NGFF 0.5 on Zarr format 3, and
-    the steps after this one write theirs as it is.
+    the steps after this one write theirs as it is. ``annotation`` says which label pixels
+    are known (sparse annotations).
     """
     kind, foreground_value = "none", 0
     if labels is not None:
         check_shapes(images, labels)
-        kind, foreground_value = scan_labels(labels, label_kind, num_classes)
+        kind, foreground_value = scan_labels(labels, label_kind, num_classes, annotation)
         log.info("labels %s: kind %s", labels.path, kind)
     voxels, voxels_source = resolve(voxel_size, images.voxel_size, str(images.path))
     with io.atomic_store(out) as temporary:
@@ -194,14 +216,16 @@ def ingest(
         ngff.write_pyramid(store)
         ngff.set_gray_display(store, "raw", *value_range)
         if labels is not None:
-            _write_labels(labels, store, kind, foreground_value, voxels, num_classes, dims)
+            _write_labels(labels, store, kind, foreground_value, voxels, num_classes, dims, annotation)
         mean = total / count
         std = float(np.sqrt(max(total_sq / count - mean**2, 0.0))) or 1.0
         raw.attrs["unetflow"] = {
             "normalization": {"method": "zscore", "mean": mean, "std": std},
             "source": str(images.path),
             "voxel_size": {**voxels.as_config(), "source": voxels_source},
-            "labels": None if labels is None else {"source": str(labels.path), "kind": kind},
+            "labels": None if labels is None else {
+                "source": str(labels.path), "kind": kind, "ignore_label": annotation.ignore_label,
+                "labelled_slices": None if annotation.labelled is None else sorted(annotation.labelled)},
         }
     log.info("wrote %s: %d slices of %dx%d, voxel size %s", out, *images.shape, voxels.describe())
 
@@ -235,43 +259,53 @@ def _write_images(images: SliceStack, raw) -> tuple[float, float, int, tuple[flo
 
 
 def _write_labels(labels: SliceStack, store, kind: str, foreground_value: int, voxels: VoxelSize,
-                  num_classes: int, dims: int) -> None:
+                  num_classes: int, dims: int, annotation: Annotation) -> None:
     volume = dims == 3
     objects = ngff.create_label(store, "objects", labels.shape, np.dtype(np.uint32), voxels, volume=volume)
     classes = ngff.create_label(store, "classes", labels.shape, np.dtype(np.uint8), voxels,
                                 colors=ngff.class_colours(num_classes), volume=volume)
     if volume and objects.chunks == objects.shape:  # one chunk: the volume at once, as it always fits
         whole = np.stack([labels.read(index) for index in progress(range(labels.shape[0]), desc="reading labels")])
-        objects[:], classes[:] = targets_from_labels(whole, kind, foreground_value)
+        objects[:], classes[:] = targets_from_labels(whole, kind, foreground_value, annotation.unknown(whole))
     elif volume:
-        volume_targets(labels, objects, classes, kind, foreground_value, Path(io.location(store)))
+        volume_targets(labels, objects, classes, kind, foreground_value, Path(io.location(store)), annotation)
     else:
         for index in progress(range(labels.shape[0]), desc="ingesting labels"):
-            objects[index], classes[index] = targets_from_labels(labels.read(index), kind, foreground_value)
+            plane = labels.read(index)
+            unknown = annotation.unknown(plane[None], index)
+            objects[index], classes[index] = targets_from_labels(plane, kind, foreground_value,
+                                                                 None if unknown is None else unknown[0])
     for name in ("objects", "classes"):
         ngff.write_pyramid(store["labels"][name])
 
 
-def volume_targets(labels: SliceStack, objects, classes, kind: str, foreground_value: int, workspace: Path) -> None:
+def volume_targets(labels: SliceStack, objects, classes, kind: str, foreground_value: int, workspace: Path,
+                   annotation: Annotation = Annotation()) -> None:
     """The objects and classes of a label volume larger than a chunk, chunk by chunk: objects of
     binary labels and class indices are the volume's 6-connected components, found block by block
     and stitched (exact, :mod:`unetflow.blockwise`); instance labels get the border between
-    touching objects from each chunk with a one-voxel halo."""
+    touching objects from each chunk with a one-voxel halo. Unknown voxels: class IGNORE, no object."""
     for start, slab in slabs(labels, objects, "ingesting labels"):
         region = slice(start, start + len(slab))
+        unknown = annotation.unknown(slab, start)
+        if unknown is not None:
+            slab = np.where(unknown, 0, slab)
         if kind == "instance":
             objects[region] = slab.astype(np.uint32)
+            target = np.zeros(slab.shape, np.uint8)
         else:
-            classes[region] = (slab == foreground_value) if kind == "binary" else slab.astype(np.uint8)
+            target = (slab == foreground_value).astype(np.uint8) if kind == "binary" else slab.astype(np.uint8)
+        classes[region] = target if unknown is None else np.where(unknown, io.IGNORE, target)
     grid = BlockGrid(objects.shape, objects.chunks, (1, 1, 1) if kind == "instance" else (0, 0, 0))
     if kind != "instance":
-        blockwise.segment_image(lambda region: classes[region] > 0,
+        blockwise.segment_image(lambda region: (classes[region] > 0) & io.known(classes[region]),
                                 lambda window, cut: connected_components(window, connectivity=1), grid,
                                 workspace / ".objects-fragments", objects, rule="components")
         return
     for block in progress(list(grid), desc="borders between touching objects"):
         window = objects[block.outer]
-        classes[block.core] = ((window > 0) & ~touching_borders(window))[block.core_in_outer]
+        target = ((window > 0) & ~touching_borders(window))[block.core_in_outer].astype(np.uint8)
+        classes[block.core] = np.where(io.known(classes[block.core]), target, io.IGNORE)
 
 
 def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
@@ -283,6 +317,9 @@ def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
     parser.add_argument("--num-classes", type=int, default=settings.default("num_classes"))
     parser.add_argument("--slices", default=settings.default("datasets", "*", "slices"),
                         help='slices to take, e.g. "0-17" or "0,3,5-7" (default: all)')
+    parser.add_argument("--ignore-label", type=int, help="sparse annotations: the label value of unknown pixels")
+    parser.add_argument("--labelled-slices", default="", help='sparse annotations: the annotated slices of the '
+                        'label stack, e.g. "0,10,20" (numbered in the whole stack; default: all)')
     parser.add_argument("--voxel-size", default=json.dumps(settings.default("datasets", "*", "voxel_size")),
                         help='voxel size as JSON, e.g. \'{"z": 50, "y": 4, "x": 4, "unit": "nanometer"}\' '
                              "(default: from the images' metadata)")
@@ -296,14 +333,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     images = open_stack(args.images)
     labels = open_stack(args.labels, labels=True) if args.labels else None
+    stack_length = images.shape[0]
+    indices = list(range(stack_length))
     if args.slices:
         if labels is not None:
             check_shapes(images, labels)
         indices = parse_slices(args.slices, images.shape[0], str(images.path))
         images = SelectedSlices(images, indices)
         labels = SelectedSlices(labels, indices) if labels is not None else None
+    labelled = parse_slices(args.labelled_slices, len(indices) if not args.slices else stack_length,
+                            f"{args.labels}: labelled_slices") if args.labelled_slices else None
+    annotation = from_options(args.ignore_label, labelled, indices)
     ingest(images, labels, args.out, label_kind=args.label_kind, num_classes=args.num_classes,
-           voxel_size=from_config(json.loads(args.voxel_size), "voxel_size"), dims=args.dims, ngff_version=args.ngff)
+           voxel_size=from_config(json.loads(args.voxel_size), "voxel_size"), dims=args.dims, ngff_version=args.ngff,
+           annotation=annotation)
 
 
 if __name__ == "__main__":

@@ -129,11 +129,12 @@ def validate(model: nn.Module, architecture: Architecture, slices: list, device:
         probabilities = predict_whole(forward, image, tile=geometry.tile, margin=geometry.margin,
                                       num_classes=architecture.num_classes, blend=geometry.blend,
                                       align=geometry.align)
-        picked = np.take_along_axis(probabilities, classes[None].astype(np.int64), axis=0)[0]
-        losses.append(float(-np.log(np.clip(picked, 1e-7, 1.0)).mean()))
+        known = io.known(classes)  # sparse annotations: scored where the class is known
+        picked = np.take_along_axis(probabilities, np.where(known, classes, 0)[None].astype(np.int64), axis=0)[0]
+        losses.append(float(-np.log(np.clip(picked[known], 1e-7, 1.0)).mean()))
         predicted = probabilities.argmax(axis=0)
-        errors.append(pixel_error(predicted, classes))
-        ious.append(foreground_iou(predicted, classes))
+        errors.append(pixel_error(predicted[known], classes[known]))
+        ious.append(foreground_iou(predicted[known], classes[known]))
     model.train()
     return {"val_loss": float(np.mean(losses)), "val_pixel_error": float(np.mean(errors)),
             "val_foreground_iou": float(np.mean(ious))}

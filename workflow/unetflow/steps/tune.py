@@ -75,11 +75,11 @@ def score_trials(foreground: np.ndarray, classes: np.ndarray, truth: np.ndarray,
                  sampling: tuple[float, ...] | None = None) -> list[dict[str, float]]:
     """Object scores (and the pixel error at its threshold) of every candidate on one slice or one
     volume (``sampling`` as :func:`unetflow.methods.segmenters.segment` takes it)."""
-    rows = []
+    rows, known = [], io.known(classes)  # sparse annotations: the pixel error of known pixels
     for candidate in trials:
         objects = segment(foreground, candidate["method"], candidate, sampling=sampling)
         rows.append({**object_scores(truth, objects),
-                     "pixel_error": pixel_error(foreground >= candidate["threshold"], classes > 0)})
+                     "pixel_error": pixel_error(foreground[known] >= candidate["threshold"], classes[known] > 0)})
     return rows
 
 

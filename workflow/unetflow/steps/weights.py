@@ -8,7 +8,10 @@ background pixels only, as in the paper, where it targets "the separation
 border between touching cells": there it makes the thin gaps between objects
 count up to ``w0`` times more in the loss. Foreground pixels get ``w_c``
 alone: inside an object d1 is zero, and the term would up-weight every pixel
-near any object edge, not the gaps that separate objects.
+near any object edge, not the gaps that separate objects. Pixels whose class is
+unknown (sparse annotations, ``io.IGNORE``) weigh 0: no class weight and no border
+term; the class frequencies are those of the known pixels, and distances are to the
+labelled objects only.
 
 With ``--dims 2`` (default) every slice gets its own 2-D map. With ``--dims 3``
 the map is computed over the whole volume in 3-D: distances are measured in x
@@ -120,8 +123,8 @@ def weight_map(
     Notes
     -----
     ``w(x) = w_c(x) + w0 exp(-(d1(x) + d2(x))^2 / (2 sigma^2))`` on background
-    pixels, ``w_c(x)`` on foreground pixels; ``d1`` and ``d2`` are Euclidean
-    distances with the given spacing.
+    pixels, ``w_c(x)`` on foreground pixels, 0 on unknown pixels (class ``io.IGNORE``);
+    ``d1`` and ``d2`` are Euclidean distances with the given spacing.
 
     References
     ----------
@@ -131,7 +134,15 @@ def weight_map(
     background = classes == 0
     d1, d2 = nearest_two_distances(np.where(background, 0, objects), max_distance=border_cutoff(w0, sigma),
                                    mask=background, spacing=spacing)
-    return (class_weight[classes] + border_term(d1, d2, background, w0=w0, sigma=sigma)).astype(np.float32)
+    return known_only(classes, class_weight, border_term(d1, d2, background, w0=w0, sigma=sigma))
+
+
+def known_only(classes: np.ndarray, class_weight: np.ndarray, border: np.ndarray) -> np.ndarray:
+    """``w_c + border`` where the class is known, 0 where it is unknown (``io.IGNORE``)."""
+    known = io.known(classes)
+    if known.all():
+        return (class_weight[classes] + border).astype(np.float32)
+    return np.where(known, class_weight[np.where(known, classes, 0)] + border, 0.0).astype(np.float32)
 
 
 def naive_weight_map(
@@ -148,12 +159,13 @@ def naive_weight_map(
 
     background = classes == 0
     d1, d2 = naive_nearest_two_distances(np.where(background, 0, objects), spacing)
-    return (class_weight[classes] + border_term(d1, d2, background, w0=w0, sigma=sigma)).astype(np.float32)
+    return known_only(classes, class_weight, border_term(d1, d2, background, w0=w0, sigma=sigma))
 
 
 def slice_class_weights(classes: da.Array, num_classes: int, *, per_slice: bool) -> np.ndarray:
-    """Class weights per slice, shape (z, K): the dataset's own for every slice, or each slice's."""
-    counts = da.stack([da.bincount(plane.ravel(), minlength=num_classes)[:num_classes] for plane in classes])
+    """Class weights per slice, shape (z, K): the dataset's own for every slice, or each slice's,
+    from the known pixels (unknown ones, ``io.IGNORE``, fall outside the K counted)."""
+    counts = da.stack([da.bincount(plane.ravel(), minlength=io.IGNORE + 1)[:num_classes] for plane in classes])
     counts = counts.compute()
     if per_slice:
         return np.stack([class_weights(row) for row in counts])
