@@ -138,8 +138,11 @@ def test_from_a_folder_to_a_segmentation_and_a_model_applied_to_new_images(tmp_p
     snakemake(run, "--cores", "2", "--configfile", "lab.yaml", "quick.yaml")
     for dataset in ("cells_3", "cells_4"):
         assert (run / f"results/segmentation/unet/{dataset}.zarr").is_dir()
-        assert (run / f"results/view/unet/{dataset}.ome.zarr").is_dir()
     assert not (run / "resources/demo").exists()
+    from test_view import open_in_napari  # the README's napari command, headless
+
+    layers = open_in_napari(run / "results/view/unet/cells_3.ome.zarr").layers
+    assert layers[0].data[0].shape[-2:] == (96, 96) and "segmentation" in " ".join(layer.name for layer in layers)
 
     new = run / "new"
     new.mkdir()

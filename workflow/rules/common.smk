@@ -75,6 +75,8 @@ def check_config():
         check_tuning()
     check_split()
     for model in trained_models():
+        if start_from(model):
+            check_start(model)
         check_method(model_train_settings(model)["loss"], "losses", "loss", f"models.{model}.train.loss")
         check_method(config["models"][model].get("architecture", architectures.DEFAULT), "architectures", "architecture",
                      f"models.{model}.architecture")
@@ -138,6 +140,39 @@ def check_pretrained(model):
     if architecture.dims != config["dims"]:
         raise ValueError(f"config: {key}: {path} is a {architecture.dims}-D model, but dims is {config['dims']}; "
                          f"set dims: {architecture.dims} to apply it, or give a {config['dims']}-D model")
+
+
+def start_from(model):
+    """The model file a trained model starts from (models.<name>.start_from: fine-tuning), else None."""
+    return config["models"][model].get("start_from")
+
+
+@functools.cache
+def start_model_of(path):
+    """The architecture and weights of a start_from file (unetflow.start_model), read once."""
+    from unetflow import start_model  # torch, only when a model is fine-tuned
+
+    return start_model.read(path)
+
+
+def check_start(model):
+    """A fine-tuned model's entry gives no architecture (the file's is used), and the file is a
+    unetflow model or export of the config's dims and classes."""
+    entry, setting = config["models"][model], f"models.{model}.start_from"
+    others = sorted(set(entry) - {"start_from", *MODEL_SETTING_SECTIONS})
+    if others:
+        raise ValueError(f"config: models.{model} starts from a model file and also gives {', '.join(others)}; its "
+                         "architecture is the file's: remove those keys (train and augment may stay)")
+    from unetflow import start_model
+
+    try:
+        start = start_model_of(entry["start_from"])
+    except InputError as error:
+        raise ValueError(f"config: {setting}: {error}") from None
+    try:
+        start_model.check_fits(start, num_classes=config["num_classes"], dims=config["dims"], setting=setting)
+    except InputError as error:
+        raise ValueError(f"config: {error}") from None
 
 
 def check_method(name, module, decorator, setting):
@@ -238,7 +273,28 @@ MODEL_SETTING_SECTIONS = ("train", "augment")  # a model's own overrides, not ar
 
 
 def model_architecture(model):
-    return {key: value for key, value in config["models"][model].items() if key not in MODEL_SETTING_SECTIONS}
+    """The architecture keys of a model's entry (none for a fine-tuned model: its file's)."""
+    return {key: value for key, value in config["models"][model].items()
+            if key not in (*MODEL_SETTING_SECTIONS, "start_from")}
+
+
+def start_option(wildcards):
+    """--start-from of a fine-tuned model (its file is an input of the train rule too)."""
+    return ["--start-from", start_from(wildcards.model)] if start_from(wildcards.model) else []
+
+
+def model_origins():
+    """Where each model comes from, for the report: trained here, fine-tuned from a file, or a file applied."""
+    origins = {}
+    for model in active_models():
+        if pretrained_file(model):
+            origins[model] = f"applied from {pretrained_file(model)}"
+        elif start_from(model):
+            start = start_model_of(start_from(model))
+            origins[model] = f"trained here, starting from {start.path} (sha256 {start.sha256[:12]})"
+        else:
+            origins[model] = "trained here from scratch"
+    return json.dumps(origins, sort_keys=True)
 
 
 def model_sample_sizes(model):
@@ -246,10 +302,11 @@ def model_sample_sizes(model):
     (models.<name>.augment.output_size, else augment.output_size), made valid for it; edges
     of square tiles in 2-D, "ZxYxX" in 3-D (unetflow.geometry.format_size)."""
     try:
-        architecture = architectures.from_config(config["models"][model], num_classes=config["num_classes"],
-                                                 dims=config["dims"], where=f"models.{model}")
+        architecture = start_model_of(start_from(model)).architecture if start_from(model) else \
+            architectures.from_config(config["models"][model], num_classes=config["num_classes"],
+                                      dims=config["dims"], where=f"models.{model}")
     except InputError as error:
-        raise ValueError(str(error)) from None
+        raise ValueError(f"config: models.{model}: {error}") from None
     at_least = config["models"][model].get("augment", {}).get("output_size", config["augment"]["output_size"])
     if config["dims"] == 2:
         return architecture.sample_sizes(at_least)
@@ -315,6 +372,7 @@ def training_inputs(wildcards):
         "data": expand("results/{dataset}/data.zarr", dataset=train) if online else [],
         "weights": expand("results/{dataset}/weights.zarr", dataset=train) if online else [],
         "validation": expand("results/{dataset}/data.zarr", dataset=validation_datasets()),
+        "start": [start_from(wildcards.model)] if start_from(wildcards.model) else [],
     }
 
 

@@ -18,6 +18,7 @@ rule report:
         code=code_of("report"),
         models=active_models(),
         trained=trained_models(),
+        origins=model_origins(),
         predicted=prediction_datasets(),
         evaluated=evaluated_datasets(),
         split=json.dumps(data_split()),
@@ -29,4 +30,4 @@ rule report:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.report --results results --out-dir results/report --models {params.models:q} --trained {params.trained:q} --predicted {params.predicted:q} --evaluated {params.evaluated:q} --split {params.split:q} {params.tuned} > {log:q} 2>&1"
+        "python -m unetflow.steps.report --results results --out-dir results/report --models {params.models:q} --trained {params.trained:q} --origins {params.origins:q} --predicted {params.predicted:q} --evaluated {params.evaluated:q} --split {params.split:q} {params.tuned} > {log:q} 2>&1"

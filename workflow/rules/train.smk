@@ -17,6 +17,7 @@ rule train:
         model=lambda wildcards: json.dumps(model_architecture(wildcards.model), sort_keys=True),
         settings=lambda wildcards: json.dumps(results_settings("train", model_train_settings(wildcards.model)), sort_keys=True),
         online=online_option,
+        start=start_option,
         num_classes=config["num_classes"],
         dims=config["dims"],
         out_dir=lambda wildcards: f"results/models/{wildcards.model}",
@@ -31,4 +32,4 @@ rule train:
     conda:
         "../../envs/torch.yaml"
     shell:
-        "python -m unetflow.steps.train --samples {input.samples:q} --data {input.data:q} --weights {input.weights:q} --validation {input.validation:q} --out-dir {params.out_dir:q} --model {params.model:q} --settings {params.settings:q} --runtime {params.runtime:q} {params.online:q} --num-classes {params.num_classes:q} --dims {params.dims:q} --threads {threads} > {log:q} 2>&1"
+        "python -m unetflow.steps.train --samples {input.samples:q} --data {input.data:q} --weights {input.weights:q} --validation {input.validation:q} --out-dir {params.out_dir:q} --model {params.model:q} --settings {params.settings:q} --runtime {params.runtime:q} {params.online:q} {params.start:q} --num-classes {params.num_classes:q} --dims {params.dims:q} --threads {threads} > {log:q} 2>&1"

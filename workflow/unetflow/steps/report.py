@@ -150,6 +150,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--predicted", nargs="*", default=[], help="datasets predicted (overlays)")
     parser.add_argument("--evaluated", nargs="*", default=[], help="datasets evaluated (table)")
     parser.add_argument("--split", default="[]", help="JSON list of {dataset, use, images, slices}")
+    parser.add_argument("--origins", default="{}", help="JSON: each model's origin (trained here, fine-tuned from "
+                        "a file, applied from a file)")
     parser.add_argument("--tuned", action="store_true", help="segmentation settings tuned (results/tuning/<model>/)")
     return parser.parse_args(argv)
 
@@ -160,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     table, volumes = metrics_table(evaluations), volume_table(evaluations)
     sections = {"Scores": table, **({VOLUME_SECTION: volumes} if len(volumes) else {}),
                 "Data: which slices each number comes from": split_table(json.loads(args.split)),
+                "Models": pd.DataFrame(sorted(json.loads(args.origins).items()), columns=["model", "origin"]),
                 "Segmentation settings": settings_table(args.results, args.models, args.predicted, args.tuned)}
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with io.atomic_store(args.out_dir / "metrics.md") as temporary:

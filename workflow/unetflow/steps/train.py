@@ -31,7 +31,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .. import checkpoint, cli, io, model_versions
+from .. import checkpoint, cli, io, model_versions, start_model
 from .. import settings as settings_module
 from ..augmentation import AugmentSettings, OnlineSamples
 from ..errors import InputError
@@ -41,6 +41,7 @@ from ..inference import (
     autocast,
     autocast_dtype,
     describe_precision,
+    load_weights,
     make_forward,
     resolve_device,
     save_model,
@@ -211,6 +212,7 @@ def train(
     out_dir: Path,
     fingerprint_of: dict,
     on_iteration: Callable[[int], None] | None = None,
+    start_from: start_model.StartModel | None = None,
 ) -> pd.DataFrame:
     """Train (or resume training) and write ``model.pt``, ``metrics.csv`` and ``loss.png``,
     also kept as a version of their own (:mod:`unetflow.model_versions`).
@@ -218,7 +220,8 @@ def train(
     ``on_iteration(i)`` is called after iteration ``i`` and its checkpoint (tests use
     it to interrupt a run). Raises :class:`~unetflow.errors.InputError` when training
     diverges (see :class:`~unetflow.optimisation.DivergenceGuard`); then no
-    ``model.pt`` exists and the last good checkpoint stays.
+    ``model.pt`` exists and the last good checkpoint stays. With ``start_from`` the network starts
+    from that model's weights (fine-tuning), and ``model.pt`` records which.
     """
     model_name = out_dir.name
     check_sample_sizes(model_name, architecture, samples)
@@ -228,9 +231,13 @@ def train(
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True)
     state = TrainingState.start(architecture, settings, device, dtype)
+    if start_from is not None:
+        load_weights(Path(start_from.path), state.model, start_from.state_dict)
+        log.info("starting from the weights of %s (sha256 %s)", start_from.path, start_from.sha256[:12])
     checkpoint_path = out_dir / "checkpoint.pt"
     key = settings_fingerprint({**fingerprint_of, "architecture": [architecture.name, architecture.to_dict()],
-                               "train": settings_module.without_runtime("train", asdict(settings))})
+                               "train": settings_module.without_runtime("train", asdict(settings)),
+                               "start_from": None if start_from is None else start_from.sha256})
     saved = checkpoint.load(checkpoint_path, key)
     checkpointed = None
     if saved is not None:
@@ -306,7 +313,8 @@ def train(
     if guard.total:
         log.warning("%d of %d steps were skipped (non-finite loss or gradient); see skipped_steps in metrics.csv",
                     guard.total, state.iteration - start)
-    write_outputs(out_dir, state, settings, metrics, samples.output_size)
+    write_outputs(out_dir, state, settings, metrics, samples.output_size,
+                  started_from=None if start_from is None else start_from.describe())
     model_versions.keep(out_dir)
     checkpoint_path.unlink(missing_ok=True)
     return metrics
@@ -362,13 +370,14 @@ def write_failed_run(out_dir: Path, metrics: pd.DataFrame) -> None:
 
 
 def write_outputs(out_dir: Path, state: TrainingState, settings: TrainSettings, metrics: pd.DataFrame,
-                  sample_output_size: int) -> None:
+                  sample_output_size: int, started_from: dict | None = None) -> None:
     """``model.pt`` (architecture + weights, all prediction needs), ``metrics.csv``, ``loss.png``."""
     with io.atomic_store(out_dir / "metrics.csv") as temporary:
         metrics.to_csv(temporary, index=False)
     write_loss_plot(out_dir / "loss.png", metrics, out_dir.name)
+    extra = {} if started_from is None else {"started_from": started_from}
     save_model(out_dir / "model.pt", state.architecture, state.model, train_settings=asdict(settings),
-               iterations=state.iteration, sample_output_size=sample_output_size)
+               iterations=state.iteration, sample_output_size=sample_output_size, **extra)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -379,6 +388,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--validation", type=Path, nargs="*", default=[], help="labelled data.zarr stores")
     parser.add_argument("--out-dir", type=Path, required=True)
     parser.add_argument("--model", default="{}", help="the config's models.<name> entry as JSON")
+    parser.add_argument("--start-from", type=Path, help="fine-tune: a model.pt or bioimage.io package to start from "
+                        "(its architecture replaces --model)")
     cli.add_settings_option(parser, "train")
     parser.add_argument("--runtime", default="{}", help="train runtime keys (device, workers, ...) as JSON")
     parser.add_argument("--online", default=None, help="augment settings as JSON: draw samples on the fly")
@@ -394,8 +405,15 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    architecture = architectures.from_config(json.loads(args.model), num_classes=args.num_classes, dims=args.dims,
-                                             where=f"models.{args.out_dir.name}")
+    start = None
+    if args.start_from:
+        start = start_model.read(args.start_from)
+        start_model.check_fits(start, num_classes=args.num_classes, dims=args.dims,
+                               setting=f"models.{args.out_dir.name}.start_from")
+        architecture = start.architecture
+    else:
+        architecture = architectures.from_config(json.loads(args.model), num_classes=args.num_classes,
+                                                 dims=args.dims, where=f"models.{args.out_dir.name}")
     settings = TrainSettings.from_config({**json.loads(args.settings), **json.loads(args.runtime)})
     refuse_missing_samples(args)
     if args.online is not None:
@@ -415,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
     log.info("training the %d-D %s on %d samples (%s), validating on %d %s", architecture.dims, args.out_dir.name,
              len(samples), ", ".join(sources), len(validation), "slices" if architecture.dims == 2 else "volumes")
     train(architecture=architecture, settings=settings, samples=samples, validation=validation,
-          out_dir=args.out_dir, fingerprint_of=inputs_fingerprint(args))
+          out_dir=args.out_dir, fingerprint_of=inputs_fingerprint(args), start_from=start)
 
 
 def refuse_missing_samples(args: argparse.Namespace) -> None:
