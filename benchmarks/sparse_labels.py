@@ -2,7 +2,7 @@
 training slice's cells (the rest unknown), and from the same sparse labels read with the
 unlabelled pixels as background, with one training budget; scored on the report slices.
 
-Run: python benchmarks/sparse_labels.py [--iterations 1500] [--keep 0.1] [--out DIR]
+Run: python benchmarks/sparse_labels.py [--iterations 400] [--samples 500] [--keep 0.1] [--out DIR]
 
 Every variant is the workflow itself (``snakemake --configfile config/isbi2012.yaml
 variant.yaml`` in a copy of the checkout) with the same model (the demo's depth-3,
@@ -71,12 +71,13 @@ def label_folders(out: Path, keep: float) -> dict[str, Path]:
         if index <= 14:
             known.append(float(np.mean(painted != UNKNOWN)))
         Image.fromarray(painted).save(folders["ignore"] / path.name)
-        Image.fromarray(np.where(painted == UNKNOWN, 0, painted).astype(np.uint8)).save(folders["background"] / path.name)
+        as_background = np.where(painted == UNKNOWN, 0, painted).astype(np.uint8)
+        Image.fromarray(as_background).save(folders["background"] / path.name)
     print(f"painted: {np.mean(known):.3f} of the training slices' pixels known", flush=True)
     return {"full": ISBI / "train" / "label", **folders}
 
 
-def variant_config(labels: Path, ignore: bool, iterations: int) -> dict:
+def variant_config(labels: Path, ignore: bool, iterations: int, samples: int) -> dict:
     image = str(ISBI / "train" / "image")
     train = {"images": image, "labels": str(labels), "slices": "0-14"}
     if ignore:
@@ -91,7 +92,7 @@ def variant_config(labels: Path, ignore: bool, iterations: int) -> dict:
         "models": {"cpu30": {"depth": 3, "base_channels": 16, "batch_norm": False, "dropout": 0.0, "train": {
             "iterations": iterations, "max_minutes": None, "validate_every": max(1, iterations // 4),
             "checkpoint_every": max(1, iterations // 4)}}},
-        "augment": {"samples": 1000},
+        "augment": {"samples": samples},
         "predict": {"test_time_augmentation": False},
     }
 
@@ -114,14 +115,15 @@ def snapshot(out: Path) -> Path:
     return code
 
 
-def run_variant(name: str, labels: Path, out: Path, code: Path, iterations: int) -> dict:
+def run_variant(name: str, labels: Path, out: Path, code: Path, iterations: int, samples: int) -> dict:
     checkout = out / name
     if checkout.exists():
         shutil.rmtree(checkout)
     checkout.mkdir(parents=True)
     for part in PARTS:
         (checkout / part).symlink_to(code / part)
-    (checkout / "variant.yaml").write_text(yaml.safe_dump(variant_config(labels, name == "ignore", iterations)))
+    config = variant_config(labels, name == "ignore", iterations, samples)
+    (checkout / "variant.yaml").write_text(yaml.safe_dump(config))
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/isbi2012.yaml",
                     "variant.yaml"], cwd=checkout, check=True, capture_output=True, text=True)
@@ -134,7 +136,8 @@ def run_variant(name: str, labels: Path, out: Path, code: Path, iterations: int)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iterations", type=int, default=1500)
+    parser.add_argument("--iterations", type=int, default=400)
+    parser.add_argument("--samples", type=int, default=500)
     parser.add_argument("--keep", type=float, default=0.1, help="fraction of each training slice's cells painted")
     parser.add_argument("--out", type=Path, default=Path("/tmp/unetflow-sparse-benchmark"))
     parser.add_argument("--only", nargs="*", default=["full", "ignore", "background"])
@@ -145,7 +148,7 @@ def main() -> None:
     folders = label_folders(args.out, args.keep)
     code, rows = snapshot(args.out), []
     for name in args.only:
-        rows.append(run_variant(name, folders[name], args.out, code, args.iterations))
+        rows.append(run_variant(name, folders[name], args.out, code, args.iterations, args.samples))
         print(json.dumps(rows[-1]), flush=True)
     (args.out / "results.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     for row in rows:
