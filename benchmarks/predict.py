@@ -43,6 +43,7 @@ from unetflow.inference import (
 )
 from unetflow.model import ModelConfig, UNet
 from unetflow.steps.predict import create_output, predict_stack
+from unetflow.intensity import Normalization, NormalizedImage
 from unetflow.tiling import array_window_reader, tile_grid_for
 from unetflow.voxel_size import UNKNOWN
 
@@ -68,7 +69,7 @@ def ours(model, raw, device, dtype, tile: int, folder: Path, name: str, tta: boo
     target = create_output(folder / f"{name}.zarr", (2, *raw.shape), "float32", {}, UNKNOWN)[io.LEVEL0]
     synchronize(device)
     start = time.perf_counter()
-    predict_stack(raw, stats, target, forward, geometry=geometry, batch_size=1, dtype="float32")
+    predict_stack(NormalizedImage(raw, Normalization.from_attrs(stats)), target, forward, geometry=geometry, batch_size=1, dtype="float32")
     synchronize(device)
     return time.perf_counter() - start, target[1]
 
@@ -84,7 +85,7 @@ def raw_forward(model, raw, device, tile: int) -> float:
     stats = {"mean": float(raw[:].mean()), "std": float(raw[:].std())}
     inputs = []
     for z in range(raw.shape[0]):
-        read = array_window_reader(io.normalize(raw[z], stats))
+        read = array_window_reader(Normalization.from_attrs(stats).apply(raw[z][None])[0])
         inputs += [read(*((o - m, o + t + m) for o, t, m in zip(origin, geometry.tile, geometry.margin)))
                    for origin in tile_grid_for(raw.shape[1:], geometry)]
     tensors = [torch.from_numpy(np.ascontiguousarray(x))[None, None].to(device) for x in inputs]
@@ -106,7 +107,7 @@ def monai(model, raw, device, tile: int) -> float:
     start = time.perf_counter()
     with torch.inference_mode():
         for z in range(raw.shape[0]):
-            image = torch.from_numpy(io.normalize(raw[z], stats))[None, None].to(device)
+            image = torch.from_numpy(Normalization.from_attrs(stats).apply(raw[z][None])[0])[None, None].to(device)
             logits = sliding_window_inference(image, (tile, tile), 1, model, overlap=0.5, mode="gaussian")
             torch.softmax(logits, dim=1).cpu()
     return time.perf_counter() - start

@@ -32,6 +32,7 @@ from unetflow.inference import autocast, autocast_dtype, describe_precision, mak
 from unetflow.model import ModelConfig, UNet
 from unetflow.steps.predict import create_output, predict_volume
 from unetflow.synthetic import generate_volume
+from unetflow.intensity import Normalization, NormalizedImage
 from unetflow.tiling import array_window_reader, tile_grid_for
 from unetflow.voxel_size import UNKNOWN
 
@@ -55,14 +56,14 @@ def ours(model, raw, stats, geometry, device, dtype, folder: Path) -> float:
     target = create_output(folder / "p.zarr", (2, *raw.shape), "float32", {}, UNKNOWN)[io.LEVEL0]
     synchronize(device)
     start = time.perf_counter()
-    predict_volume(raw, stats, target, forward, geometry=geometry, batch_size=1, dtype="float32")
+    predict_volume(NormalizedImage(raw, Normalization.from_attrs(stats)), target, forward, geometry=geometry, batch_size=1, dtype="float32")
     synchronize(device)
     return time.perf_counter() - start
 
 
 def tile_inputs(raw, stats, geometry, device) -> list[torch.Tensor]:
     """The normalised, mirrored input of every tile ours runs, on ``device``."""
-    read = array_window_reader(io.normalize(raw[:], stats))
+    read = array_window_reader(Normalization.from_attrs(stats).apply(raw[:][None])[0])
     return [torch.from_numpy(np.ascontiguousarray(read(*((o - m, o + t + m) for o, t, m
                                                           in zip(origin, geometry.tile, geometry.margin)))))
             [None, None].to(device) for origin in tile_grid_for(raw.shape, geometry)]

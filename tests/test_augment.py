@@ -18,6 +18,7 @@ from unetflow.augmentation import (
 )
 from unetflow.errors import InputError
 from unetflow.geometry import margin, output_size
+from unetflow.intensity import NormalizedImage
 from unetflow.methods.architectures import ModelConfig
 from unetflow.steps import augment
 from unetflow.steps.augment import precompute
@@ -42,13 +43,14 @@ def test_zero_magnitudes_give_the_identity_exactly():
     image, labels, weights = planes()
     for seed in range(6):
         tile, label_tile, weight_tile = augment_sample(
-            image, labels, weights, np.random.default_rng(seed), settings=ZERO, input_size=61, output_size=21
+            image[None], labels, weights, np.random.default_rng(seed), settings=ZERO, input_size=61, output_size=21
         )
+        assert tile.shape == (1, 61, 61)
         center = draw_geometry(np.random.default_rng(seed), image.shape, 61, ZERO).center
         top, left = int(center[0]) - 30 + 61, int(center[1]) - 30 + 61  # in the padded planes
         window = (slice(top, top + 61), slice(left, left + 61))
         inner = (slice(top + 20, top + 41), slice(left + 20, left + 41))
-        np.testing.assert_array_equal(tile, np.pad(image, 61, mode="reflect")[window])
+        np.testing.assert_array_equal(tile[0], np.pad(image, 61, mode="reflect")[window])
         np.testing.assert_array_equal(label_tile, np.pad(labels, 61, mode="reflect")[inner])
         np.testing.assert_array_equal(weight_tile, np.pad(weights, 61, mode="reflect")[inner])
 
@@ -57,7 +59,7 @@ def test_label_values_stay_within_the_original_set():
     image, labels, weights = planes()
     for seed in range(10):
         _, label_tile, _ = augment_sample(
-            image, labels, weights, np.random.default_rng(seed), settings=STRONG, input_size=61, output_size=41
+            image[None], labels, weights, np.random.default_rng(seed), settings=STRONG, input_size=61, output_size=41
         )
         assert set(np.unique(label_tile)) <= {0, 3, 7}
 
@@ -72,8 +74,9 @@ def test_image_labels_and_weights_share_one_geometry():
     for seed in range(8):
         rng = np.random.default_rng(seed)
         tile, label_tile, weight_tile = augment_sample(
-            image, labels, weights, rng, settings=STRONG, input_size=81, output_size=81
+            image[None], labels, weights, rng, settings=STRONG, input_size=81, output_size=81
         )
+        tile = tile[0]
         if label_tile.sum() == 0:
             continue  # the marker fell outside this tile
         marker_in_labels = np.argwhere(label_tile == 1).mean(axis=0)
@@ -130,7 +133,7 @@ def test_tile_shapes_match_the_configured_architecture(tmp_path, training_stores
     samples = OnlineSamples([data], [weights], settings=STRONG, input_size=input_size, output_size=output,
                             seed=0, length=3)
     image_tile, label_tile, weight_tile = samples[0]
-    assert image_tile.shape == (input_size, input_size) and image_tile.dtype == np.float32
+    assert image_tile.shape == (1, input_size, input_size) and image_tile.dtype == np.float32
     assert label_tile.shape == weight_tile.shape == (output, output)
     assert label_tile.dtype == np.uint8 and weight_tile.dtype == np.float32
 
@@ -183,7 +186,7 @@ def test_volume_label_values_stay_within_the_original_set():
     for seed in range(6):
         geometry = draw_volume_geometry(np.random.default_rng(seed), image.shape, (12, 36, 36), STRONG_3D)
         assert geometry.displacement is not None and geometry.rotation != 0
-        _, label_tile, _ = augment_volume_sample(image, labels, weights, np.random.default_rng(seed),
+        _, label_tile, _ = augment_volume_sample(image[None], labels, weights, np.random.default_rng(seed),
                                                  settings=STRONG_3D, input_shape=(12, 36, 36), output_shape=(8, 28, 28))
         assert set(np.unique(label_tile)) <= {0, 3, 7}
 
@@ -195,8 +198,10 @@ def test_volume_image_labels_and_weights_share_one_geometry():
         volume[6:10, 26:32, 30:36] = value  # one marker, in all three
     found = 0
     for seed in range(12):
-        tile, label_tile, weight_tile = augment_volume_sample(*volumes, np.random.default_rng(seed), settings=STRONG_3D,
-                                                              input_shape=(14, 40, 40), output_shape=(14, 40, 40))
+        tile, label_tile, weight_tile = augment_volume_sample(volumes[0][None], *volumes[1:], np.random.default_rng(seed),
+                                                              settings=STRONG_3D, input_shape=(14, 40, 40),
+                                                              output_shape=(14, 40, 40))
+        tile = tile[0]
         if label_tile.sum() < 20:
             continue  # the marker fell (nearly) outside this tile
         found += 1
@@ -211,7 +216,7 @@ def test_volume_samples_have_the_configured_shapes(volume_stores):
                              seed=0, length=3)
     assert samples.dims == 3 and samples.input_shape == (12, 36, 35) and samples.output_shape == (4, 28, 27)
     image_tile, label_tile, weight_tile = samples[2]
-    assert image_tile.shape == (12, 36, 35) and image_tile.dtype == np.float32
+    assert image_tile.shape == (1, 12, 36, 35) and image_tile.dtype == np.float32
     assert label_tile.shape == weight_tile.shape == (4, 28, 27)
     assert label_tile.dtype == np.uint8 and weight_tile.dtype == np.float32
 
@@ -242,7 +247,7 @@ def test_volume_sample_without_transforms_is_the_normalised_crop_mirrored_at_the
     data = io.open_store(volume_stores[0])
     raw = io.open_raw(data)
     pad = 50
-    image = np.pad(io.normalize(raw[:], io.normalization(raw)), pad, mode="reflect")
+    image = np.pad(NormalizedImage.of(raw)[:][0], pad, mode="reflect")
     labels = np.pad(io.open_labels(data)[:], pad, mode="reflect")
     weights = np.pad(io.open_store(volume_stores[1])["0"][:], pad, mode="reflect")
     for index in range(6):
@@ -250,7 +255,7 @@ def test_volume_sample_without_transforms_is_the_normalised_crop_mirrored_at_the
         rng.integers(1)  # the store
         center = draw_volume_geometry(rng, raw.shape, input_shape, ZERO).center
         tile, label_tile, weight_tile = samples[index]
-        np.testing.assert_array_equal(tile, image[padded_window(center, input_shape, pad)])
+        np.testing.assert_array_equal(tile[0], image[padded_window(center, input_shape, pad)])
         np.testing.assert_array_equal(label_tile, labels[padded_window(center, output_shape, pad)])
         np.testing.assert_array_equal(weight_tile, weights[padded_window(center, output_shape, pad)])
 
@@ -263,7 +268,7 @@ def test_precomputed_volume_store_equals_online_samples(tmp_path, volume_stores)
                   "--input-size", "12x36x36", "--output-size", "4x28x28", "--settings", json.dumps(options),
                   "--workers", "2"])
     store = io.open_store(out)
-    assert store["image"].shape == (10, 12, 36, 36) and store["image"].chunks == (1, 12, 36, 36)
+    assert store["image"].shape == (10, 1, 12, 36, 36) and store["image"].chunks == (1, 1, 12, 36, 36)
     assert store["labels"].shape == store["weights"].shape == (10, 4, 28, 28)
     assert store["labels"].chunks == (1, 4, 28, 28)
     attributes = store.attrs["unetflow"]

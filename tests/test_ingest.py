@@ -2,6 +2,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from unetflow.intensity import Normalization
 import tifffile
 import zarr
 from ome_zarr.io import parse_url
@@ -43,8 +45,9 @@ def test_store_keeps_the_image_exactly_and_its_normalisation(tmp_path, images):
     source = tifffile.imread(images)
     np.testing.assert_array_equal(store["0"][:], source)
     assert store["0"].dtype == np.uint8 and store["0"].chunks == (1, 24, 32)
-    stats = io.normalization(store["0"])
-    assert stats["mean"] == pytest.approx(source.mean()) and stats["std"] == pytest.approx(source.std())
+    stats = Normalization.from_attrs(store["0"].attrs["unetflow"]["normalization"])
+    assert (stats.method, stats.scope) == ("zscore", "dataset")
+    assert stats.offset[0, 0] == pytest.approx(source.mean()) and stats.scale[0, 0] == pytest.approx(source.std())
     assert "labels" not in store
 
 

@@ -36,7 +36,7 @@ def test_multipage_tiff_round_trips(tmp_path, stack):
 
 def test_imagej_tiff_round_trips(tmp_path):
     stack16 = np.random.default_rng(1).integers(0, 65535, size=(4, 16, 16), dtype=np.uint16)
-    tifffile.imwrite(tmp_path / "s.tif", stack16, imagej=True)
+    tifffile.imwrite(tmp_path / "s.tif", stack16, imagej=True, metadata={"axes": "ZYX"})
     np.testing.assert_array_equal(read_all(tmp_path / "s.tif"), stack16)
 
 
@@ -176,10 +176,53 @@ def test_five_d_ome_zarr_with_singleton_time_and_channel_is_read(tmp_path, stack
     np.testing.assert_array_equal(read_all(tmp_path / "image.ome.zarr"), stack)
 
 
-def test_ome_zarr_with_two_channels_is_refused_naming_the_axis(tmp_path, stack):
+def test_ome_zarr_channels_are_read_as_channels(tmp_path, stack):
     from ome_zarr.writer import write_image
 
     group = zarr.open_group(str(tmp_path / "two.ome.zarr"), mode="w", zarr_format=2)
-    write_image(np.stack([stack, stack])[None], group, axes="tczyx", scale_factors=[])
-    with pytest.raises(InputError, match=r"two\.ome\.zarr: the image has 2 entries along c .*one channel"):
-        open_stack(tmp_path / "two.ome.zarr")
+    two = np.stack([stack, 255 - stack])
+    write_image(two[None], group, axes="tczyx", scale_factors=[])
+    source = open_stack(tmp_path / "two.ome.zarr")
+    assert source.shape == stack.shape and source.channels == 2
+    np.testing.assert_array_equal(read_all(tmp_path / "two.ome.zarr"), two.transpose(1, 0, 2, 3))
+
+
+def test_ome_zarr_with_two_time_points_is_refused_naming_the_axes(tmp_path, stack):
+    from ome_zarr.writer import write_image
+
+    group = zarr.open_group(str(tmp_path / "time.ome.zarr"), mode="w", zarr_format=2)
+    write_image(np.stack([stack, stack])[:, None], group, axes="tczyx", scale_factors=[])
+    with pytest.raises(InputError, match=r"time\.ome\.zarr: the image has 2 entries along T and 3 along Z"):
+        open_stack(tmp_path / "time.ome.zarr")
+
+
+@pytest.mark.parametrize("axes, kind", [("ZCYX", "imagej"), ("CZYX", "ome")])
+def test_hyperstack_tiff_channels_follow_its_axes(tmp_path, stack, axes, kind):
+    two = np.stack([stack, 255 - stack], axis=axes.index("C"))
+    tifffile.imwrite(tmp_path / "h.tif", two, **{kind: True}, metadata={"axes": axes})
+    source = open_stack(tmp_path / "h.tif")
+    assert source.shape == stack.shape and source.channels == 2
+    np.testing.assert_array_equal(read_all(tmp_path / "h.tif")[:, 1], 255 - stack)
+    np.testing.assert_array_equal(read_all(tmp_path / "h.tif")[:, 0], stack)
+
+
+@pytest.mark.parametrize("channel_axis", [1, -1])
+def test_npy_channels_come_from_the_configs_channel_axis(tmp_path, stack, channel_axis):
+    two = np.stack([stack, 255 - stack], axis=channel_axis)
+    np.save(tmp_path / "c.npy", two)
+    with pytest.raises(InputError, match=r"c\.npy: array has shape .* channel_axis"):
+        open_stack(tmp_path / "c.npy")
+    np.testing.assert_array_equal(read_all_with(tmp_path / "c.npy", channel_axis)[:, 1], 255 - stack)
+    with pytest.raises(InputError, match=r"c\.npy: channel_axis 4 is no axis of the image"):
+        open_stack(tmp_path / "c.npy", channel_axis=4)
+
+
+def test_labels_with_channels_are_refused(tmp_path, stack):
+    np.save(tmp_path / "l.npy", np.stack([stack, stack]))
+    with pytest.raises(InputError, match=r"l\.npy: labels have 2 channels"):
+        open_stack(tmp_path / "l.npy", labels=True, channel_axis=0)
+
+
+def read_all_with(path: Path, channel_axis: int) -> np.ndarray:
+    source = open_stack(path, channel_axis=channel_axis)
+    return np.stack([source.read(index) for index in range(source.shape[0])])

@@ -86,8 +86,12 @@ def test_the_split_is_disjoint_and_covers_every_stack(tmp_path):
 
 
 @pytest.mark.parametrize("write, message", [
-    (lambda folder: tifffile.imwrite(folder / "rgb.tif", np.zeros((2, 16, 16), np.uint8),
-                                     metadata={"axes": "CYX"}), "has colour or fluorescence channels"),
+    (lambda folder: tifffile.imwrite(folder / "rgb.tif", np.zeros((16, 16, 3), np.uint8), photometric="rgb"),
+     "rgb.tif: has colour samples (RGB"),
+    (lambda folder: (tifffile.imwrite(folder / "a.tif", np.zeros((2, 16, 16), np.uint8), imagej=True,
+                                      metadata={"axes": "CYX"}),
+                     tifffile.imwrite(folder / "b.tif", np.zeros((16, 16), np.uint8))),
+     "the images have different numbers of channels (a.tif 2, b.tif 1)"),
     (lambda folder: (tifffile.imwrite(folder / "a.tif", np.zeros((16, 16), np.uint8)),
                      tifffile.imwrite(folder / "a_labels.tif", np.zeros((16, 20), np.uint8))),
      "a_labels.tif: labels of shape (16, 20), but their image"),

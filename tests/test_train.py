@@ -24,6 +24,8 @@ TINY = ModelConfig(depth=2, base_channels=8, dropout=0.3)
 class TileSamples:
     """Samples cut from one synthetic slice: the same tile, or tiles at fixed places."""
 
+    channels, normalization = 1, {"method": "zscore", "scope": "dataset", "percentiles": None}
+
     def __init__(self, output_size: int, count: int, same_tile: bool = False):
         images, binary, instances = generate_stack(1, 160, seed=2)
         classes = (binary[0] == 255).astype(np.uint8)
@@ -38,7 +40,7 @@ class TileSamples:
             top = 0 if same_tile else (index * 17) % (160 - self.input_size)
             window = (slice(top, top + self.input_size), slice(top, top + self.input_size))
             inner = (slice(top + border, top + border + output_size),) * 2
-            self.items.append((image[window], classes[inner], weights[inner]))
+            self.items.append((image[window][None], classes[inner], weights[inner]))
 
     def __len__(self):
         return len(self.items)
@@ -70,7 +72,7 @@ def run(out_dir, iterations, on_iteration=None, **options):
     settings = TrainSettings.from_config(dict(iterations=iterations, batch_size=2, lr=0.01, momentum=0.99, device="cpu",
                              validate_every=10, checkpoint_every=5, log_every=5, **options))
     samples = TileSamples(output_size=20, count=6)
-    validation = [(np.random.default_rng(0).normal(size=(44, 50)).astype(np.float32),
+    validation = [(np.random.default_rng(0).normal(size=(1, 44, 50)).astype(np.float32),
                    np.random.default_rng(1).integers(0, 2, (44, 50)).astype(np.uint8))]
     return train(architecture=TINY, settings=settings, samples=samples, validation=validation,
                  out_dir=out_dir, fingerprint_of={"test": 1}, on_iteration=on_iteration)
@@ -280,7 +282,8 @@ def test_in_memory_and_streamed_sample_banks_train_to_the_same_weights(tmp_path)
     from unetflow.training_data import SampleBank
 
     source = TileSamples(output_size=20, count=6)
-    store = create_sample_store(tmp_path / "samples.zarr", 6, source.input_size, 20, {})
+    store = create_sample_store(tmp_path / "samples.zarr", 6, source.input_size, 20,
+                                {"normalization": TileSamples.normalization})
     for index, (image, labels, weights) in enumerate(source.items):
         store["image"][index], store["labels"][index], store["weights"][index] = image, labels, weights
     settings = TrainSettings.from_config(dict(iterations=8, batch_size=3, device="cpu", validate_every=1000, checkpoint_every=1000,
@@ -296,6 +299,7 @@ def test_in_memory_and_streamed_sample_banks_train_to_the_same_weights(tmp_path)
 
 
 class VolumeSamples:
+    channels, normalization = TileSamples.channels, TileSamples.normalization
     """3-D samples: a blob volume's tiles at fixed places (input and output tile shapes per axis)."""
 
     def __init__(self, architecture: ModelConfig, count: int):
@@ -310,8 +314,8 @@ class VolumeSamples:
             shift = [index % 3, (index * 2) % 5, index % 6]
             window = tuple(slice(s, s + size) for s, size in zip(shift, self.input_size))
             inner = tuple(slice(s + m, s + m + size) for s, m, size in zip(shift, margins, self.output_size))
-            self.items.append((image[window], classes[inner], np.ones(self.output_size, np.float32)))
-        self.volume = (image, classes)
+            self.items.append((image[window][None], classes[inner], np.ones(self.output_size, np.float32)))
+        self.volume = (image[None], classes)
 
     def __len__(self):
         return len(self.items)

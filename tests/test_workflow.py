@@ -89,7 +89,7 @@ def test_demo_weights_and_augmented_samples(workflow_dir):
     assert "weight maps: 8/8 slices done" in (workflow_dir / "logs/weights/demo_train.log").read_text()
     samples = zarr.open_group(str(workflow_dir / "results/demo_train/augmented/188-100.zarr"), mode="r")
     # demo model: depth 3, valid padding; output 100 px -> input 100 + 2 * 44
-    assert samples["image"].shape == (200, 188, 188) and samples["image"].dtype == np.float32
+    assert samples["image"].shape == (200, 1, 188, 188) and samples["image"].dtype == np.float32
     assert samples["labels"].shape == samples["weights"].shape == (200, 100, 100)
     assert set(np.unique(samples["labels"][:20])) == {0, 1}
     assert (workflow_dir / "results/demo_train/augmented/188-100_preview.png").stat().st_size > 10_000

@@ -422,9 +422,13 @@ def labels_option(wildcards):
     return ["--labels", entry["labels"], *sparse]
 
 
-def slices_option(wildcards):
-    slices = dataset(wildcards.dataset)["slices"]
-    return ["--slices", str(slices)] if slices != "" else []
+def image_options(wildcards):
+    """--slices, --channel-axis where given, and --normalize."""
+    entry = dataset(wildcards.dataset)
+    options = ["--slices", str(entry["slices"])] if entry["slices"] != "" else []
+    if entry["channel_axis"] is not None:
+        options += ["--channel-axis", str(entry["channel_axis"])]
+    return [*options, "--normalize", json.dumps(config["normalize"], sort_keys=True)]
 
 
 def input_megabytes(input):

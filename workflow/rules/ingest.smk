@@ -15,7 +15,7 @@ rule ingest:
         num_classes=config["num_classes"],
         dims=config["dims"],
         ngff=config["ngff"],
-        slices=slices_option,
+        image_options=image_options,
         voxel_size=lambda wildcards: json.dumps(dataset(wildcards.dataset)["voxel_size"], sort_keys=True),
     resources:
         mem_mb=memory_mb(2000, 2),
@@ -26,4 +26,4 @@ rule ingest:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.ingest --images {params.images:q} {params.labels:q} --out {output:q} --label-kind {params.label_kind:q} --num-classes {params.num_classes:q} {params.slices:q} --voxel-size {params.voxel_size:q} --dims {params.dims:q} --ngff {params.ngff:q} > {log:q} 2>&1"
+        "python -m unetflow.steps.ingest --images {params.images:q} {params.labels:q} --out {output:q} --label-kind {params.label_kind:q} --num-classes {params.num_classes:q} {params.image_options:q} --voxel-size {params.voxel_size:q} --dims {params.dims:q} --ngff {params.ngff:q} > {log:q} 2>&1"

@@ -17,7 +17,8 @@ def settings_hash(*parts):
 def ingest_settings(name):
     entry = dataset(name)
     made = [config["demo"] for key in ("images", "labels") if key in entry and made_by_a_rule(entry[key])]
-    return [{key: entry.get(key) for key in ("images", "labels", "slices", "label_kind", "voxel_size")},
+    keys = ("images", "labels", "slices", "label_kind", "voxel_size", "ignore_label", "labelled_slices", "channel_axis")
+    return [{key: entry.get(key) for key in keys}, config["normalize"],
             config["num_classes"], config["dims"], config["ngff"], made[:1], code_of("ingest"),
             code_of("demo_data") if made else None]
 

@@ -13,6 +13,7 @@ store; in ``online`` mode the training data loader draws them with
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import numpy as np
 import zarr
 
 from . import io, ngff, settings
+from .intensity import NormalizedImage
 from .errors import InputError
 from .geometry import Size, sample_shape
 from .transforms import (
@@ -108,7 +110,7 @@ def augment_sample(
     Parameters
     ----------
     image
-        Normalised float32 slice.
+        Normalised float32 slice, (c, y, x).
     labels, weights
         The slice's class labels and weight map.
     rng
@@ -121,10 +123,10 @@ def augment_sample(
     Returns
     -------
     image_tile, label_tile, weight_tile
-        float32 (input_size²), uint8 and float32 (output_size²).
+        float32 (c, input_size, input_size), uint8 and float32 (output_size²).
     """
-    geometry = draw_geometry(rng, image.shape, input_size, settings)
-    (image_tile,) = transform_planes([image], [image_order(settings)], geometry, input_size)
+    geometry = draw_geometry(rng, image.shape[1:], input_size, settings)
+    image_tile = np.stack(transform_planes(list(image), [image_order(settings)] * len(image), geometry, input_size))
     label_tile, weight_tile = transform_planes([labels, weights], [0, 1], geometry, output_size)
     image_tile = change_gray_values(image_tile, rng, settings)
     return image_tile.astype(np.float32), label_tile.astype(np.uint8), weight_tile.astype(np.float32)
@@ -188,8 +190,9 @@ def augment_volume_sample(
     Parameters
     ----------
     image
-        (z, y, x) normalised image: an array, or a lazy :class:`NormalizedVolume`
-        of a Zarr array; only the window the sample needs is read.
+        (c, z, y, x) normalised image: an array, or a lazy
+        :class:`~unetflow.intensity.NormalizedImage` of a Zarr array (its ``shape`` is (z, y, x));
+        only the window the sample needs is read.
     labels, weights
         (z, y, x) class labels and weight map, array-likes of the image's shape.
     rng
@@ -205,27 +208,15 @@ def augment_volume_sample(
     Returns
     -------
     image_tile, label_tile, weight_tile
-        float32 (``input_shape``), uint8 and float32 (``output_shape``).
+        float32 (c, ``input_shape``), uint8 and float32 (``output_shape``).
     """
-    geometry = draw_volume_geometry(rng, tuple(image.shape), input_shape, settings, spacing)
-    (image_tile,) = transform_volumes([image], [image_order(settings)], geometry, input_shape)
+    channels = [image.channel(index) for index in range(image.channels)] if isinstance(image, NormalizedImage) \
+        else list(image)
+    geometry = draw_volume_geometry(rng, tuple(channels[0].shape), input_shape, settings, spacing)
+    image_tile = np.stack(transform_volumes(channels, [image_order(settings)] * len(channels), geometry, input_shape))
     label_tile, weight_tile = transform_volumes([labels, weights], [0, 1], geometry, output_shape)
     image_tile = change_gray_values(image_tile, rng, settings)
     return image_tile.astype(np.float32), label_tile.astype(np.uint8), weight_tile.astype(np.float32)
-
-
-class NormalizedVolume:
-    """A (z, y, x) image read lazily and normalised window by window (:func:`unetflow.io.normalize`)."""
-
-    def __init__(self, raw: zarr.Array, stats: dict[str, float]):
-        self.raw, self.stats = raw, stats
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return tuple(self.raw.shape)
-
-    def __getitem__(self, selection: Any) -> np.ndarray:
-        return io.normalize(np.asarray(self.raw[selection]), self.stats)
 
 
 def sample_dims(input_size: Size, output_size: Size) -> int:
@@ -259,7 +250,7 @@ class OnlineSamples:
         self.data, self.weights = [Path(p) for p in data], [Path(p) for p in weights]
         self.settings, self.input_size, self.output_size = settings, input_size, output_size
         self.seed, self.length = seed, length
-        self._stores: list[tuple[zarr.Array, zarr.Array, zarr.Array, dict, tuple[float, float, float]]] | None = None
+        self._stores: list[tuple[NormalizedImage, zarr.Array, zarr.Array, tuple[float, float, float]]] | None = None
 
     @property
     def dims(self) -> int:
@@ -279,8 +270,30 @@ class OnlineSamples:
     def __len__(self) -> int:
         return self.length
 
-    def _open(self) -> list[tuple[zarr.Array, zarr.Array, zarr.Array, dict, tuple[float, float, float]]]:
-        """Per dataset: image, class labels, weight map, normalisation and voxel size in x pixels."""
+    @property
+    def channels(self) -> int:
+        """The image channels of every dataset (they must agree: one network takes them all)."""
+        counts = {path: image.channels for path, (image, *_) in zip(self.data, self._open())}
+        if len(set(counts.values())) > 1:
+            listed = ", ".join(f"{path} {count}" for path, count in counts.items())
+            raise InputError(f"the training datasets have different numbers of channels ({listed}); one network "
+                             "takes one number of channels: train a model per kind of image")
+        return next(iter(counts.values()))
+
+    @property
+    def normalization(self) -> dict:
+        """The normalisation setting of every dataset (they agree: the config has one), with the
+        statistics (``offset``, ``scale`` per channel) of the first where they are per dataset: what
+        a bioimage.io export fixes."""
+        images = [image for image, *_ in self._open()]
+        found = {json.dumps(image.normalization.setting(), sort_keys=True) for image in images}
+        if len(found) > 1:
+            raise InputError(f"{self.data}: the training datasets were normalised differently ({sorted(found)}); "
+                             "rerun ingest for them (the workflow normalises every dataset by the config's normalize)")
+        return images[0].normalization.recorded()
+
+    def _open(self) -> list[tuple[NormalizedImage, zarr.Array, zarr.Array, tuple[float, float, float]]]:
+        """Per dataset: normalised image, class labels, weight map and voxel size in x pixels."""
         if self._stores is None:
             self._stores = [(*open_training_arrays(d, w), ngff.voxel_size_of(io.open_store(d)).in_x_pixels())
                             for d, w in zip(self.data, self.weights)]
@@ -300,24 +313,23 @@ class OnlineSamples:
 
     def _draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         stores = self._open()
-        raw, classes, weights, stats, spacing = stores[rng.integers(len(stores))]
+        image, classes, weights, spacing = stores[rng.integers(len(stores))]
         if self.dims == 3:
             return augment_volume_sample(
-                NormalizedVolume(raw, stats), classes, weights, rng, settings=self.settings,
+                image, classes, weights, rng, settings=self.settings,
                 input_shape=self.input_size, output_shape=self.output_size, spacing=spacing,
             )
-        z = int(rng.integers(raw.shape[0]))
+        z = int(rng.integers(image.shape[0]))
         return augment_sample(
-            io.normalize(raw[z], stats), classes[z], weights[z], rng,
+            image[z], classes[z], weights[z], rng,
             settings=self.settings, input_size=self.input_size, output_size=self.output_size,
         )
 
 
-def open_training_arrays(data: Path, weights: Path) -> tuple[zarr.Array, zarr.Array, zarr.Array, dict]:
-    """Image, class labels, weight map and normalisation of one labelled dataset."""
+def open_training_arrays(data: Path, weights: Path) -> tuple[NormalizedImage, zarr.Array, zarr.Array]:
+    """Normalised image, class labels and weight map of one labelled dataset."""
     store = io.open_store(data)
     classes = io.open_labels(store, "classes")
     if classes is None:
         raise InputError(f"{data}: has no labels; training samples need them: add labels to the dataset")
-    raw = io.open_raw(store)
-    return raw, classes, io.checked_array(io.open_store(weights), io.LEVEL0), io.normalization(raw)
+    return NormalizedImage.of(io.open_raw(store)), classes, io.checked_array(io.open_store(weights), io.LEVEL0)

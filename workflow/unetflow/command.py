@@ -43,7 +43,7 @@ def init(args: argparse.Namespace) -> Path:
                                  "<name>_labels.tif beside each image); give --labels FOLDER, or --model FILE to "
                                  "apply a trained model to these images")
     split = starter.split(stacks, training=model_file is None)
-    config = starter_config.assemble(split, dims, device, model_file)
+    config = starter_config.assemble(split, dims, device, model_file, channels=stacks[0].channels)
     if dims == 3 and model_file is None:
         poolings = starter.planar_poolings(stacks, config["models"][starter_config.MODEL]["depth"])
         if poolings:

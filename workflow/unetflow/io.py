@@ -3,15 +3,16 @@
 Every store is OME-Zarr (NGFF 0.4) on Zarr format 2, the combination that both
 napari (napari-ome-zarr) and Fiji (MoBIE / n5-viewer) open today; its images are
 written by :mod:`unetflow.ngff` (physical scale, pyramid levels ``0``, ``1``, ...).
-Arrays are (z, y, x): a stack of slices (``dims`` 2) is chunked one slice per chunk in z
+Arrays are (z, y, x) (channels, where any, first): a stack of slices (``dims`` 2) is chunked one slice per chunk in z
 and in tiles of ``TILE_CHUNK_EDGE`` in y/x for slices over ``MAX_CHUNK_EDGE``; a volume
 (``dims`` 3) in cubes of ``VOLUME_CHUNK_EDGE``, which 3-D blocks read and write whole.
 
 ``data.zarr`` layout::
 
-    data.zarr/                the image (multiscale levels 0, 1, ...), original dtype;
-        0, 1, ...             attrs["unetflow"] of level 0 holds the intensity
-                              normalisation and the voxel size's source
+    data.zarr/                the image (multiscale levels 0, 1, ...), original dtype,
+        0, 1, ...             (z, y, x), or (c, z, y, x) with several channels;
+                              attrs["unetflow"] of level 0 holds the intensity
+                              normalisation (unetflow.intensity) and the voxel size's source
         labels/objects/0, ... instance labels (uint32, 0 = background)
         labels/classes/0, ... training target: class index per pixel (uint8), IGNORE
                               where the class is unknown (sparse annotations)
@@ -178,22 +179,17 @@ def open_raw(store: zarr.Group) -> zarr.Array:
     return checked_array(store, LEVEL0)
 
 
+def raw_plane(raw: zarr.Array, z: int) -> np.ndarray:
+    """Slice ``z`` of a ``data.zarr`` image, its first channel where it has several (previews)."""
+    return np.asarray(raw[0, z] if raw.ndim == 4 else raw[z])
+
+
 def open_labels(store: zarr.Group, name: str = "classes") -> zarr.Array | None:
     """A label image (``objects`` or ``classes``) of a ``data.zarr`` store, or None if unlabelled."""
     if name not in LABEL_NAMES:
         raise ValueError(f"unknown label image {name!r}; choose one of {LABEL_NAMES}")
     key = f"labels/{name}/{LEVEL0}"
     return checked_array(store, key) if "labels" in store and key in store else None
-
-
-def normalization(raw: zarr.Array) -> dict[str, float]:
-    """The intensity normalisation (``mean``, ``std``) stored with an image at ingestion."""
-    return dict(raw.attrs["unetflow"]["normalization"])
-
-
-def normalize(image: np.ndarray, stats: dict[str, float]) -> np.ndarray:
-    """Zero-mean, unit-variance float32 image from the stored statistics."""
-    return ((image.astype(np.float32) - stats["mean"]) / stats["std"]).astype(np.float32)
 
 
 def open_probabilities(path: str | Path) -> zarr.Array:

@@ -10,14 +10,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from . import package_normalization
 from .methods.architectures import ModelConfig, class_names
 
 PAPER = ("Ronneberger, O., Fischer, P., Brox, T. (2015). U-Net: Convolutional Networks for Biomedical Image "
          "Segmentation. Medical Image Computing and Computer-Assisted Intervention (MICCAI 2015), LNCS 9351, "
          "234-241.")
 PAPER_DOI = "10.1007/978-3-319-24574-4_28"
-NORMALISATION_EPS = 1e-6  # bioimage.io's zero_mean_unit_variance: (x - mean) / (std + eps)
 INPUT_ID, OUTPUT_ID = "raw", "probabilities"  # the package's tensor names
+
+
+def normalisation_text(recorded: dict | None) -> str:
+    """How the package normalises its input, and how that relates to the model's training."""
+    applied = package_normalization.kind(recorded)
+    per_image = {"zero_mean_unit_variance": "to zero mean and unit variance", "scale_range":
+                 "from its {} and {} percentile to 0 and 1".format(*(recorded or {}).get("percentiles") or (0, 0))}
+    if applied in per_image:
+        trained = "each image (slice)" if recorded and recorded["scope"] == "image" else "each dataset (stack)"
+        return (f"The package normalises each image per channel, over (y, x), {per_image[applied]} "
+                f"(`{applied}`, eps {package_normalization.EPS}); the model was trained on {trained} "
+                "normalised the same way.")
+    return (f"The package normalises with the fixed statistics of its training data per channel (`{applied}`: "
+            f"offset {recorded['offset']}, scale {recorded['scale']}), as unetflow did in training: give images "
+            "of the same intensity range (microscope, detector, bit depth).")
 
 
 def readme(*, name: str, architecture: ModelConfig, saved: dict, source: Path, parameters: int,
@@ -68,12 +83,8 @@ needs only PyTorch) and as TorchScript; both give the same probabilities.
 
 ## Input
 
-One channel (`{INPUT_ID}`), axes batch, channel, y, x; float32. Edges of {smallest} + n x {step} px
-(n = 0, 1, 2, ...). The package normalises each image to zero mean and unit variance over
-(y, x) (`zero_mean_unit_variance`, eps {NORMALISATION_EPS}). unetflow itself normalises with the
-mean and standard deviation of the whole dataset (stack), computed when it is ingested, so
-for tiles much smaller than a slice, or slices that differ in brightness, give tiles normalised
-with the dataset's statistics for the closest match to unetflow's own predictions.
+{architecture.in_channels} channel(s) (`{INPUT_ID}`), axes batch, channel, y, x; float32. Edges of
+{smallest} + n x {step} px (n = 0, 1, 2, ...). {normalisation_text(saved.get("normalization"))}
 
 ## Output
 

@@ -180,16 +180,25 @@ def omero_channels(names: list[str], dtype: np.dtype) -> dict[str, Any]:
     ], "rdefs": {"model": "color"}}
 
 
-def set_gray_display(image: zarr.Group, label: str, low: float, high: float) -> None:
-    """OMERO rendering metadata of a one-channel image: named ``label``, gray, shown from ``low``
-    to ``high`` (a 16-bit stack's own range rather than 0-65535)."""
+FLUORESCENCE_COLOURS = ("00FF00", "FF00FF", "00FFFF", "FFFF00")
+
+
+def set_display(image: zarr.Group, names: list[str], ranges: list[tuple[float, float]]) -> None:
+    """OMERO rendering metadata of an image: one channel gray, several in colours, each named and
+    shown over its own value range (a 16-bit stack's own range rather than 0-65535)."""
     dtype = image[io.LEVEL0].dtype
-    bounds = (float(np.iinfo(dtype).min), float(np.iinfo(dtype).max)) if np.issubdtype(dtype, np.integer) else (
-        low, high)
+    colours = ("FFFFFF",) if len(names) == 1 else FLUORESCENCE_COLOURS
     set_ome(image, "omero", {"channels": [{
-        "label": label, "color": "FFFFFF", "active": True,
-        "window": {"min": bounds[0], "max": bounds[1], "start": low, "end": high},
-    }], "rdefs": {"model": "greyscale"}})
+        "label": name, "color": colours[index % len(colours)], "active": True,
+        "window": {**value_bounds(dtype, low, high), "start": low, "end": high},
+    } for index, (name, (low, high)) in enumerate(zip(names, ranges))],
+        "rdefs": {"model": "greyscale" if len(names) == 1 else "color"}})
+
+
+def value_bounds(dtype: np.dtype, low: float, high: float) -> dict[str, float]:
+    if np.issubdtype(dtype, np.integer):
+        return {"min": float(np.iinfo(dtype).min), "max": float(np.iinfo(dtype).max)}
+    return {"min": low, "max": high}
 
 
 def mark_label_image(group: zarr.Group, colors: list[dict] | None = None) -> None:

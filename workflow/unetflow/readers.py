@@ -7,15 +7,21 @@ Supported sources, chosen by the path:
 - a 3-D (or 2-D) NumPy ``.npy`` file, memory-mapped;
 - a Zarr array, or a Zarr/OME-Zarr group holding one (``.zarr``).
 
-Every reader exposes ``shape`` (z, y, x), ``dtype``, ``voxel_size`` (what the
-file's metadata states, or None), ``name_of(index)`` and ``read(index)``; none
-reads more than one slice into memory, so a stack of any length streams through
-ingestion.
+Every reader exposes ``shape`` (z, y, x), ``channels``, ``dtype``, ``voxel_size``
+(what the file's metadata states, or None), ``name_of(index)`` and ``read(index)``
+(a (y, x) slice, or (c, y, x) with several channels); none reads more than one
+slice into memory, so a stack of any length streams through ingestion.
+
+Channels (fluorescence) come from the file's metadata (the C axis of an ImageJ
+hyperstack or OME-TIFF, the ``c`` axis of OME-Zarr) or from the dataset's
+``channel_axis`` (the axis of the file's array, for .npy, plain Zarr or TIFF):
+:class:`Layout` says which axis of the array is which.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -42,6 +48,7 @@ class SliceStack(Protocol):
 
     path: Path
     shape: tuple[int, int, int]
+    channels: int
     dtype: np.dtype
     voxel_size: VoxelSize | None
 
@@ -55,7 +62,71 @@ def natural_key(name: str) -> list[int | str]:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def open_stack(path: str | Path, *, labels: bool = False) -> SliceStack:
+@dataclass(frozen=True)
+class Layout:
+    """Which axes of a file's array are z, the channels, y and x (others have size one)."""
+
+    shape: tuple[int, ...]
+    z_axis: int | None
+    channel_axis: int | None
+    plane_axes: tuple[int, int]
+
+    @property
+    def stack_shape(self) -> tuple[int, int, int]:
+        z = 1 if self.z_axis is None else self.shape[self.z_axis]
+        return (z, *(self.shape[axis] for axis in self.plane_axes))
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.channel_axis is None else self.shape[self.channel_axis]
+
+    def index(self, z: int, channel: int | None = None) -> tuple:
+        """The array index of slice ``z``: all channels (a slice) or one, whole planes."""
+        index: list = [0] * len(self.shape)
+        for axis in self.plane_axes:
+            index[axis] = slice(None)
+        if self.z_axis is not None:
+            index[self.z_axis] = z
+        if self.channel_axis is not None:
+            index[self.channel_axis] = slice(None) if channel is None else channel
+        return tuple(index)
+
+    def arrange(self, values: np.ndarray) -> np.ndarray:
+        """A slice read with :meth:`index` as (y, x), or (c, y, x) with channels."""
+        if self.channel_axis is None:
+            return values
+        position = sum(1 for axis in (*self.plane_axes, self.channel_axis)
+                       if axis < self.channel_axis)  # where the channel axis is among those kept
+        return np.moveaxis(values, position, 0)
+
+
+def layout_of(path: Path, shape: tuple[int, ...], axes: str | None, channel_axis: int | None) -> Layout:
+    """The :class:`Layout` of an array of ``shape``: channels along ``channel_axis`` (the
+    config's) or the axis ``axes`` names C, y and x the last two other axes, z the one other
+    axis longer than one."""
+    names = (axes or "").upper() if axes and len(axes) == len(shape) else None
+    described = f"shape {shape}" + (f", axes {names}" if names else "")
+    if channel_axis is not None:
+        if not -len(shape) <= channel_axis < len(shape):
+            raise InputError(f"{path}: channel_axis {channel_axis} is no axis of the image ({described}); give the "
+                             f"index of its channel axis, 0 to {len(shape) - 1}, in the dataset's channel_axis")
+        channel_axis %= len(shape)
+    elif names and "C" in names and shape[names.index("C")] > 1:
+        channel_axis = names.index("C")
+    others = [axis for axis in range(len(shape)) if axis != channel_axis]
+    if len(others) < 2:
+        raise InputError(f"{path}: the image ({described}) has no y and x axes; give 2-D slices")
+    plane_axes, leading = tuple(others[-2:]), [axis for axis in others[:-2] if shape[axis] > 1]
+    if len(leading) > 1:
+        name = (lambda axis: names[axis] if names else f"axis {axis}")
+        raise InputError(
+            f"{path}: the image has {shape[leading[0]]} entries along {name(leading[0])} and {shape[leading[1]]} "
+            f"along {name(leading[1])} ({described}); unetflow reads slices (z, y, x), with channels: give the "
+            "channel axis as the dataset's channel_axis, or save one time point (e.g. with Fiji or ome-zarr-py)")
+    return Layout(tuple(shape), leading[0] if leading else None, channel_axis, plane_axes)
+
+
+def open_stack(path: str | Path, *, labels: bool = False, channel_axis: int | None = None) -> SliceStack:
     """Open a raw stack for slice-by-slice reading.
 
     Parameters
@@ -67,6 +138,10 @@ def open_stack(path: str | Path, *, labels: bool = False) -> SliceStack:
         The stack holds labels: palette (mode P) PNG slices are read as their
         colour-table indices, which are the labels annotation tools saved.
         Images are read through a gray palette and refused with a colour one.
+        Labels have one channel.
+    channel_axis
+        The axis of the file's array that holds channels (the dataset's ``channel_axis``);
+        None: what the file's metadata says, else one channel.
 
     Raises
     ------
@@ -78,14 +153,21 @@ def open_stack(path: str | Path, *, labels: bool = False) -> SliceStack:
         raise InputError(f"{path}: no such file or folder; check the path in the config's datasets section")
     suffix = path.suffix.lower()
     if suffix == ".zarr" or (path / ".zgroup").exists() or (path / "zarr.json").exists():
-        return ZarrStack(path)
-    if path.is_dir():
+        stack = ZarrStack(path, channel_axis)
+    elif path.is_dir() and channel_axis is None:
         return FolderStack(path, labels=labels)
-    if suffix in (".tif", ".tiff"):
-        return TiffStack(path)
-    if suffix == ".npy":
-        return NpyStack(path)
-    raise InputError(f"{path}: unsupported file type '{suffix}'; give {SUPPORTED}")
+    elif path.is_dir():
+        raise InputError(f"{path}: a folder of slices has one channel; drop the dataset's channel_axis, or give "
+                         "a multi-channel TIFF, .npy or Zarr file")
+    elif suffix in (".tif", ".tiff"):
+        stack = TiffStack(path, channel_axis)
+    elif suffix == ".npy":
+        stack = NpyStack(path, channel_axis)
+    else:
+        raise InputError(f"{path}: unsupported file type '{suffix}'; give {SUPPORTED}")
+    if labels and stack.channels > 1:
+        raise InputError(f"{path}: labels have {stack.channels} channels; save one label image per slice")
+    return stack
 
 
 def _check_grayscale(path: Path, shape: tuple[int, ...], what: str) -> None:
@@ -122,19 +204,36 @@ class TiffStack:
     slice size or data type) are refused, naming the pages.
     """
 
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, channel_axis: int | None = None):
+        self.path, self.channels, self._layout = path, 1, None
         try:
             self._tiff = tifffile.TiffFile(path)
             series = list(self._tiff.series)
         except Exception as error:  # tifffile raises many types for broken files
             raise _unreadable(path, error) from error
+        self.voxel_size = tiff_voxel_size(self._tiff, str(path))
+        if len(series) == 1 and (channel_axis is not None or self._has_channels(series[0])):
+            self._open_channels(series[0], channel_axis)
+            return
         shapes = [self._planes_shape(one) for one in series]
         dtypes = [np.dtype(one.dtype) for one in series]
         self._check_stackable(shapes, dtypes)
-        self.voxel_size = tiff_voxel_size(self._tiff, str(path))
         self._planes = [(one, index) for one, shape in zip(series, shapes) for index in range(shape[0])]
         self.shape, self.dtype = (len(self._planes), *shapes[0][1:]), dtypes[0]
+
+    @staticmethod
+    def _has_channels(series: tifffile.TiffPageSeries) -> bool:
+        return "C" in series.axes and series.shape[series.axes.index("C")] > 1
+
+    def _open_channels(self, series: tifffile.TiffPageSeries, channel_axis: int | None) -> None:
+        """A hyperstack with channels (ImageJ, OME-TIFF): pages in the order of its leading axes."""
+        if "S" in series.axes:
+            raise InputError(f"{self.path}: the TIFF has colour samples (axes {series.axes}); {RGB_FIX}")
+        self._series, self._layout = series, layout_of(self.path, tuple(series.shape), series.axes, channel_axis)
+        if self._layout.plane_axes != (len(series.shape) - 2, len(series.shape) - 1):
+            raise InputError(f"{self.path}: channel_axis {channel_axis} is an axis of the TIFF's pages (axes "
+                             f"{series.axes}, shape {series.shape}); a TIFF's channels are pages: give another axis")
+        self.shape, self.channels, self.dtype = self._layout.stack_shape, self._layout.channels, np.dtype(series.dtype)
 
     def _planes_shape(self, series: tifffile.TiffPageSeries) -> tuple[int, int, int]:
         if "S" in series.axes:
@@ -166,18 +265,30 @@ class TiffStack:
         return f"{self.path} (page {index})"
 
     def read(self, index: int) -> np.ndarray:
-        series, plane = self._planes[index]
         try:
-            return np.asarray(series.asarray(key=plane)).reshape(self.shape[1:])
+            if self._layout is not None:
+                return np.stack([self._read_page(self._series, self._page(index, channel))
+                                 for channel in range(self.channels)])
+            series, plane = self._planes[index]
+            return self._read_page(series, plane)
+        except InputError:
+            raise
         except Exception as error:
             raise _unreadable(self.path, error) from error
+
+    def _page(self, index: int, channel: int) -> int:
+        leading = self._layout.index(index, channel)[:-2]
+        return int(np.ravel_multi_index(leading, self._layout.shape[:-2])) if leading else 0
+
+    def _read_page(self, series: tifffile.TiffPageSeries, page: int) -> np.ndarray:
+        return np.asarray(series.asarray(key=page)).reshape(self.shape[1:])
 
 
 class FolderStack:
     """A folder of 2-D PNG/TIFF slices in natural sort order."""
 
     def __init__(self, path: Path, *, labels: bool = False):
-        self.path, self.labels = path, labels
+        self.path, self.labels, self.channels = path, labels, 1
         self.files = sorted(
             (f for f in path.iterdir() if f.suffix.lower() in SLICE_SUFFIXES and not f.name.startswith(".")),
             key=lambda f: natural_key(f.name),
@@ -258,15 +369,18 @@ class FolderStack:
 
 
 class NpyStack:
-    """A 2-D or 3-D NumPy array file, memory-mapped."""
+    """A 2-D or 3-D NumPy array file (4-D with a ``channel_axis``), memory-mapped."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, channel_axis: int | None = None):
         self.path = path
         try:
             self._array = np.load(path, mmap_mode="r", allow_pickle=False)
         except Exception as error:
             raise _unreadable(path, error) from error
-        self.shape = _as_stack_shape(path, self._array.shape)
+        if channel_axis is None:
+            _as_stack_shape(path, self._array.shape)
+        self._layout = layout_of(path, tuple(self._array.shape), None, channel_axis)
+        self.shape, self.channels = self._layout.stack_shape, self._layout.channels
         self.dtype = self._array.dtype
         self.voxel_size = None
 
@@ -274,17 +388,18 @@ class NpyStack:
         return f"{self.path} (slice {index})"
 
     def read(self, index: int) -> np.ndarray:
-        return np.array(self._array.reshape(self.shape)[index])
+        return self._layout.arrange(np.array(self._array[self._layout.index(index)]))
 
 
 class ZarrStack:
     """A Zarr array; for a group, its OME-Zarr image (first resolution) or its only array.
 
     OME-Zarr images are up to 5-D (t, c, z, y, x), as ome-zarr-py and bioformats2raw
-    write them; leading axes of size 1 are dropped, larger ones refused, naming the axis.
+    write them; the ``c`` axis holds channels, other axes beyond z, y and x must have
+    size one (refused naming the axis).
     """
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, channel_axis: int | None = None):
         self.path = path
         self._axes: list[str] = []
         self.voxel_size: VoxelSize | None = None
@@ -295,8 +410,12 @@ class ZarrStack:
         if isinstance(node, zarr.Group):
             node = self._array_of_group(node)
         self._array = node
-        self._leading = self._singleton_leading_axes(tuple(node.shape))
-        self.shape = _as_stack_shape(path, tuple(node.shape)[self._leading:])
+        shape = tuple(node.shape)
+        if channel_axis is None and not self._axes:
+            _as_stack_shape(path, shape[-3:] if len(shape) > 3 and all(size == 1 for size in shape[:-3]) else shape)
+        axes = "".join(name[:1] for name in self._axes) if len(self._axes) == len(shape) else None
+        self._layout = layout_of(path, shape, axes, channel_axis)
+        self.shape, self.channels = self._layout.stack_shape, self._layout.channels
         self.dtype = np.dtype(node.dtype)
 
     def _array_of_group(self, group: zarr.Group) -> zarr.Array:
@@ -314,40 +433,25 @@ class ZarrStack:
             "OME-Zarr metadata; point the config at one array, e.g. store.zarr/raw"
         )
 
-    def _singleton_leading_axes(self, shape: tuple[int, ...]) -> int:
-        """How many leading axes (beyond z, y, x) to drop; each must have size 1."""
-        leading = max(len(shape) - 3, 0)
-        if leading and not self._axes and shape[-1] in (3, 4):
-            raise InputError(f"{self.path}: array of shape {shape} looks like colour images; {RGB_FIX}")
-        axes = self._axes if len(self._axes) == len(shape) else [f"axis {i}" for i in range(len(shape))]
-        for axis, size in zip(axes[:leading], shape[:leading]):
-            if size != 1:
-                raise InputError(
-                    f"{self.path}: the image has {size} entries along {axis} (shape {shape}, axes "
-                    f"{', '.join(axes)}); unetflow reads one channel and one time point: save that one "
-                    "(e.g. with ome-zarr-py or Fiji) and point the config at it"
-                )
-        return leading
-
     def name_of(self, index: int) -> str:
         return f"{self.path} (slice {index})"
 
     def read(self, index: int) -> np.ndarray:
         try:
-            if len(self._array.shape) == 2:
-                return np.asarray(self._array[:])
-            return np.asarray(self._array[(0,) * self._leading + (index,)])
+            return self._layout.arrange(np.asarray(self._array[self._layout.index(index)]))
         except Exception as error:
             raise _unreadable(self.path, error) from error
 
 
 def _as_stack_shape(path: Path, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """The (z, y, x) shape of an array without channels; colour images and more axes refused."""
     if len(shape) == 2:
         return (1, *shape)
     if len(shape) == 3 and shape[-1] in (3, 4) and shape[0] > 4:
         raise InputError(f"{path}: array of shape {shape} looks like one colour image; {RGB_FIX}")
     if len(shape) != 3:
-        raise InputError(f"{path}: array has shape {shape}; expected (z, y, x) grayscale slices")
+        raise InputError(f"{path}: array has shape {shape}; expected (z, y, x) slices, or, for an image with "
+                         "channels, the dataset's channel_axis (the axis that holds them)")
     return shape
 
 
@@ -367,7 +471,7 @@ class SelectedSlices:
 
     def __init__(self, stack: SliceStack, indices: list[int]):
         self.stack, self.indices = stack, indices
-        self.path, self.dtype, self.voxel_size = stack.path, stack.dtype, stack.voxel_size
+        self.path, self.dtype, self.voxel_size, self.channels = stack.path, stack.dtype, stack.voxel_size, stack.channels
         self.shape = (len(indices), *stack.shape[1:])
 
     def name_of(self, index: int) -> str:

@@ -73,13 +73,19 @@ def is_package(path: Path) -> bool:
         return bool({"rdf.yaml", "bioimageio.yaml"} & set(archive.namelist()))
 
 
-def check_fits(start: StartModel, *, num_classes: int, dims: int, setting: str) -> None:
-    """The start model predicts the config's classes in its dims, or an InputError naming ``setting``."""
+def check_fits(start: StartModel, *, num_classes: int, dims: int, setting: str,
+               in_channels: int | None = None) -> None:
+    """The start model predicts the config's classes in its dims from images of ``in_channels``
+    (the training data's, where known), or an InputError naming ``setting``."""
     architecture = start.architecture
     if (architecture.num_classes, architecture.dims) != (num_classes, dims):
         raise InputError(f"{setting}: {start.path} is a {architecture.dims}-D model of {architecture.num_classes} "
                          f"classes, but the config has dims {dims} and num_classes {num_classes}; start from a model "
                          "of the config's kind, or change those settings to the model's")
+    if in_channels is not None and architecture.in_channels != in_channels:
+        raise InputError(f"{setting}: {start.path} takes images of {architecture.in_channels} channel(s), but the "
+                         f"training data have {in_channels}; start from a model of as many channels, or train "
+                         "from scratch")
 
 
 def read_package(path: Path) -> tuple[Architecture, dict]:

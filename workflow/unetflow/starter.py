@@ -44,10 +44,11 @@ class Stack:
     name: str
     images: Path
     labels: Path | None
-    shape: tuple[int, ...]  # without axes of size one
+    shape: tuple[int, ...]  # without axes of size one and channels
     axes: str  # tifffile's letters for `shape`: YX, ZYX, IYX (pages of unknown kind), ...
     dtype: np.dtype
     voxel_size: VoxelSize | None
+    channels: int = 1  # the file's C axis (ImageJ hyperstack, OME-TIFF)
 
     @property
     def slices(self) -> int:
@@ -56,7 +57,8 @@ class Stack:
     def describe(self) -> str:
         size = " x ".join(map(str, self.shape))
         where = self.voxel_size.describe() if self.voxel_size else "voxel size not in the file (1 px)"
-        return f"{size} {self.dtype} ({self.axes}), {where}"
+        channels = f", {self.channels} channels" if self.channels > 1 else ""
+        return f"{size} {self.dtype} ({self.axes}){channels}, {where}"
 
 
 def survey(folder: str | Path, labels: str | Path | None = None) -> list[Stack]:
@@ -65,8 +67,8 @@ def survey(folder: str | Path, labels: str | Path | None = None) -> list[Stack]:
     Raises
     ------
     InputError
-        If the folder holds no images, a file has colour channels or time points, or a
-        label file does not match its image's shape.
+        If the folder holds no images, a file has colour samples (RGB) or time points, the
+        images differ in channels, or a label file does not match its image's shape.
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -86,6 +88,11 @@ def survey(folder: str | Path, labels: str | Path | None = None) -> list[Stack]:
     for stack in stacks:
         if stack.labels is not None:
             check_labels(stack)
+    channels = {stack.channels for stack in stacks}
+    if len(channels) > 1:
+        listed = ", ".join(f"{stack.images.name} {stack.channels}" for stack in stacks)
+        raise InputError(f"{image_folder}: the images have different numbers of channels ({listed}); one model takes "
+                         "one kind of image: put each kind in a folder of its own")
     return stacks
 
 
@@ -129,11 +136,15 @@ def find_labels(image: Path, image_folder: Path, label_folder: Path | None) -> P
 
 def read_stack(name: str, images: Path, labels: Path | None) -> Stack:
     shape, axes, dtype, voxel_size = file_metadata(images)
-    return Stack(name, images, labels, shape, axes, dtype, voxel_size)
+    channels = shape[axes.index("C")] if "C" in axes else 1
+    kept = [(size, axis) for size, axis in zip(shape, axes) if axis != "C"]
+    return Stack(name, images, labels, tuple(size for size, _ in kept), "".join(axis for _, axis in kept), dtype,
+                 voxel_size, channels)
 
 
 def file_metadata(path: Path) -> tuple[tuple[int, ...], str, np.dtype, VoxelSize | None]:
-    """Shape and axes (size-one axes dropped), data type and voxel size of an image file."""
+    """Shape and axes (size-one axes dropped; C where the file has channels), data type and voxel
+    size of an image file."""
     if path.suffix.lower() == ".png":
         with Image.open(path) as image:
             if image.mode not in ("L", "I;16", "I", "F", "1", "P"):
@@ -150,13 +161,13 @@ def file_metadata(path: Path) -> tuple[tuple[int, ...], str, np.dtype, VoxelSize
     except Exception as error:  # tifffile raises many types for broken files
         raise InputError(f"{path}: cannot be read ({type(error).__name__}: {error})") from error
     axes = "".join(axis for _, axis in kept)
-    if any(axis in "CS" for axis in axes):
-        raise InputError(f"{path}: has colour or fluorescence channels (axes {series.axes}, shape {series.shape}); "
-                         "save one channel per file (Fiji: Image > Color > Split Channels)")
+    if "S" in axes:
+        raise InputError(f"{path}: has colour samples (RGB, axes {series.axes}, shape {series.shape}); save it as "
+                         "channels (Fiji: Image > Color > Make Composite) or as one gray channel")
     if "T" in axes:
         raise InputError(f"{path}: has {dict(zip(series.axes, series.shape))['T']} time points; save one time "
                          "point per file (Fiji: Image > Stacks > Tools > Reduce)")
-    if len(kept) not in (2, 3):
+    if len(kept) - ("C" in axes) not in (2, 3):
         raise InputError(f"{path}: has shape {series.shape} (axes {series.axes}); expected a 2-D image or a stack")
     return tuple(size for size, _ in kept), axes, dtype, voxel_size
 

@@ -19,9 +19,14 @@ from .starter import Split, Stack
 MODEL = "unet"
 
 
-def assemble(split: Split, dims: int, device: str, model_file: str | None = None) -> dict[str, Any]:
+FLUORESCENCE_NORMALIZE = {"method": "percentile", "scope": "image", "percentiles": [1, 99.8]}
+
+
+def assemble(split: Split, dims: int, device: str, model_file: str | None = None,
+             channels: int = 1) -> dict[str, Any]:
     """The config of a run: `split`'s datasets and roles, the preset for `dims` and `device`
-    (or the given model file), tuned segmentation where there is validation data."""
+    (or the given model file), tuned segmentation where there is validation data; images with
+    channels (fluorescence) normalised by percentiles, robust to saturated and hot pixels."""
     preset = presets.preset(dims, device)
     model = {"file": model_file} if model_file else preset["model"]
     config: dict[str, Any] = {
@@ -37,6 +42,8 @@ def assemble(split: Split, dims: int, device: str, model_file: str | None = None
     }
     if not model_file:
         config["augment"], config["train"] = preset["augment"], preset["train"]
+    if channels > 1 and not model_file:
+        config["normalize"] = FLUORESCENCE_NORMALIZE
     return config
 
 
@@ -84,7 +91,9 @@ def render(config: dict[str, Any], stacks: list[Stack], folder: Path, dims_reaso
     lines += ["", "# The model: its file (applied, never trained here), or a U-Net sized to train in about an hour",
               f"# on a {device.upper()} (unetflow/presets.py; the paper's network is depth 4, base_channels 64)."]
     lines += [dump({"models": config["models"]}, flow=False).rstrip(), dump({"run_models": config["run_models"]}).rstrip()]
-    for key, comment in (("augment", "elastically deformed training tiles, made once (the paper's augmentation)"),
+    for key, comment in (("normalize", "the images have channels: each slice's channels scaled from their 1st and "
+                                       "99.8th percentile to 0 and 1, robust to saturated and hot pixels"),
+                         ("augment", "elastically deformed training tiles, made once (the paper's augmentation)"),
                          ("train", "max_minutes ends training before `iterations` on a slower machine"),
                          ("predict", "overlap-tile prediction in tiles of this edge"),
                          ("segment", "tuned: the tune rule chooses the settings on validate_on; fixed: the "

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from .mirror import mirrored_window
+from .mirror import ChannelsFirst, mirrored_window
 
 Forward = Callable[[np.ndarray], np.ndarray]
 WindowReader = Callable[..., np.ndarray]  # read((start, stop), ...) -> the mirrored window
@@ -128,7 +128,8 @@ def predict_block(
     forward
         Maps input tiles (B, 1, tile + 2 margin, ...) to outputs (B, K, tile, ...).
     read
-        Returns the normalised, mirrored input window for one (start, stop) range per axis.
+        Returns the normalised, mirrored input window for one (start, stop) range per axis:
+        (c, *window), or the window alone for one channel.
     block
         ``(start, stop)`` per axis, flat: ``(row0, row1, col0, col1)`` or
         ``(z0, z1, row0, row1, col0, col1)``.
@@ -156,7 +157,9 @@ def predict_block(
     window = gaussian_window(tile) if blend else np.ones(tile, np.float32)
     for group in batches(origins, batch_size):
         inputs = np.stack([read(*((o - m, o + t + m) for o, t, m in zip(origin, tile, margin))) for origin in group])
-        outputs = forward(inputs[:, None].astype(np.float32))
+        if inputs.ndim == dims + 1:  # windows of a one-channel image, read without its channel axis
+            inputs = inputs[:, None]
+        outputs = forward(inputs.astype(np.float32))
         for origin, output in zip(group, outputs):
             first = [max(o, start) for o, start in zip(origin, starts)]
             last = [min(o + t, stop) for o, t, stop in zip(origin, tile, stops)]
@@ -174,7 +177,12 @@ def predict_block(
 def predict_whole(forward: Forward, image: np.ndarray, *, tile: int | tuple[int, ...], margin: int | tuple[int, ...],
                   num_classes: int, batch_size: int = 1, blend: bool = False,
                   align: int | tuple[int, ...] = 1) -> np.ndarray:
-    """Per-class outputs (K, *shape) of a whole in-memory slice or volume; see :func:`predict_block`."""
-    block = tuple(bound for length in image.shape for bound in (0, length))
-    return predict_block(forward, array_window_reader(image), block, image.shape, tile=tile, margin=margin,
+    """Per-class outputs (K, *shape) of a whole in-memory slice or volume, (c, *shape) or, with one
+    channel, (*shape); the tile per axis (a tuple) says how many axes are spatial. See
+    :func:`predict_block`."""
+    dims = len(tile) if isinstance(tile, tuple) else image.ndim
+    shape = image.shape[image.ndim - dims:]
+    block = tuple(bound for length in shape for bound in (0, length))
+    reader = array_window_reader(image if image.ndim == dims else ChannelsFirst(image))
+    return predict_block(forward, reader, block, shape, tile=tile, margin=margin,
                          num_classes=num_classes, batch_size=batch_size, blend=blend, align=align)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from torch.utils.data import Sampler, default_collate
 
 from . import io
 from .errors import InputError
+from .intensity import NormalizedImage, setting_in
 from .geometry import size_of
 
 IN_MEMORY_SHARE = 0.5  # of the memory available when training starts
@@ -72,10 +74,23 @@ class SampleBank:
         self.sizes = [group["image"].shape[0] for group in groups]
         shapes = {(group["image"].shape[1:], group["labels"].shape[1:]) for group in groups}
         if len(shapes) != 1:
-            raise InputError(f"{', '.join(map(str, self.paths))}: sample stores have different tile sizes {shapes}; "
-                             "rerun augment for all training datasets")
-        self.input_size, self.output_size = (size_of(shape) for shape in shapes.pop())
+            raise InputError(f"{', '.join(map(str, self.paths))}: sample stores have different tile sizes or "
+                             f"channels {shapes}; rerun augment for all training datasets")
+        image_shape, label_shape = shapes.pop()
+        self.channels = image_shape[0]  # images are (sample, channel, *tile)
+        self.input_size, self.output_size = size_of(image_shape[1:]), size_of(label_shape)
+        self.normalization = self._normalization(groups)
         self._groups: list | None = None
+
+    def _normalization(self, groups: list[zarr.Group]) -> dict:
+        """The normalisation of the images the samples were drawn from (the augment step records it;
+        per dataset, the first store's statistics, as :attr:`OnlineSamples.normalization`)."""
+        recorded = [group.attrs.get("unetflow", {}).get("normalization") for group in groups]
+        found = {json.dumps(setting_in(one), sort_keys=True) for one in recorded}
+        if None in recorded or len(found) != 1:
+            raise InputError(f"{', '.join(map(str, self.paths))}: the sample stores record no normalisation or "
+                             f"different ones ({sorted(found)}); rerun augment for all training datasets")
+        return recorded[0]
 
     @staticmethod
     def _open(path: Path) -> zarr.Group:
@@ -157,20 +172,19 @@ class IterationBatches(Sampler):
 
 
 def load_validation(paths: list[Path], dims: int = 2) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(normalised image, class labels) of every slice of the validation stores, or of every
-    volume for a 3-D network (``dims`` 3); slices without a known label (sparse annotations)
-    are left out."""
+    """(normalised (c, ...) image, class labels) of every slice of the validation stores, or of
+    every volume for a 3-D network (``dims`` 3); slices without a known label (sparse
+    annotations) are left out."""
     slices = []
     for path in paths:
         store = io.open_store(path)
         classes = io.open_labels(store, "classes")
         if classes is None:
             raise InputError(f"{path}: validation data needs labels; add labels to it or remove it from validate_on")
-        raw = io.open_raw(store)
-        stats = io.normalization(raw)
+        image = NormalizedImage.of(io.open_raw(store))
         if dims == 3:
-            slices.append((io.normalize(raw[:], stats), classes[:]))
+            slices.append((image[:], classes[:]))
         else:
-            labelled = [(z, classes[z]) for z in range(raw.shape[0])]
-            slices += [(io.normalize(raw[z], stats), plane) for z, plane in labelled if io.known(plane).any()]
+            labelled = [(z, classes[z]) for z in range(image.shape[0])]
+            slices += [(image[z], plane) for z, plane in labelled if io.known(plane).any()]
     return slices

@@ -113,10 +113,13 @@ def create(name: str, arguments: dict[str, Any], *, num_classes: int, in_channel
         raise InputError(f"config: {where}: {error}") from error
 
 
-def from_config(entry: dict[str, Any], *, num_classes: int, dims: int = 2, where: str = "models") -> Architecture:
-    """The architecture of a config entry ``models.<name>`` (its ``augment``/``train`` overrides aside)."""
+def from_config(entry: dict[str, Any], *, num_classes: int, dims: int = 2, in_channels: int = 1,
+                where: str = "models") -> Architecture:
+    """The architecture of a config entry ``models.<name>`` (its ``augment``/``train`` overrides aside)
+    for images of ``in_channels``."""
     arguments = {key: value for key, value in entry.items() if key not in ("architecture", "augment", "train")}
-    return create(entry.get("architecture", DEFAULT), arguments, num_classes=num_classes, dims=dims, where=where)
+    return create(entry.get("architecture", DEFAULT), arguments, num_classes=num_classes, dims=dims,
+                  in_channels=in_channels, where=where)
 
 
 @architecture("unet")

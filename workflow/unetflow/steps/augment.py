@@ -49,12 +49,14 @@ def write_samples(samples: OnlineSamples, target: zarr.Group, start: int, stop: 
     return stop - start
 
 
-def create_sample_store(path: Path, count: int, input_size: Size, output_size: Size, attributes: dict) -> zarr.Group:
-    """An empty sample store: arrays (count, *tile shape) chunked one sample per chunk; sizes
-    are edges (2-D) or (z, y, x) shapes (3-D), as :class:`unetflow.augmentation.OnlineSamples` takes."""
+def create_sample_store(path: Path, count: int, input_size: Size, output_size: Size, attributes: dict,
+                        channels: int = 1) -> zarr.Group:
+    """An empty sample store: arrays (count, *tile shape) chunked one sample per chunk, images
+    (count, channels, *tile shape); sizes are edges (2-D) or (z, y, x) shapes (3-D), as
+    :class:`unetflow.augmentation.OnlineSamples` takes."""
     group = io.create_group(path)
     for name, dtype in io.SAMPLE_ARRAYS.items():
-        shape = sample_shape(input_size if name == "image" else output_size)
+        shape = (channels, *sample_shape(input_size)) if name == "image" else sample_shape(output_size)
         group.create_array(name, shape=(count, *shape), chunks=(1, *shape), dtype=dtype,
                            compressors=SAMPLE_COMPRESSOR, fill_value=0, config=io.ARRAY_CONFIG)
     group.attrs["unetflow"] = attributes
@@ -75,7 +77,7 @@ def write_preview(path: Path, store: zarr.Group, count: int = 6) -> None:
     height, width = store["labels"].shape[-2:]
     top, left = ((store["image"].shape[axis] - store["labels"].shape[axis]) / 2 for axis in (-2, -1))
     for column in range(count):
-        axes[0, column].imshow(middle_plane(store["image"][column]), cmap="gray")
+        axes[0, column].imshow(middle_plane(store["image"][column][0]), cmap="gray")  # the first channel
         axes[0, column].add_patch(plt.Rectangle((left - 0.5, top - 0.5), width, height, fill=False, color="y"))
         axes[1, column].imshow(middle_plane(store["labels"][column]), cmap="gray", interpolation="nearest")
         axes[2, column].imshow(middle_plane(store["weights"][column]), cmap="jet")
@@ -91,9 +93,10 @@ def precompute(samples: OnlineSamples, out: Path, *, scheduler: str, workers: in
     """Write every sample to ``out`` with Dask, one task per ``SAMPLES_PER_TASK`` samples."""
     attributes = {"settings": asdict(samples.settings), "seed": samples.seed,
                   "input_size": samples.input_size, "output_size": samples.output_size,  # int, or [z, y, x]
-                  "sources": [str(p) for p in samples.data]}
+                  "sources": [str(p) for p in samples.data], "normalization": samples.normalization}
     with io.atomic_store(out) as temporary:
-        target = create_sample_store(temporary, len(samples), samples.input_size, samples.output_size, attributes)
+        target = create_sample_store(temporary, len(samples), samples.input_size, samples.output_size, attributes,
+                                     samples.channels)
         starts = range(0, len(samples), SAMPLES_PER_TASK)
         tasks = [
             dask.delayed(write_samples, pure=False)(

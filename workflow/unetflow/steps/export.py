@@ -3,8 +3,8 @@
 The package holds the network twice, as a PyTorch state dict with its architecture
 (``unetflow/model.py``, which imports on its own, and :class:`~unetflow.model.ProbabilityUNet`'s
 keyword arguments) and as TorchScript, both giving class probabilities (softmax over the
-classes, as the predict step writes). The input is one channel, normalised to zero mean and
-unit variance over (y, x) by the package's preprocessing; valid input sizes are
+classes, as the predict step writes). The input has the model's channels, normalised by the
+package's preprocessing as in training (:mod:`unetflow.package_normalization`); valid input sizes are
 ``min + n * step``. A valid-padded network's output is smaller than its input by twice its
 margin (the context it consumes per side), stated as the output size's offset; a
 same-padded network's output keeps the size and states a halo (its receptive-field radius)
@@ -25,11 +25,12 @@ import numpy as np
 import tifffile
 import torch
 
-from .. import cli, geometry, io, model, synthetic
+from .. import cli, geometry, io, model, package_normalization, synthetic
 from ..errors import InputError
 from ..inference import load_weights, make_forward, read_model_file
+from ..intensity import setting_in
 from ..methods.architectures import Architecture, ModelConfig, class_names
-from ..model_card import INPUT_ID, NORMALISATION_EPS, OUTPUT_ID, PAPER, PAPER_DOI, readme
+from ..model_card import INPUT_ID, OUTPUT_ID, PAPER, PAPER_DOI, readme
 from ..mirror import mirrored_window
 from ..model import ProbabilityUNet, count_parameters
 from ..plots import pyplot, save_figure
@@ -93,33 +94,30 @@ def centre_window(plane, edge: int) -> np.ndarray:
     return mirrored_window(plane, (top, top + edge), (left, left + edge))
 
 
-def example_tile(edge: int, *, data: Path | None, seed: int) -> np.ndarray:
-    """The raw test tile (float32): the centre of the middle slice of ``data``, else a synthetic
-    EM-like slice."""
+def example_tile(edge: int, *, data: Path | None, seed: int, channels: int = 1) -> np.ndarray:
+    """The raw (c, y, x) test tile (float32): the centre of the middle slice of ``data``, else
+    synthetic EM-like slices (one per channel)."""
     if data is None:
-        images, _, _ = synthetic.generate_stack(1, edge, seed=seed)
-        return images[0].astype(np.float32)
+        images = [synthetic.generate_stack(1, edge, seed=seed + channel)[0][0] for channel in range(channels)]
+        return np.stack(images).astype(np.float32)
     raw = io.open_raw(io.open_store(data))
-    return centre_window(raw[raw.shape[0] // 2], edge).astype(np.float32)
+    middle = raw.shape[-3] // 2
+    plane = raw[:, middle] if raw.ndim == 4 else raw[middle][None]
+    return np.stack([centre_window(channel, edge) for channel in plane]).astype(np.float32)
 
 
-def zero_mean_unit_variance(image: np.ndarray, eps: float = NORMALISATION_EPS) -> np.ndarray:
-    """``(image - mean) / (std + eps)`` over the whole image, as bioimage.io's preprocessing."""
-    image = image.astype(np.float64)
-    return ((image - image.mean()) / (image.std() + eps)).astype(np.float32)
-
-
-def reference_probabilities(unet: torch.nn.Module, tile: np.ndarray, output_edge: int) -> np.ndarray:
-    """unetflow's prediction (its forward, fp32 on the CPU) of a raw tile normalised as the
-    package says: (1, K, output_edge, output_edge)."""
+def reference_probabilities(unet: torch.nn.Module, tile: np.ndarray, output_edge: int,
+                            recorded: dict | None) -> np.ndarray:
+    """unetflow's prediction (its forward, fp32 on the CPU) of a raw (c, y, x) tile normalised as
+    the package says: (1, K, output_edge, output_edge)."""
     forward = make_forward(unet, torch.device("cpu"), None, output_edge)
-    return forward(zero_mean_unit_variance(tile)[None, None])
+    return forward(package_normalization.normalize(tile, recorded)[None])
 
 
-def package_probabilities(network: torch.nn.Module, tile: np.ndarray) -> np.ndarray:
-    """The output of the package's network (either weight format) for a raw tile."""
+def package_probabilities(network: torch.nn.Module, tile: np.ndarray, recorded: dict | None) -> np.ndarray:
+    """The output of the package's network (either weight format) for a raw (c, y, x) tile."""
     with torch.no_grad():
-        return network(torch.from_numpy(zero_mean_unit_variance(tile)[None, None])).numpy()
+        return network(torch.from_numpy(package_normalization.normalize(tile, recorded)[None])).numpy()
 
 
 def exported_network(path: Path, architecture: ModelConfig, state_dict: dict) -> ProbabilityUNet:
@@ -133,11 +131,11 @@ def architecture_kwargs(architecture: ModelConfig) -> dict:
                                                           "dropout", "in_channels", "num_classes")}
 
 
-def trace(network: torch.nn.Module, edge: int) -> torch.jit.ScriptModule:
+def trace(network: torch.nn.Module, edge: int, channels: int = 1) -> torch.jit.ScriptModule:
     """TorchScript of ``network``, traced on an input of ``edge`` px (sizes stay free)."""
     with warnings.catch_warnings(), torch.no_grad():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.trace.* is deprecated")
-        return torch.jit.trace(network, torch.zeros(1, 1, edge, edge))
+        return torch.jit.trace(network, torch.zeros(1, channels, edge, edge))
 
 
 def foreground(probabilities: np.ndarray) -> np.ndarray:
@@ -149,8 +147,8 @@ def write_cover(path: Path, tile: np.ndarray, probabilities: np.ndarray) -> None
     """The test input (its part under the output) beside the foreground probability, 2:1."""
     plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(8, 4))
-    crop = (tile.shape[0] - probabilities.shape[-1]) // 2
-    left.imshow(tile[crop : tile.shape[0] - crop, crop : tile.shape[1] - crop], cmap="gray")
+    crop = (tile.shape[-1] - probabilities.shape[-1]) // 2
+    left.imshow(tile[crop : tile.shape[0] - crop, crop : tile.shape[1] - crop], cmap="gray")  # the first channel
     left.set_title("input")
     right.imshow(foreground(probabilities), cmap="magma", vmin=0.0, vmax=1.0)
     right.set_title("foreground probability")
@@ -186,9 +184,12 @@ def training_details(architecture: ModelConfig, saved: dict):
     from bioimageio.spec.model.v0_5 import TrainingDetails
 
     train_settings = saved.get("train_settings") or {}
+    setting = setting_in(saved.get("normalization"))
+    method = "zero mean, unit variance" if setting["method"] == "zscore" else \
+        f"percentiles {setting['percentiles'][0]} and {setting['percentiles'][1]} to 0 and 1"
     return TrainingDetails(
-        training_preprocessing="zero mean, unit variance with the statistics of each dataset; random elastic "
-                               "deformations, flips and rotations (unetflow augment)",
+        training_preprocessing=f"{method} per channel, with the statistics of each {setting['scope']}; random "
+                               "elastic deformations, flips and rotations (unetflow augment)",
         training_batch_size=train_settings.get("batch_size"), initial_learning_rate=train_settings.get("lr"),
         learning_rate_schedule=train_settings.get("schedule"), loss_function=train_settings.get("loss"),
         optimizer=train_settings.get("optimizer"),
@@ -203,7 +204,9 @@ def describe(*, name: str, authors: list[str], license_id: str, tags: list[str],
 
     smallest, step = input_range
     space_size = spec.ParameterizedSize(min=smallest, step=step)
-    input_axes = [spec.BatchAxis(), spec.ChannelAxis(channel_names=[INPUT_ID]),
+    channel_names = [INPUT_ID] if architecture.in_channels == 1 else [
+        f"channel{index}" for index in range(architecture.in_channels)]
+    input_axes = [spec.BatchAxis(), spec.ChannelAxis(channel_names=channel_names),
                   spec.SpaceInputAxis(id=spec.AxisId("y"), size=space_size),
                   spec.SpaceInputAxis(id=spec.AxisId("x"), size=space_size)]
     offset = -2 * architecture.margin
@@ -230,12 +233,12 @@ def describe(*, name: str, authors: list[str], license_id: str, tags: list[str],
         documentation=spec.FileDescr(source=files["readme"]),
         covers=[spec.FileDescr(source=files["cover"])],
         inputs=[spec.InputTensorDescr(
-            id=spec.TensorId(INPUT_ID), axes=input_axes, description="grey-value image",
+            id=spec.TensorId(INPUT_ID), axes=input_axes,
+            description="grey-value image" if architecture.in_channels == 1 else "image, channels first",
             data=spec.IntervalOrRatioDataDescr(type="float32"),
             test_tensor=spec.FileDescr(source=files["test_input"]),
             sample_tensor=spec.FileDescr(source=files["sample_input"]), pad=spec.ReflectPadding(mode="reflect"),
-            preprocessing=[spec.ZeroMeanUnitVarianceDescr(kwargs=spec.ZeroMeanUnitVarianceKwargs(
-                axes=[spec.AxisId("y"), spec.AxisId("x")], eps=NORMALISATION_EPS))])],
+            preprocessing=[package_normalization.describe(saved.get("normalization"))])],
         outputs=[spec.OutputTensorDescr(
             id=spec.TensorId(OUTPUT_ID), axes=output_axes, description="class probabilities (softmax)",
             data=spec.IntervalOrRatioDataDescr(type="float32", range=(0.0, 1.0)),
@@ -262,9 +265,10 @@ def stage_files(folder: Path, *, architecture: ModelConfig, saved: dict, network
     to reproduce unetflow's prediction of the test tile), test and sample tensors, cover, README."""
     unet = architecture.network()
     unet.load_state_dict(saved["state_dict"])
-    probabilities = reference_probabilities(unet.eval(), tile, tile.shape[0] - 2 * architecture.margin)
-    torchscript = trace(network, input_range[0])
-    differences = {weights: float(np.abs(package_probabilities(exported, tile) - probabilities).max())
+    recorded = saved.get("normalization")
+    probabilities = reference_probabilities(unet.eval(), tile, tile.shape[-1] - 2 * architecture.margin, recorded)
+    torchscript = trace(network, input_range[0], architecture.in_channels)
+    differences = {weights: float(np.abs(package_probabilities(exported, tile, recorded) - probabilities).max())
                    for weights, exported in (("pytorch_state_dict", network), ("torchscript", torchscript))}
     if max(differences.values()) > WEIGHTS_TOLERANCE:
         raise RuntimeError(f"export: the exported network of {source} does not reproduce unetflow's prediction of the "
@@ -276,16 +280,16 @@ def stage_files(folder: Path, *, architecture: ModelConfig, saved: dict, network
              "cover": folder / "cover.png", "readme": folder / "README.md"}
     torch.save(network.state_dict(), files["state_dict"])
     torchscript.save(str(files["torchscript"]))
-    np.save(files["test_input"], tile[None, None])
+    np.save(files["test_input"], tile[None])
     np.save(files["test_output"], probabilities)
-    tifffile.imwrite(files["sample_input"], tile, photometric="minisblack")
+    tifffile.imwrite(files["sample_input"], tile[0] if len(tile) == 1 else tile, photometric="minisblack")
     tifffile.imwrite(files["sample_output"], probabilities[0], photometric="minisblack")
-    write_cover(files["cover"], zero_mean_unit_variance(tile), probabilities[0])
+    write_cover(files["cover"], package_normalization.normalize(tile, recorded)[0], probabilities[0])
     files["readme"].write_text(readme(name=name, architecture=architecture, saved=saved, source=source,
                                       parameters=count_parameters(network), input_range=input_range,
-                                      test_edge=tile.shape[0], halo=halo, differences=differences))
+                                      test_edge=tile.shape[-1], halo=halo, differences=differences))
     log.info("on the %d px test tile, the weight formats differ from unetflow's prediction by at most %s",
-             tile.shape[0], differences)
+             tile.shape[-1], differences)
     return files
 
 
@@ -317,7 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     name = check_name(args.name or default_name(args.model))
     check_license(args.license)
     input_range, halo = input_sizes(architecture), output_halo(architecture)
-    tile = example_tile(example_edge(architecture, args.tile), data=args.data, seed=args.seed)
+    tile = example_tile(example_edge(architecture, args.tile), data=args.data, seed=args.seed,
+                        channels=architecture.in_channels)
     network = exported_network(args.model, architecture, saved["state_dict"])
     with tempfile.TemporaryDirectory(prefix="unetflow-export-") as staging:
         files = stage_files(Path(staging), architecture=architecture, saved=saved, network=network,
@@ -335,7 +340,7 @@ def main(argv: list[str] | None = None) -> None:
                              "--tag") from error
         with io.atomic_store(args.out) as temporary:
             save_bioimageio_package(description, output_path=temporary)
-    log.info("wrote %s: %s, input %d + n x %d px, test tile %d px", args.out, name, *input_range, tile.shape[0])
+    log.info("wrote %s: %s, input %d + n x %d px, test tile %d px", args.out, name, *input_range, tile.shape[-1])
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """Ingestion: raw image and label stacks to one validated OME-Zarr store.
 
-The image is copied slice by slice with its dtype kept; its mean and standard
-deviation are stored as the normalisation for later steps. Labels come in
+The image is copied slice by slice with its dtype kept (channels first, (c, z, y, x),
+where it has several); its normalisation statistics (:mod:`unetflow.intensity`: z-score or
+percentiles, per dataset or per image) are stored for later steps. Labels come in
 three kinds:
 
 ``binary``
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from skimage.measure import label as connected_components
 
-from .. import blockwise, cli, io, ngff, settings
+from .. import blockwise, cli, intensity, io, ngff, settings
 from ..annotations import Annotation, from_options
 from ..blocks import BlockGrid
 from ..errors import InputError
@@ -191,6 +192,7 @@ def ingest(
     dims: int = 2,
     ngff_version: str = "0.4",
     annotation: Annotation = Annotation(),
+    normalize: dict | None = None,
 ) -> None:
     """Validate the stacks and write them to an OME-Zarr store, slice by slice, with
     their resolution pyramids.
@@ -201,8 +203,10 @@ def ingest(
     memory), else of each slice. Nothing appears at ``out`` unless every slice was
     valid and written. ``ngff_version`` 0.5 writes the store in NGFF 0.5 on Zarr format 3, and
     the steps after this one write theirs as it is. ``annotation`` says which label pixels
-    are known (sparse annotations).
+    are known (sparse annotations). ``normalize`` is the config's section of that name
+    (method, scope, percentiles; default: the schema's).
     """
+    normalize = settings.section("normalize", normalize)
     kind, foreground_value = "none", 0
     if labels is not None:
         check_shapes(images, labels)
@@ -211,51 +215,66 @@ def ingest(
     voxels, voxels_source = resolve(voxel_size, images.voxel_size, str(images.path))
     with io.atomic_store(out) as temporary:
         store = io.create_group(temporary, ZARR_FORMATS[ngff_version])
-        raw = ngff.create_image(store, images.shape, images.dtype, voxels, name="raw", volume=dims == 3)
-        total, total_sq, count, value_range = _write_images(images, raw)
+        channels = images.channels
+        names = None if channels == 1 else [f"channel {index}" for index in range(channels)]
+        shape = images.shape if channels == 1 else (channels, *images.shape)
+        raw = ngff.create_image(store, shape, images.dtype, voxels, name="raw", volume=dims == 3, channel_names=names)
+        statistics = intensity.Accumulator(
+            normalize["method"], "dataset" if dims == 3 else normalize["scope"], tuple(normalize["percentiles"]),
+            channels, np.dtype(images.dtype), int(np.prod(images.shape)))
+        value_ranges = _write_images(images, raw, statistics)
+        normalization = statistics.result()
+        normalization = intensity.Normalization(normalization.method, normalize["scope"], normalization.offset,
+                                                normalization.scale, normalization.percentiles)
         ngff.write_pyramid(store)
-        ngff.set_gray_display(store, "raw", *value_range)
+        ngff.set_display(store, names or ["raw"], value_ranges)
         if labels is not None:
             _write_labels(labels, store, kind, foreground_value, voxels, num_classes, dims, annotation)
-        mean = total / count
-        std = float(np.sqrt(max(total_sq / count - mean**2, 0.0))) or 1.0
         raw.attrs["unetflow"] = {
-            "normalization": {"method": "zscore", "mean": mean, "std": std},
+            "normalization": normalization.as_attrs(),
             "source": str(images.path),
             "voxel_size": {**voxels.as_config(), "source": voxels_source},
             "labels": None if labels is None else {
                 "source": str(labels.path), "kind": kind, "ignore_label": annotation.ignore_label,
                 "labelled_slices": None if annotation.labelled is None else sorted(annotation.labelled)},
         }
-    log.info("wrote %s: %d slices of %dx%d, voxel size %s", out, *images.shape, voxels.describe())
+    log.info("wrote %s: %d slices of %dx%d, %d channel(s), voxel size %s, normalised by %s per %s", out,
+             *images.shape, images.channels, voxels.describe(), normalization.method, normalization.scope)
 
 
 SLAB_BYTES = 512 * 2**20  # a volume is written in slabs of slices up to this size (at most a chunk deep)
 
 
 def slabs(stack: SliceStack, target, desc: str):
-    """(first slice, slices) of ``stack`` in runs as deep as ``target``'s chunks or shards (a volume's
-    slabs are no larger than ``SLAB_BYTES``; a deeper chunk is then written in several goes, by
-    this one writer)."""
-    slice_bytes = max(1, int(np.prod(stack.shape[1:])) * np.dtype(target.dtype).itemsize)
-    depth = max(1, min(io.write_unit(target)[0], SLAB_BYTES // slice_bytes))
+    """(first slice, slices) of ``stack`` in runs as deep as ``target``'s chunks or shards in z (a
+    volume's slabs are no larger than ``SLAB_BYTES``; a deeper chunk is then written in several
+    goes, by this one writer). Slices with channels come as (z, c, y, x)."""
+    slice_bytes = max(1, int(np.prod(stack.shape[1:])) * stack.channels * np.dtype(target.dtype).itemsize)
+    depth = max(1, min(io.write_unit(target)[-3], SLAB_BYTES // slice_bytes))
     for start in progress(range(0, stack.shape[0], depth), desc=desc):
         yield start, np.stack([stack.read(index) for index in range(start, min(start + depth, stack.shape[0]))])
 
 
-def _write_images(images: SliceStack, raw) -> tuple[float, float, int, tuple[float, float]]:
-    """Write every slice; return the sum and sum of squares of the values, their count and range."""
-    total = total_sq = 0.0
-    low, high = np.inf, -np.inf
+def _write_images(images: SliceStack, raw, statistics: intensity.Accumulator) -> list[tuple[float, float]]:
+    """Write every slice, feeding ``statistics``; return each channel's value range."""
+    low, high = np.full(images.channels, np.inf), np.full(images.channels, -np.inf)
     for start, slab in slabs(images, raw, "ingesting images"):
         for offset, image in enumerate(slab):
             check_image_slice(image, images.name_of(start + offset))
-        raw[start:start + len(slab)] = slab
-        as_float = slab.astype(np.float64)
-        total += float(as_float.sum())
-        total_sq += float(np.square(as_float).sum())
-        low, high = min(low, float(as_float.min())), max(high, float(as_float.max()))
-    return total, total_sq, raw.size, (low, high)
+        by_channel = slab[:, None] if images.channels == 1 else slab.swapaxes(0, 1)  # (c, z, y, x)
+        region = slice(start, start + len(slab))
+        if images.channels == 1:
+            raw[region] = slab
+        else:
+            raw[:, region] = by_channel
+        if statistics.scope == "image":
+            for plane in by_channel.swapaxes(0, 1):
+                statistics.add(plane)
+        else:
+            statistics.add(by_channel)
+        flat = by_channel.reshape(images.channels, -1)
+        low, high = np.minimum(low, flat.min(axis=1)), np.maximum(high, flat.max(axis=1))
+    return [(float(a), float(b)) for a, b in zip(low, high)]
 
 
 def _write_labels(labels: SliceStack, store, kind: str, foreground_value: int, voxels: VoxelSize,
@@ -323,6 +342,11 @@ def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
     parser.add_argument("--voxel-size", default=json.dumps(settings.default("datasets", "*", "voxel_size")),
                         help='voxel size as JSON, e.g. \'{"z": 50, "y": 4, "x": 4, "unit": "nanometer"}\' '
                              "(default: from the images' metadata)")
+    parser.add_argument("--channel-axis", type=int, help="the axis of the images' array that holds channels "
+                        "(default: from the file's metadata, else one channel)")
+    parser.add_argument("--normalize", default=json.dumps(settings.default("normalize")),
+                        help='intensity normalisation as JSON, e.g. \'{"method": "percentile", "scope": "image", '
+                             '"percentiles": [1, 99.8]}\' (default: the schema\'s)')
     cli.add_dims_option(parser, help="2: objects of each label slice; 3: objects of the label volume, through z")
     parser.add_argument("--ngff", choices=sorted(ZARR_FORMATS), default=settings.default("ngff"),
                         help="0.4 on Zarr format 2 (every viewer opens it), or 0.5 on Zarr format 3 (sharded volumes)")
@@ -331,7 +355,7 @@ def parse_args(argv: Iterable[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    images = open_stack(args.images)
+    images = open_stack(args.images, channel_axis=args.channel_axis)
     labels = open_stack(args.labels, labels=True) if args.labels else None
     stack_length = images.shape[0]
     indices = list(range(stack_length))
@@ -346,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     annotation = from_options(args.ignore_label, labelled, indices)
     ingest(images, labels, args.out, label_kind=args.label_kind, num_classes=args.num_classes,
            voxel_size=from_config(json.loads(args.voxel_size), "voxel_size"), dims=args.dims, ngff_version=args.ngff,
-           annotation=annotation)
+           annotation=annotation, normalize=json.loads(args.normalize))
 
 
 if __name__ == "__main__":

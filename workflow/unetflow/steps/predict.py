@@ -29,29 +29,21 @@ from ..inference import (
     auto_batch_size,
     autocast_dtype,
     describe_precision,
-    load_model,
+    load_weights,
     make_forward,
     prepare_for_inference,
+    read_model_file,
     resolve_device,
     tile_geometry,
 )
+from ..intensity import NormalizedImage, setting_in
 from ..methods.architectures import class_names
+from ..mirror import ChannelsFirst
 from ..progress import progress
 from ..tiling import array_window_reader, axis_origins, predict_block, tile_grid_for, tiles_meeting
 from ..voxel_size import VoxelSize
 
 log = logging.getLogger(__name__)
-
-
-class NormalisedPlane:
-    """One slice of a Zarr image, normalised on read, indexable like a 2-D array."""
-
-    def __init__(self, raw: zarr.Array, z: int, stats: dict[str, float]):
-        self.raw, self.z, self.stats = raw, z, stats
-        self.shape = raw.shape[1:]
-
-    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
-        return io.normalize(self.raw[(self.z, *key)], self.stats)
 
 
 def output_blocks(shape: tuple[int, int], chunks: tuple[int, int]) -> list[tuple[int, int, int, int]]:
@@ -75,9 +67,9 @@ def create_output(path: Path, shape: tuple[int, ...], dtype: str, attributes: di
     return group
 
 
-def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, geometry: TileGeometry,
+def predict_stack(image: NormalizedImage, target: zarr.Array, forward, *, geometry: TileGeometry,
                   batch_size: int, dtype: str, source: str = "the model", slices: range | None = None) -> None:
-    """Predict the ``slices`` of ``raw`` (default: all) into ``target`` (c, z, y, x) with a 2-D
+    """Predict the ``slices`` of ``image`` (default: all) into ``target`` (c, z, y, x) with a 2-D
     network, slice by slice, one output chunk at a time.
 
     The next slice is read and normalised, and finished blocks are compressed and
@@ -86,14 +78,14 @@ def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, 
     first block whose output is not finite (``source`` names the model and data in
     the message); writes already started finish before the error leaves.
     """
-    blocks = output_blocks(raw.shape[1:], target.chunks[2:])
-    whole_slices = raw.chunks[1:] == raw.shape[1:]
+    blocks = output_blocks(image.shape[1:], target.chunks[2:])
+    whole_slices = tuple(image.raw.chunks[-2:]) == image.shape[1:]
 
     def load(z: int):
         # a slice stored as one chunk (up to 2048 px) is decoded once; larger ones window by window
-        return io.normalize(raw[z], stats) if whole_slices else NormalisedPlane(raw, z, stats)
+        return ChannelsFirst(image[z]) if whole_slices else image.plane(z)
 
-    slices = range(raw.shape[0]) if slices is None else slices
+    slices = range(image.shape[0]) if slices is None else slices
     with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, BlockWriter(target, dtype, source) as writer:
         next_plane = reader.submit(load, slices[0]) if slices else None
         for index, z in enumerate(progress(slices, desc="predicted slices")):
@@ -101,16 +93,16 @@ def predict_stack(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, 
             next_plane = reader.submit(load, slices[index + 1]) if index + 1 < len(slices) else None
             read = array_window_reader(plane)
             for row0, row1, col0, col1 in blocks:
-                probabilities = predict_block(forward, read, (row0, row1, col0, col1), raw.shape[1:],
+                probabilities = predict_block(forward, read, (row0, row1, col0, col1), image.shape[1:],
                                               tile=geometry.tile, margin=geometry.margin,
                                               num_classes=target.shape[0], batch_size=batch_size,
                                               blend=geometry.blend, align=geometry.align)
                 writer.write((z, z + 1, row0, row1, col0, col1), probabilities[:, None])
 
 
-def predict_volume(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *, geometry: TileGeometry,
+def predict_volume(image: NormalizedImage, target: zarr.Array, forward, *, geometry: TileGeometry,
                    batch_size: int, dtype: str, source: str = "the model", slices: range | None = None) -> None:
-    """Predict the ``slices`` of the volume ``raw`` (default: all) into ``target`` (c, z, y, x)
+    """Predict the ``slices`` of the volume ``image`` (default: all) into ``target`` (c, z, y, x)
     with a 3-D network, block by block.
 
     A block is a run of slices between two tile origins in z (each tile then runs
@@ -119,19 +111,19 @@ def predict_volume(raw: zarr.Array, stats: dict, target: zarr.Array, forward, *,
     normalised once, on a helper thread while the previous block runs; finished
     blocks are written on another. Errors as :func:`predict_stack`.
     """
-    slices = range(raw.shape[0]) if slices is None else slices
-    z_blocks = volume_z_blocks(raw.shape[0], geometry, slices)
-    blocks = [(z0, z1, *plane) for z0, z1 in z_blocks for plane in output_blocks(raw.shape[1:], target.chunks[2:])]
+    slices = range(image.shape[0]) if slices is None else slices
+    z_blocks = volume_z_blocks(image.shape[0], geometry, slices)
+    blocks = [(z0, z1, *plane) for z0, z1 in z_blocks for plane in output_blocks(image.shape[1:], target.chunks[2:])]
 
     def load(block: tuple[int, ...]):
-        return halo_reader(raw, stats, block, geometry)
+        return halo_reader(image, block, geometry)
 
     with ThreadPoolExecutor(1, thread_name_prefix="read") as reader, BlockWriter(target, dtype, source) as writer:
         next_window = reader.submit(load, blocks[0]) if blocks else None
         for index, block in enumerate(progress(blocks, desc="predicted blocks")):
             read = next_window.result()
             next_window = reader.submit(load, blocks[index + 1]) if index + 1 < len(blocks) else None
-            probabilities = predict_block(forward, read, block, raw.shape, tile=geometry.tile, margin=geometry.margin,
+            probabilities = predict_block(forward, read, block, image.shape, tile=geometry.tile, margin=geometry.margin,
                                           num_classes=target.shape[0], batch_size=batch_size, blend=geometry.blend,
                                           align=geometry.align)
             writer.write(block, probabilities)
@@ -145,20 +137,20 @@ def volume_z_blocks(depth: int, geometry: TileGeometry, slices: range) -> list[t
     return list(zip(cuts[:-1], cuts[1:]))
 
 
-def halo_reader(raw: zarr.Array, stats: dict, block: tuple[int, ...], geometry: TileGeometry):
+def halo_reader(image: NormalizedImage, block: tuple[int, ...], geometry: TileGeometry):
     """A window reader of the input one block's tiles need (their windows' bounding box, mirrored
-    at the volume's faces), read from Zarr and normalised at once."""
+    at the volume's faces), read from Zarr and normalised at once; windows are (c, z, y, x)."""
     low, high = [], []
-    for axis, length in enumerate(raw.shape):
+    for axis, length in enumerate(image.shape):
         origins = tiles_meeting(block[2 * axis], block[2 * axis + 1],
                                 axis_origins(length, geometry.tile[axis], geometry.align[axis], geometry.blend),
                                 geometry.tile[axis], length, geometry.blend)
         low.append(min(origins) - geometry.margin[axis])
         high.append(max(origins) + geometry.tile[axis] + geometry.margin[axis])
-    window = io.normalize(array_window_reader(raw)(*zip(low, high)), stats)
+    window = array_window_reader(image)(*zip(low, high))
 
     def read(*ranges: tuple[int, int]) -> np.ndarray:
-        return window[tuple(slice(start - first, stop - first) for (start, stop), first in zip(ranges, low))]
+        return window[(slice(None), *(slice(start - first, stop - first) for (start, stop), first in zip(ranges, low)))]
 
     return read
 
@@ -217,13 +209,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def check_applicable(saved: dict, architecture, image: NormalizedImage, args: argparse.Namespace) -> None:
+    """The model takes the data's channels, normalised as in its training; else an InputError."""
+    if architecture.in_channels != image.channels:
+        raise InputError(f"predict: the model {args.model} takes images of {architecture.in_channels} channel(s), but "
+                         f"{args.data} has {image.channels}; apply a model trained on such images (or set the "
+                         "dataset's channel_axis if its channels were read wrong)")
+    trained = setting_in(saved.get("normalization"))
+    if trained != image.normalization.setting():
+        raise InputError(f"predict: the model {args.model} was trained on images normalised by {trained}, but "
+                         f"{args.data} is normalised by {image.normalization.setting()}; set the config's normalize "
+                         "to the model's, so the network sees intensities as in its training")
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     options = settings.section("predict", {**json.loads(args.settings), **json.loads(args.runtime)})
     if args.threads:
         torch.set_num_threads(args.threads)
     device = resolve_device(options["device"])
-    network, architecture = load_model(args.model, device)
+    saved, architecture = read_model_file(args.model)
+    network = load_weights(args.model, architecture.network(), saved["state_dict"]).to(device).eval()
     model = prepare_for_inference(network, device, architecture.dims)
     if options["tile"] < architecture.margin:
         raise InputError(
@@ -232,18 +238,19 @@ def main(argv: list[str] | None = None) -> None:
             f"(better {4 * architecture.margin} or the slice size)"
         )
     data = io.open_store(args.data)
-    raw, voxel_size = io.open_raw(data), ngff.voxel_size_of(data)
-    geometry = tile_geometry(architecture, options["tile"], raw.shape[3 - architecture.dims:])
+    image, voxel_size = NormalizedImage.of(io.open_raw(data)), ngff.voxel_size_of(data)
+    check_applicable(saved, architecture, image, args)
+    geometry = tile_geometry(architecture, options["tile"], image.shape[3 - architecture.dims:])
     dtype = autocast_dtype(options["precision"], device)
     tta = options["test_time_augmentation"]
     forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=tta)
-    tiles_per_pass = len(tile_grid_for(raw.shape[1:], geometry)) if architecture.dims == 2 else len(
-        tile_grid_for((geometry.tile[0], *raw.shape[1:]), geometry))
+    tiles_per_pass = len(tile_grid_for(image.shape[1:], geometry)) if architecture.dims == 2 else len(
+        tile_grid_for((geometry.tile[0], *image.shape[1:]), geometry))
     batch_size = (auto_batch_size(forward, geometry.input_shape, device, tiles_per_pass)
                   if options["batch_size"] == "auto" else options["batch_size"])
-    shape = (architecture.num_classes, *raw.shape)
+    shape = (architecture.num_classes, *image.shape)
     log.info("predicting %s with the %d-D model %s on %s: %d slices of %dx%d, tiles %s px (+%s margin%s), batch %d%s, "
-             "precision %s", args.data, architecture.dims, args.model, device, *raw.shape,
+             "precision %s", args.data, architecture.dims, args.model, device, *image.shape,
              "x".join(map(str, geometry.tile)), "x".join(map(str, geometry.margin)),
              ", blended" if geometry.blend else "", batch_size, ", 8-fold TTA" if tta else "",
              describe_precision(options["precision"], device, dtype))
@@ -256,7 +263,7 @@ def main(argv: list[str] | None = None) -> None:
     predict = predict_stack if architecture.dims == 2 else predict_volume
 
     def predict_into(store: zarr.Group, slices: range) -> None:
-        predict(raw, io.normalization(raw), io.level0_to_write(store), forward, geometry=geometry, batch_size=batch_size,
+        predict(image, io.level0_to_write(store), forward, geometry=geometry, batch_size=batch_size,
                 dtype=options["dtype"], source=f"model {args.model} on {args.data}", slices=slices)
         ngff.write_pyramid(store, slices)
 
@@ -277,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
         predict_into(store, slices)
         parts.mark_done(args.out, args.part, args.parts, slices)
     seconds = time.perf_counter() - start
-    log.info("%.1f s, %.2f megapixels/s", seconds, raw.size / seconds / 1e6)
+    log.info("%.1f s, %.2f megapixels/s", seconds, np.prod(image.shape) / seconds / 1e6)
 
 
 if __name__ == "__main__":

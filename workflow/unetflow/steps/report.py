@@ -127,8 +127,9 @@ def plot_overlays(path: Path, pairs: list[tuple[str, str]], results: Path, slice
         store = io.open_store(results / dataset / "data.zarr")
         raw, truth = io.open_raw(store), io.open_labels(store, "objects")
         objects = io.open_objects(results / "segmentation" / model / f"{dataset}.zarr")
-        for z in range(min(slices_per_pair, raw.shape[0])):
-            panels.append((f"{model} / {dataset} / slice {z}", raw[z], None if truth is None else truth[z], objects[z]))
+        for z in range(min(slices_per_pair, objects.shape[0])):
+            panels.append((f"{model} / {dataset} / slice {z}", io.raw_plane(raw, z), None if truth is None else truth[z],
+                           objects[z]))
     figure, axes = pyplot().subplots(1, max(1, len(panels)), figsize=(5 * max(1, len(panels)), 5), squeeze=False)
     for axis, (title, image, truth, objects) in zip(axes[0], panels):
         rgb = np.repeat(((image - image.min()) / max(1e-9, np.ptp(image)))[..., None], 3, axis=2)

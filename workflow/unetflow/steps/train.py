@@ -125,7 +125,7 @@ def validate(model: nn.Module, architecture: Architecture, slices: list, device:
     model.eval()
     losses, errors, ious = [], [], []
     for image, classes in slices:
-        geometry = tile_geometry(architecture, VALIDATION_TILE, image.shape)
+        geometry = tile_geometry(architecture, VALIDATION_TILE, image.shape[1:])  # images are (c, ...)
         forward = make_forward(model, device, dtype, geometry.tile)
         probabilities = predict_whole(forward, image, tile=geometry.tile, margin=geometry.margin,
                                       num_classes=architecture.num_classes, blend=geometry.blend,
@@ -197,7 +197,7 @@ def training_step(state: TrainingState, batch: tuple[torch.Tensor, ...], *, loss
     """Forward, loss (weighted by the weight map) and the guarded optimisation step on one batch."""
     image, labels, weights = (tensor.to(device, non_blocking=True) for tensor in batch)
     with autocast(device, dtype):
-        logits = state.model(image[:, None])
+        logits = state.model(image)
     # same-size models may produce a few more pixels than the label tile (Architecture.input_size)
     loss = loss_function(center_crop(logits, labels.shape[1:]), labels, weights)
     return optimisation_step(state.model, state.optimizer, state.scaler, loss, grad_clip=grad_clip)
@@ -313,8 +313,10 @@ def train(
     if guard.total:
         log.warning("%d of %d steps were skipped (non-finite loss or gradient); see skipped_steps in metrics.csv",
                     guard.total, state.iteration - start)
-    write_outputs(out_dir, state, settings, metrics, samples.output_size,
-                  started_from=None if start_from is None else start_from.describe())
+    recorded = {"normalization": samples.normalization}
+    if start_from is not None:
+        recorded["started_from"] = start_from.describe()
+    write_outputs(out_dir, state, settings, metrics, samples.output_size, recorded)
     model_versions.keep(out_dir)
     checkpoint_path.unlink(missing_ok=True)
     return metrics
@@ -370,14 +372,14 @@ def write_failed_run(out_dir: Path, metrics: pd.DataFrame) -> None:
 
 
 def write_outputs(out_dir: Path, state: TrainingState, settings: TrainSettings, metrics: pd.DataFrame,
-                  sample_output_size: int, started_from: dict | None = None) -> None:
-    """``model.pt`` (architecture + weights, all prediction needs), ``metrics.csv``, ``loss.png``."""
+                  sample_output_size: int, recorded: dict) -> None:
+    """``model.pt`` (architecture + weights, all prediction needs, and the ``recorded`` facts of its
+    training: the normalisation, the model it started from), ``metrics.csv``, ``loss.png``."""
     with io.atomic_store(out_dir / "metrics.csv") as temporary:
         metrics.to_csv(temporary, index=False)
     write_loss_plot(out_dir / "loss.png", metrics, out_dir.name)
-    extra = {} if started_from is None else {"started_from": started_from}
     save_model(out_dir / "model.pt", state.architecture, state.model, train_settings=asdict(settings),
-               iterations=state.iteration, sample_output_size=sample_output_size, **extra)
+               iterations=state.iteration, sample_output_size=sample_output_size, **recorded)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -405,15 +407,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    start = None
-    if args.start_from:
-        start = start_model.read(args.start_from)
-        start_model.check_fits(start, num_classes=args.num_classes, dims=args.dims,
-                               setting=f"models.{args.out_dir.name}.start_from")
-        architecture = start.architecture
-    else:
-        architecture = architectures.from_config(json.loads(args.model), num_classes=args.num_classes,
-                                                 dims=args.dims, where=f"models.{args.out_dir.name}")
     settings = TrainSettings.from_config({**json.loads(args.settings), **json.loads(args.runtime)})
     refuse_missing_samples(args)
     if args.online is not None:
@@ -429,6 +422,16 @@ def main(argv: list[str] | None = None) -> None:
         log.info("sample bank of %.2f GB %s", samples.nbytes / 1e9,
                  "read into memory" if samples.in_memory else "read from disk batch by batch (larger than half "
                  "the available memory)")
+    start = None
+    if args.start_from:
+        start = start_model.read(args.start_from)
+        start_model.check_fits(start, num_classes=args.num_classes, dims=args.dims, in_channels=samples.channels,
+                               setting=f"models.{args.out_dir.name}.start_from")
+        architecture = start.architecture
+    else:
+        architecture = architectures.from_config(json.loads(args.model), num_classes=args.num_classes,
+                                                 dims=args.dims, in_channels=samples.channels,
+                                                 where=f"models.{args.out_dir.name}")
     validation = load_validation(args.validation, architecture.dims)
     log.info("training the %d-D %s on %d samples (%s), validating on %d %s", architecture.dims, args.out_dir.name,
              len(samples), ", ".join(sources), len(validation), "slices" if architecture.dims == 2 else "volumes")

@@ -311,7 +311,7 @@ def main(argv: list[str] | None = None) -> None:
             da.store(weights.rechunk(io.write_unit(target)), target, lock=False)  # one task per chunk it writes
     if args.preview:
         shown = classes.shape[0] // 2 if args.dims == 3 else 0
-        write_preview(args.preview, io.open_raw(store)[shown], classes_array[shown],
+        write_preview(args.preview, io.raw_plane(io.open_raw(store), shown), classes_array[shown],
                       io.open_store(args.out)[io.LEVEL0][shown])
 
 
