@@ -86,15 +86,16 @@ class Normalization:
         return ((values.astype(np.float32) - offset) / scale).astype(np.float32)
 
     def _rows(self, z: int | slice | None, ndim: int) -> tuple[np.ndarray, np.ndarray]:
+        """Offset and scale, broadcastable against (c, ...) values of ``ndim`` axes."""
         if len(self.offset) == 1:
-            rows = (self.offset[0], self.scale[0])
-            return tuple(row.astype(np.float32).reshape(-1, *([1] * (ndim - 1))) for row in rows)
-        if isinstance(z, slice):
-            return tuple(table[z].T.astype(np.float32).reshape(*table[z].T.shape, *([1] * (ndim - 2)))
-                         for table in (self.offset, self.scale))
-        if z is None:
+            rows = self.offset[0], self.scale[0]  # (c,)
+        elif isinstance(z, slice):
+            rows = self.offset[z].T, self.scale[z].T  # (c, slices)
+        elif z is None:
             raise ValueError("a per-image normalisation needs the slice the values come from")
-        return tuple(table[z].astype(np.float32).reshape(-1, *([1] * (ndim - 1))) for table in (self.offset, self.scale))
+        else:
+            rows = self.offset[z], self.scale[z]
+        return tuple(np.asarray(row, np.float32).reshape(row.shape + (1,) * (ndim - row.ndim)) for row in rows)
 
 
 def setting_of(method: str, scope: str, percentiles) -> dict:
