@@ -36,8 +36,9 @@ PARTS = ("Snakefile", "workflow", "config", "profiles", "envs")
 
 
 def snakemake(directory: Path, *args: str) -> None:
-    subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=directory, check=True, capture_output=True,
-                   text=True)
+    result = subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=directory, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"snakemake {' '.join(args)} failed in {directory}:\n{result.stderr[-3000:]}")
 
 
 def lab_stack(path: Path, count: int, seed: int) -> None:
@@ -87,8 +88,9 @@ def main() -> None:
     }
     (run / "lab.yaml").write_text(yaml.safe_dump(config))
     started = time.perf_counter()
-    snakemake(run, "--cores", "2", "--configfile", "lab.yaml", "results/models/fresh/model.pt",
-              "results/models/tuned/model.pt")
+    # targets before --configfile, which takes every file name after it
+    snakemake(run, "--cores", "2", "results/models/fresh/model.pt", "results/models/tuned/model.pt",
+              "--configfile", "lab.yaml")
     seconds = time.perf_counter() - started
     metrics = {name: pd.read_csv(run / f"results/models/{name}/metrics.csv") for name in ("fresh", "tuned")}
     target = float(metrics["fresh"]["val_loss"].dropna().iloc[-1])
