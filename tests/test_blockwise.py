@@ -23,6 +23,19 @@ def same_partition(first: np.ndarray, second: np.ndarray) -> bool:
     return pairs.shape[1] == len(np.unique(first)) == len(np.unique(second))
 
 
+def off_a_one_to_one_match(first: np.ndarray, second: np.ndarray) -> int | None:
+    """Voxels whose object in ``second`` is not the one that most of their ``first`` object's
+    voxels are in; None where two objects of ``first`` have the same best match (not one to one)."""
+    pairs, counts = np.unique(np.stack([first.ravel(), second.ravel()]), axis=1, return_counts=True)
+    best: dict[int, tuple[int, int]] = {}
+    for label, other, count in zip(pairs[0], pairs[1], counts):
+        if count > best.get(label, (0, 0))[1]:
+            best[label] = (other, count)
+    if len({other for other, _ in best.values()}) != len(best):
+        return None
+    return int(first.size - sum(count for _, count in best.values()))
+
+
 def in_blocks(foreground: np.ndarray, method: str, options: dict, block_shape, halo, tmp_path,
               sampling=None) -> np.ndarray:
     """``foreground`` segmented block by block through the fragments store, into a Zarr array."""
@@ -181,8 +194,10 @@ def test_blocks_segment_the_3d_demo_as_the_whole_volume(seeds, demo3d_run, tmp_p
     options = tuned if seeds == "tuned" else {**WATERSHED, "h": 2.0}
     whole = run_segment(tmp_path / "predictions.zarr", tmp_path / "whole.zarr", options, {"edge": 1000})
     blocks = run_segment(tmp_path / "predictions.zarr", tmp_path / "blocks.zarr", options, {"edge": 16})
-    interior = predictions[1] >= options["threshold"]
-    assert whole.max() > 50 and same_partition(blocks[interior], whole[interior])  # the invariant, exactly
-    # background flooded between cells goes either way where the watershed's priorities tie (the
-    # order of equal priorities follows the window): at most a few voxels of the 442,368
+    # the same objects, one to one; voxels differ only where the watershed's priorities tie between
+    # two seeds (the order of equal priorities follows the window): background flooded between cells,
+    # and, where a low threshold lets two cells' interiors touch, the boundary inside that interior
+    assert whole.max() > 50 and blocks.max() == whole.max()
+    off = off_a_one_to_one_match(whole, blocks)
+    assert off is not None and off <= 1e-4 * whole.size  # at most 44 of the 442,368 voxels
     assert adapted_rand_error(whole.astype(np.int64), blocks.astype(np.int64))[0] <= 1e-4
