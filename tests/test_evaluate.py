@@ -179,7 +179,7 @@ def test_identical_volumes_score_zero_and_the_volume_scores_are_skimages():
     truth = rng.integers(0, 5, (6, 12, 12)).astype(np.uint32)
     assert object_scores(truth, truth) == pytest.approx(
         {"adapted_rand_error": 0.0, "adapted_rand_precision": 1.0, "adapted_rand_recall": 1.0, "vi_split": 0.0,
-         "vi_merge": 0.0})
+         "vi_merge": 0.0, "average_precision": 1.0, "f1": 1.0})
     objects = rng.integers(0, 7, truth.shape).astype(np.uint32)
     scores = object_scores(truth, objects)
     assert scores["adapted_rand_error"] == pytest.approx(adapted_rand_error(truth, objects, ignore_labels=(0,))[0])
@@ -223,7 +223,8 @@ def test_the_evaluate_step_with_dims_3_writes_the_volume_row_and_the_report_show
     written = pd.read_csv(results / "evaluation" / "volumes" / "d.csv", dtype={"slice": str})
     assert list(written["slice"])[-2:] == ["all", "volume"]
     volumes = volume_table([results / "evaluation" / model / "d.csv" for model in ("volumes", "slices")])
-    assert list(volumes.columns) == ["model", "dataset", "threshold", "adapted_rand_error", "vi_split", "vi_merge"]
+    assert list(volumes.columns) == ["model", "dataset", "threshold", "adapted_rand_error", "vi_split", "vi_merge",
+                                      "average_precision", "f1"]
     assert len(volumes) == 1 and volumes.iloc[0]["model"] == "volumes"
     assert volumes.iloc[0]["vi_split"] == pytest.approx(1.0)
     assert len(metrics_table([results / "evaluation" / "volumes" / "d.csv"])) == 1  # the dataset row only

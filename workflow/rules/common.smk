@@ -68,7 +68,7 @@ def check_config():
                          "train_on: [<labelled dataset>] to train a model (with validate_on: [<another>] to tune "
                          "it), and predict_on: [<dataset>] to segment a dataset; or let `unetflow init <folder>` "
                          "write a config from a folder of images")
-    config_checks.check_seed_height(config["segment"]["seeds"], config["segment"]["h"])
+    config_checks.check_watershed(config["segment"])
     config_checks.check_class_weight_source(config["weights"]["class_weights"], config["dims"])
     check_method(config["segment"]["method"], "segmenters", "segmenter", "segment.method")
     if tuned():
@@ -100,8 +100,9 @@ def check_tuning():
         for method in grid_values(entry, "method"):
             check_method(method, "segmenters", "segmenter", f"tune.grid[{number}].method")
         if "watershed" in grid_values(entry, "method"):
-            for seeds, h in itertools.product(grid_values(entry, "seeds"), grid_values(entry, "h")):
-                config_checks.check_seed_height(seeds, h, f"tune.grid[{number}]")
+            keys = ("seeds", "h", "threshold", "mask")
+            for values in itertools.product(*(grid_values(entry, key) for key in keys)):
+                config_checks.check_watershed(dict(zip(keys, values)), f"tune.grid[{number}]")
 
 
 def grid_values(entry, key):

@@ -63,6 +63,22 @@ def check_seed_height(seeds: str, h: float, where: str = "segment") -> None:
         )
 
 
+def check_mask(mask: float, threshold: float, where: str = "segment") -> None:
+    """A watershed's ``mask`` lies in [0, ``threshold``]: the seeds (foreground >= threshold) lie in the mask."""
+    if not 0 <= mask <= threshold:
+        raise InputError(
+            f"{where}.mask is {mask} with {where}.threshold {threshold}, but the watershed's seeds lie in the "
+            f"interior (foreground >= threshold), which the flooded mask (foreground >= mask) must hold; set "
+            f"{where}.mask to at most the threshold, or 0 to flood every pixel"
+        )
+
+
+def check_watershed(settings: dict, where: str = "segment") -> None:
+    """Refuse watershed settings that cannot give objects (:func:`check_seed_height`, :func:`check_mask`)."""
+    check_seed_height(settings["seeds"], settings["h"], where)
+    check_mask(settings.get("mask", 0.0), settings["threshold"], where)
+
+
 def check_class_weight_source(source: str, dims: int) -> None:
     """Refuse per-slice class weights for 3-D weight maps (a volume has one set of weights)."""
     if dims == 3 and source == "slice":

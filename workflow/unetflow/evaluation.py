@@ -51,12 +51,12 @@ class SliceCounts:
         """Add a region's counts; pixels of unknown class (sparse annotations) count in no pixel
         score, and in no object score as they belong to no true object."""
         known = io.known(classes)
+        self.objects.add(truth, segmented, None if known.all() else known)
         if not known.all():
             foreground, classes = foreground[known], classes[known]
         self.at_threshold += Confusion.of(foreground >= threshold, classes > 0)
         self.at_half += Confusion.of(foreground >= 0.5, classes > 0)
         self.isbi += interior_counts(foreground, classes)
-        self.objects.add(truth, segmented)
 
     def merge(self, other: SliceCounts) -> None:
         self.at_threshold += other.at_threshold
@@ -182,8 +182,8 @@ def segmentation_scores(sources: Sources, grid: BlockGrid) -> dict[str, float]:
     table, confusion = Contingency(), Confusion()
     for block in grid:
         foreground, classes, truth, segmented = sources.read(block.core)
-        table.add(truth, segmented)
         known = io.known(classes)
+        table.add(truth, segmented, known)
         confusion += Confusion.of(foreground[known] >= sources.threshold, classes[known] > 0)
     return {**table_scores(table), "pixel_error": pixel_error_of(confusion)}
 

@@ -3,9 +3,10 @@ is scored in bounded memory and exactly as in one piece.
 
 :class:`Confusion` holds the pixel counts of a foreground prediction against the true
 foreground (pixel metrics); :class:`Contingency` the voxel counts of every (true object,
-segmented object) pair, the true background left out (object metrics: adapted Rand error
-and variation of information are functions of this table, Arganda-Carreras et al. 2015,
-Meila 2007). Both are sums over voxels, so adding the counts of disjoint blocks gives the
+segmented object) pair, the true background as object 0 (object metrics: adapted Rand
+error and variation of information are functions of its rows of true objects,
+Arganda-Carreras et al. 2015, Meila 2007; the detection scores need the background's row
+too, for the whole extent of each segmented object). Both are sums over voxels, so adding the counts of disjoint blocks gives the
 counts of their union, bit for bit.
 """
 
@@ -46,7 +47,9 @@ class Confusion:
 
 
 class Contingency:
-    """Voxels of each (true object, segmented object) pair over the true objects (truth > 0)."""
+    """Voxels of each (true object, segmented object) pair, the true background (0) and the
+    unsegmented voxels (object 0) included; voxels of unknown label (sparse annotations) are
+    not counted."""
 
     def __init__(self) -> None:
         self._keys = np.zeros(0, np.uint64)
@@ -59,11 +62,14 @@ class Contingency:
         table.add(truth, objects)
         return table
 
-    def add(self, truth: np.ndarray, objects: np.ndarray) -> None:
-        """Count the voxels of one block (any shape; ``truth`` and ``objects`` alike)."""
+    def add(self, truth: np.ndarray, objects: np.ndarray, known: np.ndarray | None = None) -> None:
+        """Count the voxels of one block (any shape; ``truth`` and ``objects`` alike), only those
+        where ``known`` holds if given."""
         truth, objects = np.ravel(truth), np.ravel(objects)
-        scored = truth > 0
-        keys = (truth[scored].astype(np.uint64) << np.uint64(LABEL_BITS)) | objects[scored].astype(np.uint64)
+        if known is not None:
+            known = np.ravel(known)
+            truth, objects = truth[known], objects[known]
+        keys = (truth.astype(np.uint64) << np.uint64(LABEL_BITS)) | objects.astype(np.uint64)
         unique, counts = np.unique(keys, return_counts=True)
         self._pending.append((unique, counts.astype(np.int64)))
         if sum(len(keys) for keys, _ in self._pending) > 4 * max(len(self._keys), 1 << 16):
@@ -83,19 +89,27 @@ class Contingency:
         self._counts = np.bincount(inverse, weights=counts, minlength=len(self._keys)).astype(np.int64)
         self._pending = []
 
-    @property
-    def voxels(self) -> int:
-        """The voxels scored (of the true objects)."""
-        self._collapse()
-        return int(self._counts.sum())
-
-    def table(self, *, normalize: bool = False) -> sparse.csr_array:
-        """The table as skimage's ``contingency_table`` gives it (rows: true objects, columns:
-        segmented objects), counts or, with ``normalize``, fractions of the voxels scored."""
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(true object, segmented object, voxels) of every pair that shares a voxel, background
+        (0) included on both sides."""
         self._collapse()
         rows = (self._keys >> np.uint64(LABEL_BITS)).astype(np.int64)
         columns = (self._keys & np.uint64(2**LABEL_BITS - 1)).astype(np.int64)
-        values = self._counts.astype(np.float64)
+        return rows, columns, self._counts
+
+    @property
+    def voxels(self) -> int:
+        """The voxels of the true objects (those the object metrics score)."""
+        rows, _, counts = self.pairs()
+        return int(counts[rows > 0].sum())
+
+    def table(self, *, normalize: bool = False) -> sparse.csr_array:
+        """The table of the true objects as skimage's ``contingency_table`` gives it with the
+        true background ignored (rows: true objects, columns: segmented objects), counts or, with
+        ``normalize``, fractions of the voxels of true objects."""
+        rows, columns, counts = self.pairs()
+        scored = rows > 0
+        rows, columns, values = rows[scored], columns[scored], counts[scored].astype(np.float64)
         if normalize:
             values = values / values.sum()
         shape = (int(rows.max(initial=0)) + 1, int(columns.max(initial=0)) + 1)

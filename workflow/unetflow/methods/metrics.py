@@ -4,8 +4,8 @@ registered here is computed per slice by the evaluate step and shown in the repo
 Pixel metrics (``@pixel_metric("name")``) compare the thresholded foreground with the true
 foreground from their pixel counts: ``(counts: Confusion) -> float``. Object metrics
 (``@object_metric("name", columns=..., reported=...)``) compare the segmented objects with
-the ground-truth objects, background (0) of the ground truth ignored, from their
-contingency table: ``(table: Contingency) -> {column: value}``; they are undefined on a
+the ground-truth objects from their contingency table (the EM scores over the true objects,
+their background ignored; the detection scores over each object's whole extent): ``(table: Contingency) -> {column: value}``; they are undefined on a
 slice without objects. Both are sums over pixels (:mod:`unetflow.scoring`), so every
 metric scores one slice (y, x), a whole volume (z, y, x) or an image larger than memory,
 block by block, with the same result: with ``--dims 3`` the evaluate step also scores the
@@ -64,9 +64,12 @@ def pixel_scores(counts: Confusion) -> dict[str, float]:
             for metric in METRICS.entries.values() if not metric.on_objects}
 
 
-def object_scores(truth: np.ndarray, objects: np.ndarray) -> dict[str, float]:
-    """Every object metric of segmented ``objects`` against ground-truth objects ``truth``."""
-    return table_scores(Contingency.of(truth, objects))
+def object_scores(truth: np.ndarray, objects: np.ndarray, known: np.ndarray | None = None) -> dict[str, float]:
+    """Every object metric of segmented ``objects`` against ground-truth objects ``truth`` (of
+    the pixels where ``known`` holds, if given)."""
+    table = Contingency()
+    table.add(truth, objects, known)
+    return table_scores(table)
 
 
 def table_scores(table: Contingency) -> dict[str, float]:
@@ -76,6 +79,23 @@ def table_scores(table: Contingency) -> dict[str, float]:
         if metric.on_objects:
             scores.update({column: float(value) for column, value in metric.function(table).items()})
     return scores
+
+
+@dataclass(frozen=True)
+class Objective:
+    """What the tune rule minimises for a ``tune.metric``: its name as shown, and its value from
+    a candidate's mean scores."""
+
+    shown: str
+    of: Callable[[dict[str, float]], float]
+
+
+OBJECTIVES: dict[str, Objective] = {
+    "adapted_rand_error": Objective("adapted_rand_error", lambda scores: scores["adapted_rand_error"]),
+    "variation_of_information": Objective("vi_split + vi_merge", lambda scores: scores["vi_split"] + scores["vi_merge"]),
+    "average_precision": Objective("1 - average_precision", lambda scores: 1.0 - scores["average_precision"]),
+    "f1": Objective("1 - f1", lambda scores: 1.0 - scores["f1"]),
+}
 
 
 def object_columns() -> tuple[str, ...]:
@@ -164,3 +184,40 @@ def variation_of_information_parts(table: Contingency) -> dict[str, float]:
     split, merge = variation_of_information(np.zeros(1), np.zeros(1), table=table.table(normalize=True))
     # skimage returns (H(objects | truth), H(truth | objects))
     return {"vi_split": split, "vi_merge": merge}
+
+
+MATCH_IOU = 0.5  # a segmented object detects a true object when their intersection over union exceeds this
+
+
+@object_metric("detection", columns=("average_precision", "f1"), reported=("average_precision", "f1"))
+def detection(table: Contingency) -> dict[str, float]:
+    """Average precision and F1 of the objects at IoU 0.5, as StarDist and Cellpose report them.
+
+    Notes
+    -----
+    A true object and a segmented object match when their intersection over union exceeds
+    0.5, measured over each object's whole extent (a segmented object's voxels on the true
+    background count, so a segmentation that floods the background matches nothing); above
+    0.5 a match is one to one, so no assignment problem arises. With :math:`TP` matches,
+    :math:`FP` segmented and :math:`FN` true objects unmatched:
+    average precision :math:`TP / (TP + FP + FN)` (Schmidt et al. 2018's AP at one IoU
+    threshold) and F1 :math:`2 TP / (2 TP + FP + FN)`.
+
+    References
+    ----------
+    U. Schmidt, M. Weigert, C. Broaddus, G. Myers, "Cell detection with star-convex
+    polygons", MICCAI 2018.
+    """
+    rows, columns, counts = table.pairs()
+    true_sizes = np.bincount(rows, weights=counts)
+    found_sizes = np.bincount(columns, weights=counts)
+    true_count = np.count_nonzero(true_sizes[1:])
+    found_count = np.count_nonzero(found_sizes[1:])
+    both = (rows > 0) & (columns > 0)
+    shared = counts[both]
+    iou = shared / (true_sizes[rows[both]] + found_sizes[columns[both]] - shared)
+    matched = int(np.count_nonzero(iou > MATCH_IOU))
+    if true_count + found_count == 0:
+        return {"average_precision": 1.0, "f1": 1.0}
+    return {"average_precision": matched / (true_count + found_count - matched),
+            "f1": 2 * matched / (true_count + found_count)}

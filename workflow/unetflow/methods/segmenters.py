@@ -12,7 +12,14 @@ slice (y, x) or of a whole volume (z, y, x).
     foreground probability (``seeds: probability``). It separates cells whose
     membrane the network left open by a pixel or two, which connected
     components merge; on ISBI 2012 slices this lowered the adapted Rand error
-    of one and the same probability map from 0.30 to 0.09.
+    of one and the same probability map from 0.30 to 0.09. With ``mask: 0`` it
+    floods every pixel, so the cells tile the image (membrane EM, where the
+    background is the thin membrane between cells); with ``mask`` above 0 the
+    flooding stops where the foreground probability falls below it, so sparse
+    objects (nuclei, light microscopy) keep their background: unmasked, the
+    background there would be given to the nearest objects, which adapted Rand
+    error cannot see (it leaves the true background out) and the detection
+    scores (average precision, F1) can.
 
 Each is ``method(foreground, **settings) -> uint32 labels``, called with the keys of the
 config's ``segment`` section that it names, and with ``sampling`` (the voxel size relative
@@ -50,6 +57,7 @@ from skimage.measure import label as connected_components
 from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
+from ..config_checks import check_mask
 from ..errors import InputError
 from .registry import Registry
 
@@ -167,7 +175,7 @@ def distance_inside(interior: np.ndarray, sampling: tuple[float, ...] | None,
 
 @segmenter("watershed")
 def watershed_fill(foreground: np.ndarray, *, threshold: float, seeds: str, h: float, min_size: int,
-                   sampling: tuple[float, ...] | None = None,
+                   mask: float = 0.0, sampling: tuple[float, ...] | None = None,
                    cut_faces: tuple[tuple[bool, bool], ...] | None = None) -> np.ndarray:
     """Seeded watershed of the membrane probability ``1 - foreground`` over the whole slice or volume.
 
@@ -184,6 +192,9 @@ def watershed_fill(foreground: np.ndarray, *, threshold: float, seeds: str, h: f
         Minimum height of a maximum to seed its own cell (x voxels for ``distance``).
     min_size
         Interior regions smaller than this (px or voxels) seed no cell of their own.
+    mask
+        0: flood every pixel. Above 0: pixels whose foreground probability is below ``mask``
+        stay background (0); at most ``threshold``, so that every seed lies inside the mask.
     sampling
         Voxel size per axis relative to x (``VoxelSize.in_x_pixels``); None: 1 on every axis.
     cut_faces
@@ -193,8 +204,9 @@ def watershed_fill(foreground: np.ndarray, *, threshold: float, seeds: str, h: f
     Returns
     -------
     np.ndarray
-        uint32 labels 1..n covering every pixel (0 only where no seed exists at all),
-        numbered over the whole input, flooded face-connected (4- or 6-connected).
+        uint32 labels 1..n covering every pixel of the mask (every pixel with ``mask`` 0), 0
+        elsewhere and where no seed is reached, numbered over the whole input, flooded
+        face-connected (4- or 6-connected).
 
     Notes
     -----
@@ -206,9 +218,12 @@ def watershed_fill(foreground: np.ndarray, *, threshold: float, seeds: str, h: f
     S. Beucher, F. Meyer, "The morphological approach to segmentation: the watershed
     transformation", in Mathematical Morphology in Image Processing, 1993.
     """
+    check_mask(mask, threshold)
     markers = watershed_seeds(foreground, threshold=threshold, seeds=seeds, h=h, min_size=min_size,
                               sampling=sampling, cut_faces=cut_faces)
     if markers.max() == 0:
         return np.zeros(foreground.shape, np.uint32)
-    objects = watershed(1.0 - foreground.astype(np.float64), markers)
+    flooded = foreground >= mask if mask > 0 else None
+    objects = watershed(1.0 - foreground.astype(np.float64), markers, mask=flooded)
     return relabel_sequential(objects)[0].astype(np.uint32)
+

@@ -21,14 +21,15 @@ import pandas as pd
 from skimage.segmentation import find_boundaries
 
 from .. import cli, io
-from ..methods.metrics import DATASET_ROW, VOLUME_ROW, reported_columns
+from ..methods.metrics import DATASET_ROW, OBJECTIVES, VOLUME_ROW, reported_columns
 from ..plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 TABLE_COLUMNS = ["model", "dataset", "threshold", "pixel_error_at_0.5", *reported_columns(), "isbi_pixel_error",
                  "v_rand", "v_info"]
 VOLUME_COLUMNS = ["model", "dataset", "threshold", *reported_columns(objects_only=True)]
-SETTING_COLUMNS = ["method", "threshold", "seeds", "h", "min_size"]
+SETTING_COLUMNS = ["method", "threshold", "seeds", "h", "min_size", "mask"]
+SWEEP_KEYS = [key for key in SETTING_COLUMNS if key != "threshold"]  # one curve over the thresholds each
 VOLUME_SECTION = "Scores of the whole volume (3-D: objects scored through z as one segmentation)"
 
 
@@ -65,7 +66,7 @@ def settings_table(results: Path, models: list[str], predicted: list[str], tuned
             choice = json.loads((results / "tuning" / model / "segment.json").read_text())
             scored_on = (f"{choice['volumes']} validate_on volumes ({choice['slices']} slices) scored whole"
                          if choice.get("dims") == 3 else f"{choice['slices']} validate_on slices")
-            source = (f"tuned: lowest {choice['metric']} ({choice['score']:.4f}) of {choice['candidates']} "
+            source = (f"tuned: lowest {OBJECTIVES[choice['metric']].shown} ({choice['score']:.4f}) of {choice['candidates']} "
                       f"candidates on {scored_on}")
         for dataset in predicted:
             used = io.open_objects(results / "segmentation" / model / f"{dataset}.zarr").attrs["unetflow"]
@@ -86,14 +87,14 @@ def plot_tuning(path: Path, sweeps: dict[str, Path]) -> None:
     figure, axes = pyplot().subplots(1, columns, figsize=(9 * columns, 4.5), squeeze=False)
     for axis, (model, csv) in zip(axes[0], sweeps.items()):
         sweep = pd.read_csv(csv)
-        for key, group in sweep.groupby(["method", "seeds", "h", "min_size"], sort=False, dropna=False):
+        for key, group in sweep.groupby(SWEEP_KEYS, sort=False, dropna=False):
             label = " ".join(str(value) for value in key if pd.notna(value) and value != "")
             axis.plot(group["threshold"], group["score"], "o-", markersize=3, linewidth=1, label=label)
         chosen = sweep[sweep["chosen"]].iloc[0]
         axis.plot(chosen["threshold"], chosen["score"], "k*", markersize=14, label="chosen")
         axis.set(xlabel="threshold", ylabel="tuning score (lower is better)", yscale="log",
                  title=f"{model}: segmentation settings on the validate_on slices")
-        axis.legend(title="method seeds h min_size", fontsize=6, title_fontsize=7, ncol=2, loc="upper left",
+        axis.legend(title=" ".join(SWEEP_KEYS), fontsize=6, title_fontsize=7, ncol=2, loc="upper left",
                     bbox_to_anchor=(1.01, 1.0))
     if not sweeps:
         axes[0][0].text(0.5, 0.5, "fixed segmentation settings: nothing tuned", ha="center", va="center",

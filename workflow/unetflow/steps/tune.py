@@ -38,19 +38,15 @@ import zarr
 
 from .. import blockwise, cli, io, ngff, settings
 from ..blocks import BlockGrid
-from ..config_checks import check_seed_height
+from ..config_checks import check_watershed
 from ..errors import InputError
 from ..evaluation import Sources, segmentation_scores
-from ..methods.metrics import object_scores, pixel_error
+from ..methods.metrics import OBJECTIVES, object_scores, pixel_error
 from ..methods.segmenters import block_settings, segment, settings_of
 from ..parallel import TaskProgress, dask_config
 
 log = logging.getLogger(__name__)
-SETTING_KEYS = ("method", "threshold", "seeds", "h", "min_size")
-OBJECTIVES = {
-    "adapted_rand_error": lambda scores: scores["adapted_rand_error"],
-    "variation_of_information": lambda scores: scores["vi_split"] + scores["vi_merge"],
-}
+SETTING_KEYS = ("method", "threshold", "seeds", "h", "min_size", "mask")
 
 
 def candidates(grid: list[dict[str, list]], fixed: dict) -> list[dict]:
@@ -63,7 +59,7 @@ def candidates(grid: list[dict[str, list]], fixed: dict) -> list[dict]:
         for values in itertools.product(*(entry[key] for key in keys)):
             candidate = {key: fixed[key] for key in SETTING_KEYS} | dict(zip(keys, values))
             if candidate["method"] == "watershed":
-                check_seed_height(candidate["seeds"], candidate["h"], where=f"tune.grid[{number}]")
+                check_watershed(candidate, where=f"tune.grid[{number}]")
             identity = json.dumps([candidate["method"], settings_of(candidate["method"], candidate)], sort_keys=True)
             if identity not in seen:
                 seen.add(identity)
@@ -78,7 +74,7 @@ def score_trials(foreground: np.ndarray, classes: np.ndarray, truth: np.ndarray,
     rows, known = [], io.known(classes)  # sparse annotations: the pixel error of known pixels
     for candidate in trials:
         objects = segment(foreground, candidate["method"], candidate, sampling=sampling)
-        rows.append({**object_scores(truth, objects),
+        rows.append({**object_scores(truth, objects, known),
                      "pixel_error": pixel_error(foreground[known] >= candidate["threshold"], classes[known] > 0)})
     return rows
 
@@ -237,7 +233,7 @@ def sweep(data: list[Path], predictions: list[Path], trials: list[dict], *, metr
         scores = pd.DataFrame([unit_rows[index] for unit_rows in per_unit]).mean().to_dict()
         # the keys the method does not take stay empty: they did not change its objects
         taken = {"method": candidate["method"], **settings_of(candidate["method"], candidate)}
-        rows.append({**taken, **scores, "score": OBJECTIVES[metric](scores)})
+        rows.append({**taken, **scores, "score": OBJECTIVES[metric].of(scores)})
     table = pd.DataFrame(rows, columns=[*SETTING_KEYS, *rows[0].keys() - set(SETTING_KEYS)])
     table.attrs["slices"] = slices
     if dims == 3:
