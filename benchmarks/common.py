@@ -4,13 +4,42 @@ from __future__ import annotations
 
 import os
 import platform
+import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 from skimage.measure import label as connected_components
 
-ISBI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "isbi2012"
+REPO = Path(__file__).resolve().parents[1]
+ISBI = REPO.parent / "shared" / "data" / "isbi2012"
+PARTS = ("Snakefile", "workflow", "config", "profiles", "envs")  # what a run of the workflow needs
+
+
+def snapshot(out: Path) -> Path:
+    """A copy of the workflow under ``out``, so that every run of a benchmark runs the same code."""
+    code = out / "code"
+    if code.exists():
+        shutil.rmtree(code)
+    code.mkdir(parents=True)
+    for part in PARTS:
+        source = REPO / part
+        if source.is_dir():
+            shutil.copytree(source, code / part, ignore=shutil.ignore_patterns("__pycache__"))
+        elif source.exists():
+            shutil.copy2(source, code / part)
+    return code
+
+
+def checkout_of(code: Path, checkout: Path) -> Path:
+    """An empty run folder at ``checkout`` whose workflow parts link to the snapshot ``code``."""
+    if checkout.exists():
+        shutil.rmtree(checkout)
+    checkout.mkdir(parents=True)
+    for part in PARTS:
+        if (code / part).exists():
+            (checkout / part).symlink_to(code / part)
+    return checkout
 
 
 def machine() -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -38,9 +37,8 @@ from PIL import Image
 from scipy import ndimage
 from skimage.measure import label as connected_components
 
-from common import ISBI, machine
+from common import ISBI, checkout_of, machine, snapshot
 
-REPO = Path(__file__).resolve().parents[1]
 UNKNOWN = 128
 MEMBRANE_REACH = 3  # px of membrane around a painted cell that the painter sets as well
 
@@ -97,31 +95,8 @@ def variant_config(labels: Path, ignore: bool, iterations: int, samples: int) ->
     }
 
 
-PARTS = ("Snakefile", "workflow", "config", "profiles", "envs")
-
-
-def snapshot(out: Path) -> Path:
-    """A copy of the workflow, so that every variant runs the same code."""
-    code = out / "code"
-    if code.exists():
-        shutil.rmtree(code)
-    code.mkdir(parents=True)
-    for part in PARTS:
-        source = REPO / part
-        if source.is_dir():
-            shutil.copytree(source, code / part, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy2(source, code / part)
-    return code
-
-
 def run_variant(name: str, labels: Path, out: Path, code: Path, iterations: int, samples: int) -> dict:
-    checkout = out / name
-    if checkout.exists():
-        shutil.rmtree(checkout)
-    checkout.mkdir(parents=True)
-    for part in PARTS:
-        (checkout / part).symlink_to(code / part)
+    checkout = checkout_of(code, out / name)
     config = variant_config(labels, name == "ignore", iterations, samples)
     (checkout / "variant.yaml").write_text(yaml.safe_dump(config))
     start = time.perf_counter()

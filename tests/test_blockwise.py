@@ -107,15 +107,19 @@ def tubes(shape, paths, radius=2.5) -> np.ndarray:
     return (ndimage.distance_transform_edt(~inside) <= radius).astype(np.float32)
 
 
-@pytest.mark.parametrize("method", ["watershed", "components"])
-def test_a_tube_crossing_block_faces_in_x_y_and_z_keeps_one_id(method, tmp_path):
+SEEDED = {"threshold": 0.5, "seeds": "distance", "h": 1.0, "min_size": 0}
+
+
+@pytest.mark.parametrize("method, options", [
+    ("watershed", SEEDED), ("watershed", {**SEEDED, "mask": 0.3}), ("components", {"threshold": 0.5, "min_size": 0}),
+    ("agglomeration", {**SEEDED, "h": 0.2, "merge": 0.5}), ("agglomeration", {**SEEDED, "h": 0.2, "merge": 0.5, "mask": 0.3}),
+])
+def test_a_tube_crossing_block_faces_in_x_y_and_z_keeps_one_id(method, options, tmp_path):
     shape = (32, 48, 48)
     # one tube turning through all three axes, and a second, separate one beside it
     bent = [(3, 5, 5), (28, 5, 5), (28, 40, 5), (28, 40, 40)]
     straight = [(5, 20, 40), (5, 20, 10)]
     foreground = tubes(shape, [bent, straight])
-    options = {"threshold": 0.5, "min_size": 0} if method == "components" else \
-        {"threshold": 0.5, "seeds": "distance", "h": 1.0, "min_size": 0}
     whole = segment(foreground, method, options)
     blocks = in_blocks(foreground, method, options, (8, 8, 8), (6, 6, 6), tmp_path)
     bent_ids = np.unique(blocks[tubes(shape, [bent], radius=1.0) > 0])
@@ -123,6 +127,8 @@ def test_a_tube_crossing_block_faces_in_x_y_and_z_keeps_one_id(method, tmp_path)
     assert len(bent_ids) == 1 and len(straight_ids) == 1 and bent_ids[0] != straight_ids[0] and bent_ids[0] > 0
     interior = foreground >= 0.5  # the watershed floods the background from the seeds a block sees
     assert same_partition(blocks[interior], whole[interior])
+    if options.get("mask"):
+        assert not blocks[foreground < options["mask"]].any() and not whole[foreground < options["mask"]].any()
 
 
 def test_face_pairs_join_components_where_they_touch_and_fragments_by_majority():

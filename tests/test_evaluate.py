@@ -13,7 +13,7 @@ from unetflow.scoring import Confusion
 from unetflow.steps import evaluate as evaluate_step
 from unetflow.steps.evaluate import evaluate
 from unetflow.steps import report as report_step
-from unetflow.steps.report import VOLUME_SECTION, metrics_table, volume_table
+from unetflow.steps.report import VOLUME_SECTION, methods_table, metrics_table, volume_table
 from unetflow.errors import InputError
 from unetflow.isbi_scores import (best_pixel_error, best_scores, contingency, interior_counts, slice_scores,
                                   thinned_segments, v_info, v_rand)
@@ -235,3 +235,22 @@ def test_the_evaluate_step_with_dims_3_writes_the_volume_row_and_the_report_show
         assert (VOLUME_SECTION in text, VOLUME_SECTION in html) == (shown, shown)
         row = f"| volumes | d | 0.5000 | {volumes.iloc[0]['adapted_rand_error']:.4f} | 1.0000 | 0.0000 |"
         assert (row in text) == shown
+
+
+def test_the_report_shows_each_methods_best_candidate_of_the_sweep_side_by_side(tmp_path):
+    sweep = pd.DataFrame([
+        {"chosen": False, "method": "watershed", "threshold": 0.3, "seeds": "probability", "h": 0.1, "min_size": 0,
+         "mask": 0.0, "merge": np.nan, "adapted_rand_error": 0.05, "score": 0.05},
+        {"chosen": True, "method": "watershed", "threshold": 0.5, "seeds": "probability", "h": 0.2, "min_size": 0,
+         "mask": 0.0, "merge": np.nan, "adapted_rand_error": 0.03, "score": 0.03},
+        {"chosen": False, "method": "agglomeration", "threshold": 0.5, "seeds": "probability", "h": 0.05,
+         "min_size": 0, "mask": 0.0, "merge": 0.4, "adapted_rand_error": 0.04, "score": 0.04},
+        {"chosen": False, "method": "components", "threshold": 0.5, "seeds": np.nan, "h": np.nan, "min_size": 20,
+         "mask": np.nan, "merge": np.nan, "adapted_rand_error": 0.2, "score": 0.2},
+    ])
+    sweep.to_csv(tmp_path / "sweep.csv", index=False)
+    table = methods_table({"m": tmp_path / "sweep.csv"})
+    assert list(table["method"]) == ["watershed", "agglomeration", "components"]
+    assert list(table["adapted_rand_error"]) == [0.03, 0.04, 0.2] and list(table["chosen"]) == [True, False, False]
+    assert table.iloc[1]["its best settings"] == "threshold 0.5, seeds probability, h 0.05, min_size 0, mask 0.0, merge 0.4"
+    assert table.iloc[2]["its best settings"] == "threshold 0.5, min_size 20"

@@ -70,7 +70,7 @@ def test_small_model_overfits_one_tile(tmp_path):
 
 def run(out_dir, iterations, on_iteration=None, **options):
     settings = TrainSettings.from_config(dict(iterations=iterations, batch_size=2, lr=0.01, momentum=0.99, device="cpu",
-                             validate_every=10, checkpoint_every=5, log_every=5, **options))
+                             validate_every=10, checkpoint_every=5, log_every=5) | options)
     samples = TileSamples(output_size=20, count=6)
     validation = [(np.random.default_rng(0).normal(size=(1, 44, 50)).astype(np.float32),
                    np.random.default_rng(1).integers(0, 2, (44, 50)).astype(np.uint8))]
@@ -347,3 +347,43 @@ def test_3d_samples_of_the_wrong_size_are_refused_naming_the_right_one(tmp_path)
     with pytest.raises(InputError, match=f"rerun augment with --input-size {needed}"):
         train(architecture=architecture, settings=settings, samples=samples, validation=[], out_dir=tmp_path,
               fingerprint_of={})
+
+
+def test_keep_best_writes_the_iterate_of_the_lowest_validation_loss_and_resumes_to_it(tmp_path):
+    torch.set_num_threads(1)
+    metrics = run(tmp_path / "best", 60, keep="best", validate_every=5)
+    validated = metrics.dropna(subset=["val_loss"])
+    best = int(validated.loc[validated["val_loss"].idxmin(), "iteration"])
+    assert best < 60  # the case is not the trivial one where the last iterate is also the best
+    assert list(metrics.loc[metrics["kept"], "iteration"]) == [best]
+    saved = torch.load(tmp_path / "best" / "model.pt", weights_only=False)
+    assert saved["selection"] == {"keep": "best", "kept_iteration": best, "best_iteration": best,
+                                  "best_val_loss": pytest.approx(validated["val_loss"].min())}
+    run(tmp_path / "until_best", best)  # training is deterministic on the CPU: its last iterate is the best one
+    kept, reference = weights_of(tmp_path / "best"), weights_of(tmp_path / "until_best")
+    assert all(torch.equal(kept[name], reference[name]) for name in kept)
+
+    def interrupt_at_57(iteration):
+        if iteration == 57:
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run(tmp_path / "resumed", 60, interrupt_at_57, keep="best", validate_every=5)
+    run(tmp_path / "resumed", 60, keep="best", validate_every=5)
+    resumed = weights_of(tmp_path / "resumed")
+    assert all(torch.equal(kept[name], resumed[name]) for name in kept)
+
+
+def test_keep_last_marks_the_last_iterate_and_records_the_lowest_validation_loss(tmp_path):
+    metrics = run(tmp_path, 20)
+    assert list(metrics["kept"]) == [False, False, False, True]
+    selection = torch.load(tmp_path / "model.pt", weights_only=False)["selection"]
+    assert selection["keep"] == "last" and selection["kept_iteration"] == 20
+    assert selection["best_val_loss"] == pytest.approx(metrics["val_loss"].min())
+
+
+def test_keep_best_without_validation_is_refused(tmp_path):
+    settings = TrainSettings.from_config(dict(iterations=5, device="cpu", keep="best"))
+    with pytest.raises(InputError, match="keep is best, but there is no validation data"):
+        train(architecture=TINY, settings=settings, samples=TileSamples(output_size=20, count=2), validation=[],
+              out_dir=tmp_path, fingerprint_of={})

@@ -161,7 +161,7 @@ def test_train_rule_runs_on_the_demo(workflow_dir):
 
 @pytest.mark.parametrize("config, message", [
     ({"segment": {"method": "watersheds"}}, "segment.method is 'watersheds', which methods/segmenters.py does not "
-                                            "define; use one of components, watershed"),
+                                            "define; use one of components, watershed, agglomeration"),
     ({"train": {"loss": "dice"}}, "models.small.train.loss is 'dice', which methods/losses.py does not define"),
     ({"models": {"small": {"architecture": "resnet"}}}, "models.small.architecture is 'resnet', which "
                                                         "methods/architectures.py does not define; use one of unet"),
@@ -177,6 +177,11 @@ def test_train_rule_runs_on_the_demo(workflow_dir):
                                                                       "depth"),
     ({"dims": 3, "weights": {"class_weights": "slice"}}, "weights.class_weights is 'slice', but 3-D weight maps"),
     ({"models": {"small": {"planar_poolings": 1}}}, "models.small: planar_poolings 1 must be 0 for 2-D models"),
+    ({"validate_on": [], "segment": {"settings": "fixed"}, "train": {"keep": "best"}},
+     "models.small.train.keep is best, but validate_on is empty"),
+    ({"segment": {"threshold": 0.4, "mask": 0.6}}, "segment.mask is 0.6 with segment.threshold 0.4"),
+    ({"tune": {"grid": [{"method": ["agglomeration"], "threshold": [0.3], "mask": [0.5]}]}},
+     r"tune.grid[0].mask is 0.5 with tune.grid[0].threshold 0.3"),
 ])
 def test_unknown_methods_and_missing_training_data_are_refused_before_any_job(workflow_dir, config, message):
     result = snakemake(workflow_dir, "-n", *on_demo(write_config(workflow_dir, config)), check=False)

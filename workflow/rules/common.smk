@@ -68,7 +68,8 @@ def check_config():
                          "train_on: [<labelled dataset>] to train a model (with validate_on: [<another>] to tune "
                          "it), and predict_on: [<dataset>] to segment a dataset; or let `unetflow init <folder>` "
                          "write a config from a folder of images")
-    config_checks.check_watershed(config["segment"])
+    if config["segment"]["method"] in config_checks.SEEDED_METHODS:
+        config_checks.check_watershed(config["segment"])
     config_checks.check_class_weight_source(config["weights"]["class_weights"], config["dims"])
     check_method(config["segment"]["method"], "segmenters", "segmenter", "segment.method")
     if tuned():
@@ -78,6 +79,10 @@ def check_config():
         if start_from(model):
             check_start(model)
         check_method(model_train_settings(model)["loss"], "losses", "loss", f"models.{model}.train.loss")
+        if model_train_settings(model)["keep"] == "best" and not validation_datasets():
+            raise ValueError(f"config: models.{model}.train.keep is best, but validate_on is empty, so no validation "
+                             "loss can choose the iterate; name labelled datasets held out from training in "
+                             "validate_on, or set keep: last")
         check_method(config["models"][model].get("architecture", architectures.DEFAULT), "architectures", "architecture",
                      f"models.{model}.architecture")
         model_sample_sizes(model)  # unknown architecture arguments are refused here
@@ -99,7 +104,7 @@ def check_tuning():
     for number, entry in enumerate(config["tune"]["grid"]):
         for method in grid_values(entry, "method"):
             check_method(method, "segmenters", "segmenter", f"tune.grid[{number}].method")
-        if "watershed" in grid_values(entry, "method"):
+        if set(config_checks.SEEDED_METHODS) & set(grid_values(entry, "method")):
             keys = ("seeds", "h", "threshold", "mask")
             for values in itertools.product(*(grid_values(entry, key) for key in keys)):
                 config_checks.check_watershed(dict(zip(keys, values)), f"tune.grid[{number}]")

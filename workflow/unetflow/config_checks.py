@@ -73,6 +73,11 @@ def check_mask(mask: float, threshold: float, where: str = "segment") -> None:
         )
 
 
+# the segmentation methods seeded by a watershed (those that take seeds and h): checked here, where
+# Snakemake checks a config without importing scikit-image (tests/test_detection.py keeps it true)
+SEEDED_METHODS = ("watershed", "agglomeration")
+
+
 def check_watershed(settings: dict, where: str = "segment") -> None:
     """Refuse watershed settings that cannot give objects (:func:`check_seed_height`, :func:`check_mask`)."""
     check_seed_height(settings["seeds"], settings["h"], where)

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 TABLE_COLUMNS = ["model", "dataset", "threshold", "pixel_error_at_0.5", *reported_columns(), "isbi_pixel_error",
                  "v_rand", "v_info"]
 VOLUME_COLUMNS = ["model", "dataset", "threshold", *reported_columns(objects_only=True)]
-SETTING_COLUMNS = ["method", "threshold", "seeds", "h", "min_size", "mask"]
+SETTING_COLUMNS = ["method", "threshold", "seeds", "h", "min_size", "mask", "merge"]
+METHOD_SCORES = ["adapted_rand_error", "vi_split", "vi_merge", "average_precision", "f1", "pixel_error"]
+METHODS_SECTION = "Segmentation methods side by side (each one's best settings, scored on the validate_on data)"
 SWEEP_KEYS = [key for key in SETTING_COLUMNS if key != "threshold"]  # one curve over the thresholds each
 VOLUME_SECTION = "Scores of the whole volume (3-D: objects scored through z as one segmentation)"
 
@@ -72,6 +74,40 @@ def settings_table(results: Path, models: list[str], predicted: list[str], tuned
             used = io.open_objects(results / "segmentation" / model / f"{dataset}.zarr").attrs["unetflow"]
             rows.append({"model": model, "dataset": dataset, **used, "chosen by": source})
     return pd.DataFrame(rows, columns=["model", "dataset", *SETTING_COLUMNS, "chosen by"])
+
+
+def methods_table(sweeps: dict[str, Path]) -> pd.DataFrame:
+    """Per model and segmentation method, its best candidate of the tuning sweep (lowest score, as
+    the tune rule ranks them) with its scores on the validate_on data: the methods side by side
+    on the same predictions."""
+    rows = []
+    for model, csv in sweeps.items():
+        sweep = pd.read_csv(csv)
+        for method, candidates in sweep.groupby("method", sort=False):
+            best = candidates.loc[candidates["score"].idxmin()]
+            settings = ", ".join(f"{key} {best[key]}" for key in SETTING_COLUMNS[1:] if pd.notna(best.get(key)))
+            rows.append({"model": model, "method": method, "its best settings": settings,
+                         **{column: best.get(column, np.nan) for column in METHOD_SCORES}, "chosen": bool(best["chosen"])})
+    return pd.DataFrame(rows, columns=["model", "method", "its best settings", *METHOD_SCORES, "chosen"])
+
+
+def models_table(origins: dict[str, str], metrics: dict[str, Path]) -> pd.DataFrame:
+    """Each model's origin and, for those trained here, the iterate kept (``train.keep``) beside the
+    lowest validation loss of the run and its iteration."""
+    rows = []
+    for model, origin in sorted(origins.items()):
+        row = {"model": model, "origin": origin}
+        if model in metrics:
+            run = pd.read_csv(metrics[model])
+            kept = run[run["kept"]].iloc[-1] if "kept" in run and run["kept"].any() else run.iloc[-1]
+            validated = run.dropna(subset=["val_loss"]) if "val_loss" in run else run.iloc[:0]
+            row |= {"kept iteration": int(kept["iteration"]), "its validation loss": kept.get("val_loss", np.nan)}
+            if len(validated):
+                best = validated.loc[validated["val_loss"].idxmin()]
+                row |= {"lowest validation loss": best["val_loss"], "at iteration": int(best["iteration"])}
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["model", "origin", "kept iteration", "its validation loss",
+                                       "lowest validation loss", "at iteration"])
 
 
 def markdown(table: pd.DataFrame) -> str:
@@ -164,8 +200,12 @@ def main(argv: list[str] | None = None) -> None:
     table, volumes = metrics_table(evaluations), volume_table(evaluations)
     sections = {"Scores": table, **({VOLUME_SECTION: volumes} if len(volumes) else {}),
                 "Data: which slices each number comes from": split_table(json.loads(args.split)),
-                "Models": pd.DataFrame(sorted(json.loads(args.origins).items()), columns=["model", "origin"]),
+                "Models": models_table(json.loads(args.origins),
+                                       {model: args.results / "models" / model / "metrics.csv" for model in args.trained}),
                 "Segmentation settings": settings_table(args.results, args.models, args.predicted, args.tuned)}
+    if args.tuned:
+        sections[METHODS_SECTION] = methods_table({model: args.results / "tuning" / model / "sweep.csv"
+                                                   for model in args.models})
     args.out_dir.mkdir(parents=True, exist_ok=True)
     with io.atomic_store(args.out_dir / "metrics.md") as temporary:
         temporary.write_text("\n".join(f"## {title}\n\n{markdown(part)}" for title, part in sections.items()))

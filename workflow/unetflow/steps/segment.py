@@ -28,7 +28,7 @@ import numpy as np
 import zarr
 
 from .. import blockwise, cli, fragments, io, ngff, parts, settings
-from ..config_checks import check_watershed
+from ..config_checks import SEEDED_METHODS, check_watershed
 from ..errors import InputError
 from ..methods.segmenters import block_settings, segment
 from ..parallel import TaskProgress, dask_config
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
     options = segment_settings(settings.section("segment", json.loads(args.settings)), args.tuned)
     blocks = settings.section("blocks", json.loads(args.blocks))
     method = options.pop("method")
-    if method == "watershed":
+    if method in SEEDED_METHODS:
         check_watershed(options)
     probabilities = io.open_probabilities(args.predictions)
     voxel_size = ngff.voxel_size_of(io.open_store(args.predictions))

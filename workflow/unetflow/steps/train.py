@@ -63,6 +63,7 @@ from ..optimisation import (
     optimisation_step,
 )
 from ..plots import pyplot, save_figure
+from ..selection import Selection
 from ..tiling import predict_whole
 from ..training_data import IterationBatches, SampleBank, collate, load_validation
 
@@ -90,6 +91,7 @@ class TrainSettings:
     device: str
     seed: int
     validate_every: int
+    keep: str
     checkpoint_every: int
     log_every: int
     workers: int
@@ -164,6 +166,7 @@ class TrainingState:
     architecture: Architecture
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
+    selection: Selection
     iteration: int = 0
     elapsed: float = 0.0
     rows: list[dict] = field(default_factory=list)
@@ -175,20 +178,23 @@ class TrainingState:
         model = architecture.network().to(device)
         optimizer = make_optimizer(model, optimizer=settings.optimizer, lr=settings.lr, momentum=settings.momentum,
                                    weight_decay=settings.weight_decay, fused=fused_on(device))
-        return cls(model, architecture, optimizer, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16))
+        return cls(model, architecture, optimizer, torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+                   Selection(settings.keep))
 
     def resume(self, saved: dict) -> None:
         self.model.load_state_dict(saved["model"])
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scaler.load_state_dict(saved["scaler"])
         checkpoint.restore_rng_states(saved["rng"])
+        self.selection = Selection.from_state(saved["selection"])
         self.iteration, self.elapsed, self.rows = saved["iteration"], saved["elapsed"], saved["metrics"]
 
     def save(self, path: Path, fingerprint: str) -> None:
         checkpoint.save(path, {
             "model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(), "rng": checkpoint.rng_states(), "iteration": self.iteration,
-            "elapsed": self.elapsed, "metrics": self.rows, "fingerprint": fingerprint,
+            "elapsed": self.elapsed, "metrics": self.rows, "selection": self.selection.state(),
+            "fingerprint": fingerprint,
         })
 
 
@@ -225,6 +231,9 @@ def train(
     """
     model_name = out_dir.name
     check_sample_sizes(model_name, architecture, samples)
+    if settings.keep == "best" and not validation:
+        raise InputError(f"models.{model_name}.train.keep is best, but there is no validation data to choose the "
+                         "iterate by; name labelled datasets in validate_on, or set keep: last")
     loss_function = LOSSES.get(settings.loss)
     device = resolve_device(settings.device)
     dtype = autocast_dtype(settings.precision, device)
@@ -301,6 +310,8 @@ def train(
                                "skipped")
             state.rows.append(metrics_row(state, figures, interval, lr, settings.iterations,
                                           validation if validated else [], device, dtype))
+            if validated:
+                state.selection.offer(state.iteration, state.rows[-1]["val_loss"], state.model)
             interval = IntervalLog()
             if checkpointed_now and guard.in_a_row == 0:
                 refuse_non_finite_weights(state.model, diverged)
@@ -308,12 +319,14 @@ def train(
                 checkpointed = state.iteration
         if on_iteration is not None:
             on_iteration(state.iteration)
+    recorded = {"normalization": samples.normalization,
+                "selection": state.selection.apply(state.model, state.iteration)}
     refuse_non_finite_weights(state.model, diverged)
     metrics = pd.DataFrame(state.rows)
+    metrics["kept"] = metrics["iteration"] == recorded["selection"]["kept_iteration"]
     if guard.total:
         log.warning("%d of %d steps were skipped (non-finite loss or gradient); see skipped_steps in metrics.csv",
                     guard.total, state.iteration - start)
-    recorded = {"normalization": samples.normalization}
     if start_from is not None:
         recorded["started_from"] = start_from.describe()
     write_outputs(out_dir, state, settings, metrics, samples.output_size, recorded)

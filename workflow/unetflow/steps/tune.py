@@ -38,7 +38,7 @@ import zarr
 
 from .. import blockwise, cli, io, ngff, settings
 from ..blocks import BlockGrid
-from ..config_checks import check_watershed
+from ..config_checks import SEEDED_METHODS, check_watershed
 from ..errors import InputError
 from ..evaluation import Sources, segmentation_scores
 from ..methods.metrics import OBJECTIVES, object_scores, pixel_error
@@ -46,7 +46,7 @@ from ..methods.segmenters import block_settings, segment, settings_of
 from ..parallel import TaskProgress, dask_config
 
 log = logging.getLogger(__name__)
-SETTING_KEYS = ("method", "threshold", "seeds", "h", "min_size", "mask")
+SETTING_KEYS = ("method", "threshold", "seeds", "h", "min_size", "mask", "merge")
 
 
 def candidates(grid: list[dict[str, list]], fixed: dict) -> list[dict]:
@@ -58,7 +58,7 @@ def candidates(grid: list[dict[str, list]], fixed: dict) -> list[dict]:
         keys = list(entry)
         for values in itertools.product(*(entry[key] for key in keys)):
             candidate = {key: fixed[key] for key in SETTING_KEYS} | dict(zip(keys, values))
-            if candidate["method"] == "watershed":
+            if candidate["method"] in SEEDED_METHODS:
                 check_watershed(candidate, where=f"tune.grid[{number}]")
             identity = json.dumps([candidate["method"], settings_of(candidate["method"], candidate)], sort_keys=True)
             if identity not in seen:

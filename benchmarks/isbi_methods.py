@@ -1,0 +1,115 @@
+"""Segmentation methods side by side on one ISBI 2012 model's predictions (issue 33): each
+method tuned on the validation slices 15-17 only, scored on the report slices 18-21, and its
+time per 512 x 512 slice.
+
+Run: python benchmarks/isbi_methods.py [--out DIR] [--minutes 30]
+
+The workflow itself runs in a copy of the checkout (``snakemake --configfile
+config/isbi2012.yaml png.yaml``: the cpu30 preset, trained for ``--minutes``, predicting
+15-17 and 18-21). Then, on the same predictions, each method's entries of the schema's
+default ``tune.grid`` become the grid (``method.yaml``): only tune, segment, evaluate and
+report rerun, which the run's job counts show. The ``all`` row is the default grid, the
+tune rule choosing among the methods. Every row's scores are the dataset row of
+``results/evaluation/cpu30/isbi_report.csv``; the timing segments the four report slices
+with each method's tuned settings, one after another, in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from common import ISBI, REPO, checkout_of, machine, snapshot
+
+sys.path.insert(0, str(REPO / "workflow"))
+from unetflow import io, settings  # noqa: E402
+from unetflow.methods.segmenters import segment  # noqa: E402
+
+COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "v_rand", "v_info", "pixel_error_at_threshold",
+           "average_precision", "f1"]
+
+
+def png_config(minutes: float) -> dict:
+    """The ISBI datasets from the PNG folders, predicting the validation and report slices."""
+    image, truth = str(ISBI / "train" / "image"), str(ISBI / "train" / "label")
+    voxel_size = {"z": 50, "y": 4, "x": 4, "unit": "nanometer"}
+    datasets = {name: {"images": image, "labels": truth, "slices": slices, "voxel_size": voxel_size}
+                for name, slices in (("isbi_train", "0-14"), ("isbi_val", "15-17"), ("isbi_report", "18-21"))}
+    datasets["isbi_test"] = {"images": str(ISBI / "test"), "voxel_size": voxel_size}
+    return {"datasets": datasets, "predict_on": ["isbi_report"], "run_models": ["cpu30"],
+            "models": {"cpu30": {"train": {"max_minutes": minutes}}}}
+
+
+def method_grids() -> dict[str, list[dict]]:
+    """Each method's entries of the schema's default tune grid, and the whole grid as ``all``."""
+    grid = settings.default("tune", "grid")
+    methods = dict.fromkeys(method for entry in grid for method in entry["method"])
+    return {**{method: [entry for entry in grid if method in entry["method"]] for method in methods}, "all": grid}
+
+
+def run(checkout: Path, *configs: str) -> tuple[float, int]:
+    """Run the workflow; seconds and the number of jobs it ran."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile",
+                           "config/isbi2012.yaml", *configs], cwd=checkout, capture_output=True, text=True)
+    if done.returncode:
+        sys.exit(f"snakemake failed in {checkout}:\n{done.stderr[-4000:]}")
+    counted = re.findall(r"(\d+) of (\d+) steps \(100%\) done", done.stderr)
+    return time.perf_counter() - start, int(counted[-1][1]) if counted else 0
+
+
+def seconds_per_slice(checkout: Path, chosen: dict) -> float:
+    """Mean time to segment one report slice with ``chosen`` settings."""
+    probabilities = io.open_probabilities(checkout / "results/predictions/cpu30/isbi_report.zarr")
+    options = dict(chosen)
+    method = options.pop("method")
+    slices = [io.foreground_probability(probabilities, z) for z in range(probabilities.shape[1])]
+    start = time.perf_counter()
+    for foreground in slices:
+        segment(foreground, method, options)
+    return (time.perf_counter() - start) / len(slices)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/unetflow-isbi-methods"))
+    parser.add_argument("--minutes", type=float, default=30.0, help="training budget (the cpu30 preset's 30)")
+    args = parser.parse_args()
+    if not (ISBI / "train" / "label").is_dir():
+        sys.exit(f"ISBI 2012 data not found at {ISBI}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkout = checkout_of(snapshot(args.out), args.out / "run")
+    (checkout / "png.yaml").write_text(yaml.safe_dump(png_config(args.minutes)))
+    seconds, jobs = run(checkout, "png.yaml")
+    print(f"trained and predicted: {seconds:.0f} s, {jobs} jobs", flush=True)
+    rows = []
+    for method, grid in method_grids().items():
+        (checkout / "method.yaml").write_text(yaml.safe_dump({"tune": {"grid": grid}}))
+        seconds, jobs = run(checkout, "png.yaml", "method.yaml")
+        table = pd.read_csv(checkout / "results/evaluation/cpu30/isbi_report.csv", dtype={"slice": str})
+        scores = table[table["slice"] == "all"].iloc[0]
+        choice = json.loads((checkout / "results/tuning/cpu30/segment.json").read_text())
+        rows.append({"method": method, "chosen": choice["settings"], "tuning_score": choice["score"],
+                     **{column: float(scores[column]) for column in COLUMNS},
+                     "seconds_per_slice": seconds_per_slice(checkout, choice["settings"]), "jobs": jobs,
+                     "run_seconds": round(seconds, 1)})
+        print(json.dumps(rows[-1]), flush=True)
+    (args.out / "results.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
+    for row in rows:
+        settings_text = ", ".join(f"{key} {value}" for key, value in row["chosen"].items() if key != "method")
+        print(f"| {row['method']} | {row['chosen']['method']}: {settings_text} ({row['tuning_score']:.4f}) | "
+              + " | ".join(f"{row[column]:.4f}" for column in COLUMNS)
+              + f" | {row['seconds_per_slice']:.2f} s | {row['jobs']} |")
+
+
+if __name__ == "__main__":
+    main()
