@@ -32,7 +32,7 @@ from common import ISBI, REPO, checkout_of, machine, snapshot
 
 sys.path.insert(0, str(REPO / "workflow"))
 from unetflow import io, settings  # noqa: E402
-from unetflow.methods.segmenters import segment  # noqa: E402
+from unetflow.methods.segmenters import segment, settings_of  # noqa: E402
 
 COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "v_rand", "v_info", "pixel_error_at_threshold",
            "average_precision", "f1"]
@@ -105,7 +105,8 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     (args.out / "results.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
     for row in rows:
-        settings_text = ", ".join(f"{key} {value}" for key, value in row["chosen"].items() if key != "method")
+        settings_text = ", ".join(f"{key} {value}" for key, value in
+                                  settings_of(row["chosen"]["method"], row["chosen"]).items())
         print(f"| {row['method']} | {row['chosen']['method']}: {settings_text} ({row['tuning_score']:.4f}) | "
               + " | ".join(f"{row[column]:.4f}" for column in COLUMNS)
               + f" | {row['seconds_per_slice']:.2f} s | {row['jobs']} |")

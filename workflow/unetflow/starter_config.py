@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,13 @@ def render(config: dict[str, Any], stacks: list[Stack], folder: Path, dims_reaso
                          ("train", "max_minutes ends training before `iterations` on a slower machine"),
                          ("predict", "overlap-tile prediction in tiles of this edge"),
                          ("segment", "tuned: the tune rule chooses the settings on validate_on; fixed: the "
-                                     "schema's watershed defaults")):
+                                     "schema's watershed defaults. Cells that tile the image (membranes) suit the "
+                                     "defaults; for sparse objects on a background (nuclei) add mask: 0.5 (fixed), or "
+                                     "tune: {metric: average_precision} with a grid that tries mask (README, "
+                                     "Prediction and segmentation)")):
         if key in config:
-            lines += ["", f"# {comment}", dump({key: config[key]}, flow=False).rstrip()]
+            lines += ["", *(f"# {line}" for line in textwrap.wrap(comment, 100)),
+                      dump({key: config[key]}, flow=False).rstrip()]
     return "\n".join(lines) + "\n"
 
 
