@@ -235,7 +235,6 @@ def watershed_fill(foreground: np.ndarray, *, threshold: float, seeds: str, h: f
     return relabel_sequential(objects)[0].astype(np.uint32)
 
 
-
 @segmenter("agglomeration")
 def agglomerated_watershed(foreground: np.ndarray, *, threshold: float, seeds: str, h: float, min_size: int,
                            merge: float, mask: float = 0.0, sampling: tuple[float, ...] | None = None,
