@@ -51,8 +51,9 @@ class SliceCounts:
         """Add a region's counts; pixels of unknown class (sparse annotations) count in no pixel
         score, and in no object score as they belong to no true object."""
         known = io.known(classes)
-        self.objects.add(truth, segmented, None if known.all() else known)
-        if not known.all():
+        partly_known = not known.all()
+        self.objects.add(truth, segmented, known if partly_known else None)
+        if partly_known:
             foreground, classes = foreground[known], classes[known]
         self.at_threshold += Confusion.of(foreground >= threshold, classes > 0)
         self.at_half += Confusion.of(foreground >= 0.5, classes > 0)

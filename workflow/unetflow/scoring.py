@@ -6,8 +6,8 @@ foreground (pixel metrics); :class:`Contingency` the voxel counts of every (true
 segmented object) pair, the true background as object 0 (object metrics: adapted Rand
 error and variation of information are functions of its rows of true objects,
 Arganda-Carreras et al. 2015, Meila 2007; the detection scores need the background's row
-too, for the whole extent of each segmented object). Both are sums over voxels, so adding the counts of disjoint blocks gives the
-counts of their union, bit for bit.
+too, for the whole extent of each segmented object). Both are sums over voxels, so adding
+the counts of disjoint blocks gives the counts of their union, bit for bit.
 """
 
 from __future__ import annotations
@@ -57,9 +57,9 @@ class Contingency:
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
 
     @classmethod
-    def of(cls, truth: np.ndarray, objects: np.ndarray) -> Contingency:
+    def of(cls, truth: np.ndarray, objects: np.ndarray, known: np.ndarray | None = None) -> Contingency:
         table = cls()
-        table.add(truth, objects)
+        table.add(truth, objects, known)
         return table
 
     def add(self, truth: np.ndarray, objects: np.ndarray, known: np.ndarray | None = None) -> None:

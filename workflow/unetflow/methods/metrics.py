@@ -5,8 +5,8 @@ Pixel metrics (``@pixel_metric("name")``) compare the thresholded foreground wit
 foreground from their pixel counts: ``(counts: Confusion) -> float``. Object metrics
 (``@object_metric("name", columns=..., reported=...)``) compare the segmented objects with
 the ground-truth objects from their contingency table (the EM scores over the true objects,
-their background ignored; the detection scores over each object's whole extent): ``(table: Contingency) -> {column: value}``; they are undefined on a
-slice without objects. Both are sums over pixels (:mod:`unetflow.scoring`), so every
+their background ignored; the detection scores over each object's whole extent):
+``(table: Contingency) -> {column: value}``; they are undefined on a slice without objects. Both are sums over pixels (:mod:`unetflow.scoring`), so every
 metric scores one slice (y, x), a whole volume (z, y, x) or an image larger than memory,
 block by block, with the same result: with ``--dims 3`` the evaluate step also scores the
 volume as one segmentation by the object metrics, where an object split or merged across
@@ -67,9 +67,7 @@ def pixel_scores(counts: Confusion) -> dict[str, float]:
 def object_scores(truth: np.ndarray, objects: np.ndarray, known: np.ndarray | None = None) -> dict[str, float]:
     """Every object metric of segmented ``objects`` against ground-truth objects ``truth`` (of
     the pixels where ``known`` holds, if given)."""
-    table = Contingency()
-    table.add(truth, objects, known)
-    return table_scores(table)
+    return table_scores(Contingency.of(truth, objects, known))
 
 
 def table_scores(table: Contingency) -> dict[str, float]:

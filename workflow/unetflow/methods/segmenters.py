@@ -70,6 +70,8 @@ from .registry import Registry
 
 SEGMENTERS: Registry = Registry("segmentation method", "segment.method")
 STITCHING: dict[str, str] = {}  # method -> how its objects join across block faces (unetflow.stitching.RULES)
+# the segment section's keys that choose objects (of every method), in the order tables show them
+SETTING_KEYS = ("method", "threshold", "seeds", "h", "min_size", "mask", "merge")
 
 
 def segmenter(name: str, *, stitch: str = "overlap"):

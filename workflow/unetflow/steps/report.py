@@ -22,13 +22,14 @@ from skimage.segmentation import find_boundaries
 
 from .. import cli, io
 from ..methods.metrics import DATASET_ROW, OBJECTIVES, VOLUME_ROW, reported_columns
+from ..methods.segmenters import SETTING_KEYS
 from ..plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 TABLE_COLUMNS = ["model", "dataset", "threshold", "pixel_error_at_0.5", *reported_columns(), "isbi_pixel_error",
                  "v_rand", "v_info"]
 VOLUME_COLUMNS = ["model", "dataset", "threshold", *reported_columns(objects_only=True)]
-SETTING_COLUMNS = ["method", "threshold", "seeds", "h", "min_size", "mask", "merge"]
+SETTING_COLUMNS = list(SETTING_KEYS)
 METHOD_SCORES = ["adapted_rand_error", "vi_split", "vi_merge", "average_precision", "f1", "pixel_error"]
 METHODS_SECTION = "Segmentation methods side by side (each one's best settings, scored on the validate_on data)"
 SWEEP_KEYS = [key for key in SETTING_COLUMNS if key != "threshold"]  # one curve over the thresholds each

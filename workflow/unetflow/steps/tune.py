@@ -42,11 +42,10 @@ from ..config_checks import SEEDED_METHODS, check_watershed
 from ..errors import InputError
 from ..evaluation import Sources, segmentation_scores
 from ..methods.metrics import OBJECTIVES, object_scores, pixel_error
-from ..methods.segmenters import block_settings, segment, settings_of
+from ..methods.segmenters import SETTING_KEYS, block_settings, segment, settings_of
 from ..parallel import TaskProgress, dask_config
 
 log = logging.getLogger(__name__)
-SETTING_KEYS = ("method", "threshold", "seeds", "h", "min_size", "mask", "merge")
 
 
 def candidates(grid: list[dict[str, list]], fixed: dict) -> list[dict]:
@@ -71,11 +70,14 @@ def score_trials(foreground: np.ndarray, classes: np.ndarray, truth: np.ndarray,
                  sampling: tuple[float, ...] | None = None) -> list[dict[str, float]]:
     """Object scores (and the pixel error at its threshold) of every candidate on one slice or one
     volume (``sampling`` as :func:`unetflow.methods.segmenters.segment` takes it)."""
-    rows, known = [], io.known(classes)  # sparse annotations: the pixel error of known pixels
+    known = io.known(classes)  # sparse annotations: scored on known pixels only
+    counted = None if known.all() else known
+    known_foreground, true_foreground = foreground[known], classes[known] > 0
+    rows = []
     for candidate in trials:
         objects = segment(foreground, candidate["method"], candidate, sampling=sampling)
-        rows.append({**object_scores(truth, objects, known),
-                     "pixel_error": pixel_error(foreground[known] >= candidate["threshold"], classes[known] > 0)})
+        rows.append({**object_scores(truth, objects, counted),
+                     "pixel_error": pixel_error(known_foreground >= candidate["threshold"], true_foreground)})
     return rows
 
 
