@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -51,14 +52,15 @@ def on_demo(*configs: str | Path) -> list[str]:
     return ["--configfile", DEMO_CONFIG, *map(str, configs)]
 
 
-def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the snakemake CLI in ``cwd``; output captured as text."""
+def snakemake(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the snakemake CLI in ``cwd`` (with ``env`` added to the environment); output captured as text."""
     result = subprocess.run(
         [sys.executable, "-m", "snakemake", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
         timeout=1800,
+        env=None if env is None else {**os.environ, **env},
     )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
@@ -89,9 +91,9 @@ def copy_run(run: Path, destination: Path) -> Path:
     return destination
 
 
-def planned_jobs(directory: Path, *options: str) -> Counter:
+def planned_jobs(directory: Path, *options: str, env: dict | None = None) -> Counter:
     """Rule -> number of jobs a dry run would execute."""
-    result = snakemake(directory, "-n", *options)
+    result = snakemake(directory, "-n", *options, env=env)
     output = result.stdout + result.stderr
     if "Nothing to be done" in output:
         return Counter()

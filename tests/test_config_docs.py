@@ -39,6 +39,9 @@ def rows(node: dict, prefix: str) -> list[str]:
     lines = []
     for key, child in node.get("properties", {}).items():
         runtime = " *Runtime: changing it reruns nothing.*" if child.get("x-runtime") else ""
+        if "x-runtime-when" in child:
+            held = " and ".join(f"`{key}` is `{value}`" for key, value in child["x-runtime-when"].items())
+            runtime = f" *Runtime while {held}: changing it then reruns nothing.*"
         lines.append(f"| `{prefix}{key}` | {value_type(child)} | {default_of(child)} | {described(child)}{runtime} |")
         lines += rows(child, f"{prefix}{key}.")
     return lines

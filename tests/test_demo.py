@@ -156,9 +156,35 @@ def test_a_comment_or_docstring_edit_reruns_nothing(demo_run):
 
 
 def test_settings_that_change_how_jobs_run_rerun_nothing(demo_run):
-    runtime = {"predict": {"device": "cpu", "batch_size": 2}, "dask": {"scheduler": "synchronous"},
-               "train": {"log_every": 5, "checkpoint_every": 7, "workers": 1, "device": "cpu"}}
+    # validate_every with keep: last (the demo's) changes metrics.csv rows, not the model
+    runtime = {"predict": {"batch_size": 2}, "dask": {"scheduler": "synchronous"},
+               "train": {"log_every": 5, "checkpoint_every": 7, "workers": 1, "validate_every": 7,
+                         "max_nonfinite_steps": 3}}
     assert planned_jobs(demo_run, *override(demo_run, "runtime", runtime)) == Counter()
+
+
+def test_a_changed_device_reruns_what_it_computes(demo_run):
+    # another device computes other floating-point results (and with precision auto another precision)
+    jobs = planned_jobs(demo_run, *override(demo_run, "device", {"train": {"device": "cpu"}}))
+    assert jobs == Counter({"train": 1, **FROM_PREDICT})
+    jobs = planned_jobs(demo_run, *override(demo_run, "device", {"predict": {"device": "cpu"}}))
+    assert jobs == Counter(FROM_PREDICT)
+
+
+def test_plumbing_edits_rerun_nothing(demo_run):
+    package = demo_run / "workflow/unetflow"
+    unused = "\ndef unused():\n    return 'a reworded message'\n"
+    with appended(package / "cli.py", unused), appended(package / "progress.py", unused), \
+            appended(package / "plots.py", unused):
+        assert planned_jobs(demo_run) == Counter()
+
+
+def test_a_new_torch_version_reruns_training_and_prediction_not_the_data_stages(demo_run, tmp_path):
+    installed = tmp_path / "site"  # first on the path: importlib.metadata finds this version of torch
+    (installed / "torch-99.0.dist-info").mkdir(parents=True)
+    (installed / "torch-99.0.dist-info/METADATA").write_text("Metadata-Version: 2.1\nName: torch\nVersion: 99.0\n")
+    jobs = planned_jobs(demo_run, env={"PYTHONPATH": os.pathsep.join([str(installed), os.environ.get("PYTHONPATH", "")])})
+    assert jobs == Counter({"train": 1, **FROM_PREDICT})
 
 
 def test_segment_and_tune_settings_rerun_what_they_change(demo_run):

@@ -100,6 +100,42 @@ def test_the_code_fingerprint_changes_with_code_but_not_with_comments_or_docstri
     assert changed == {"weights"}  # the only step that computes distances
 
 
+def test_plumbing_edits_change_no_code_fingerprint(tmp_path, monkeypatch):
+    package = copy_workflow(tmp_path / "copy") / "workflow" / "unetflow"
+    monkeypatch.setattr(fingerprints, "PACKAGE", package)
+    before = {step: code_fingerprint(step) for step in STEPS}
+    assert fingerprints.PLUMBING <= {path.relative_to(package).as_posix() for path in package.glob("*.py")}
+    for name in fingerprints.PLUMBING:  # a reworded message, a new function: how steps run or report
+        (package / name).write_text((package / name).read_text() + "\ndef unused():\n    return 'reworded'\n")
+    assert {step: code_fingerprint(step) for step in STEPS} == before
+
+
+def test_schema_defaults_count_where_steps_read_them_and_descriptions_do_not(tmp_path, monkeypatch):
+    schema = tmp_path / "config.schema.yaml"
+    source = fingerprints.SCHEMA.read_text()
+    monkeypatch.setattr(fingerprints, "SCHEMA", schema)
+    schema.write_text(source)
+    before = {step: code_fingerprint(step) for step in STEPS}
+    assert 'description: "the image stack' in source
+    schema.write_text(source.replace('description: "the image stack', 'description: "the stack of images'))
+    assert {step: code_fingerprint(step) for step in STEPS} == before
+    assert "default: 0.5" in source
+    schema.write_text(source.replace("default: 0.5", "default: 0.25"))
+    reading = {step for step in STEPS if PACKAGE / "settings.py" in imported_modules(PACKAGE / "steps" / f"{step}.py")}
+    assert "tune" in reading
+    assert {step for step in STEPS if code_fingerprint(step) != before[step]} == reading
+
+
+def test_a_library_version_changes_the_fingerprint_of_the_steps_that_import_it(monkeypatch):
+    before = {step: code_fingerprint(step) for step in STEPS}
+    installed = fingerprints.metadata.version
+    monkeypatch.setattr(fingerprints.metadata, "version",
+                        lambda name: "99.0" if name == "torch" else installed(name))
+    changed = {step for step in STEPS if code_fingerprint(step) != before[step]}
+    assert {"train", "predict"} <= changed and not changed & {"tune", "segment", "evaluate", "weights", "ingest"}
+    assert changed == {step for step in STEPS if "torch" in third_party_imports(step)}
+
+
 def test_a_step_reports_an_input_error_once_and_exits_1(tmp_path):
     missing = tmp_path / "no-such-stack.tif"
     result = subprocess.run([sys.executable, "-m", "unetflow.steps.ingest", "--images", str(missing), "--out",

@@ -7,7 +7,8 @@ import zarr
 from PIL import Image
 
 from unetflow.errors import InputError
-from unetflow.readers import natural_key, open_stack
+from unetflow.readers import open_stack
+from unetflow.stack_files import natural_key
 
 
 @pytest.fixture

@@ -278,7 +278,7 @@ def test_a_changed_augment_seed_is_neither_resumed_onto_nor_lost_by_a_kill(tmp_p
     snakemake(work, "--unlock", target, *seed1)
     snakemake(work, "--cores", "2", target, *seed1)  # new samples: the checkpoint is not theirs
     log = (work / "logs/train/small.log").read_text()
-    assert "belongs to other settings or data; training starts from iteration 0" in log and "resuming" not in log
+    assert "belongs to other settings, data or code; training starts from iteration 0" in log and "resuming" not in log
 
     seed2 = configure(work, "seed2", {**LONGER, "augment": {"samples": 400, "seed": 2}})
     process = start(work, "--cores", "2", target, *seed2)
@@ -287,6 +287,22 @@ def test_a_changed_augment_seed_is_neither_resumed_onto_nor_lost_by_a_kill(tmp_p
     snakemake(work, "--unlock", target, *seed2)
     pending = snakemake(work, "-n", target, *seed2).stdout
     assert re.search(r"^augment\s+1$", pending, re.M) and re.search(r"^train\s+1$", pending, re.M), pending
+
+
+def test_a_run_killed_then_rerun_after_a_training_code_edit_starts_from_scratch(tmp_path):
+    work = copy_workflow(tmp_path / "work")
+    options = ["--cores", "2", "results/models/small/model.pt", *configure(work, "longer", LONGER)]
+    process = start(work, *options)
+    wait_for(work / "logs/train/small.log", "iteration 35/60")
+    kill(process)
+    assert (work / "results/models/small/checkpoint.pt").exists()
+    optimisation = work / "workflow/unetflow/optimisation.py"  # computes the training steps
+    optimisation.write_text(optimisation.read_text() + "\nEDITED = True\n")
+    snakemake(work, "--unlock", *options[2:])
+    snakemake(work, *options)
+    log = (work / "logs/train/small.log").read_text()
+    assert "belongs to other settings, data or code; training starts from iteration 0" in log
+    assert "resuming" not in log
 
 
 def test_killed_prediction_reruns_to_the_same_output(trained, tmp_path):

@@ -1,3 +1,4 @@
+import logging
 import math
 import os
 import shutil
@@ -86,7 +87,7 @@ def weights_of(path):
     return torch.load(path / "model.pt", weights_only=False)["state_dict"]
 
 
-def test_resumed_training_ends_with_the_same_weights(tmp_path):
+def test_resumed_training_ends_with_the_same_weights(tmp_path, caplog):
     torch.set_num_threads(1)
     run(tmp_path / "whole", 20)
 
@@ -96,9 +97,11 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path):
 
     with pytest.raises(Interrupt):
         run(tmp_path / "resumed", 20, interrupt_at_12)
-    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=False)
+    saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)  # tensors and numbers only
     assert saved["iteration"] == 10  # the last checkpoint before the interruption
-    metrics = run(tmp_path / "resumed", 20)
+    with caplog.at_level(logging.INFO, logger="unetflow.steps.train"):
+        metrics = run(tmp_path / "resumed", 20)
+    assert "at iteration 10" in caplog.text and "starts from iteration 0" not in caplog.text
     whole, resumed = weights_of(tmp_path / "whole"), weights_of(tmp_path / "resumed")
     assert all(torch.equal(whole[name], resumed[name]) for name in whole)
     assert list(metrics["iteration"]) == [5, 10, 15, 20]

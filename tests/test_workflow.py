@@ -1,5 +1,6 @@
 """The workflow through the snakemake CLI, in temporary copies."""
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from ome_zarr.io import parse_url
 from ome_zarr.reader import Reader
 from PIL import Image
 
-from conftest import on_demo, snakemake
+from conftest import on_demo, planned_jobs, snakemake
 
 
 def write_config(directory: Path, config: dict) -> str:
@@ -137,6 +138,21 @@ def test_isbi_png_folders_ingest(workflow_dir, isbi_dir):
     first = np.asarray(Image.open(isbi_dir / "train/image/00.png"))
     np.testing.assert_array_equal(store["0"][0], first)
     assert store["labels/objects/0"][0].max() > 100  # ISBI slices hold hundreds of cells
+
+
+def test_a_stray_file_in_a_folder_of_slices_reruns_nothing_and_an_edited_slice_reruns_ingest(workflow_dir):
+    slices = workflow_dir / "slices"
+    slices.mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(3):
+        Image.fromarray(rng.integers(0, 255, (32, 40), dtype=np.uint8)).save(slices / f"{index:02d}.png")
+    options = ["results/folder/data.zarr", *on_demo(write_config(workflow_dir, {"datasets": {"folder": {"images": "slices"}}}))]
+    snakemake(workflow_dir, "--cores", "1", *options)
+    for stray in (".DS_Store", "notes.txt", "._00.png", "Thumbs.db"):  # what file managers and people leave
+        (slices / stray).write_bytes(b"not a slice")
+    assert planned_jobs(workflow_dir, *options) == Counter()
+    Image.fromarray(rng.integers(0, 255, (32, 40), dtype=np.uint8)).save(slices / "01.png")
+    assert planned_jobs(workflow_dir, *options) == Counter({"ingest": 1})
 
 
 QUICK = {

@@ -11,6 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from unetflow import config_checks, geometry, settings, voxel_size
+from unetflow.stack_files import stack_files as files_of_stack
 from unetflow.errors import InputError
 from unetflow.fingerprints import code_fingerprint
 from unetflow.methods import architectures
@@ -401,9 +402,7 @@ def stack_files(path):
     stack = Path(path)
     if not stack.exists() and not made_by_a_rule(path):
         raise ValueError(f"{path}: no such file or folder; check the path in the config's datasets section")
-    if stack.is_dir():
-        return sorted(str(f) for f in stack.rglob("*") if f.is_file())
-    return [path]
+    return [str(file) for file in files_of_stack(stack)] if stack.exists() else [path]
 
 
 def tiff_source(wildcards):

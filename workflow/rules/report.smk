@@ -7,6 +7,8 @@ rule report:
         metrics=expand("results/models/{model}/metrics.csv", model=trained_models()),
         segmentations=expand("results/segmentation/{model}/{dataset}.zarr", model=active_models(), dataset=prediction_datasets()),
         tuning=expand("results/tuning/{model}/sweep.csv", model=active_models()) if tuned() else [],
+        chosen=expand("results/tuning/{model}/segment.json", model=active_models()) if tuned() else [],
+        images=expand("results/{dataset}/data.zarr", dataset=prediction_datasets()),  # the overlays' images
     output:
         table=report("results/report/metrics.html", caption="../report/metrics.rst", category="Metrics"),
         markdown="results/report/metrics.md",

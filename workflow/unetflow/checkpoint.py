@@ -15,7 +15,15 @@ log = logging.getLogger(__name__)
 
 
 def rng_states() -> dict[str, Any]:
-    states = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    """The random generators' states as tensors and plain numbers, which ``torch.load`` reads
+    with ``weights_only=True`` (no pickled objects, so loading a checkpoint runs no code)."""
+    algorithm, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    states = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"algorithm": algorithm, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached_gaussian)},
+        "python": random.getstate(),
+    }
     if torch.cuda.is_available():
         states["cuda"] = torch.cuda.get_rng_state_all()
     return states
@@ -23,7 +31,9 @@ def rng_states() -> dict[str, Any]:
 
 def restore_rng_states(states: dict[str, Any]) -> None:
     torch.set_rng_state(states["torch"])
-    np.random.set_state(states["numpy"])
+    numpy_state = states["numpy"]
+    np.random.set_state((numpy_state["algorithm"], numpy_state["keys"].numpy().astype(np.uint32),
+                         numpy_state["position"], numpy_state["has_gauss"], numpy_state["cached_gaussian"]))
     random.setstate(states["python"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -45,11 +55,11 @@ def load(path: Path, expected_fingerprint: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # a torn or foreign file: start over rather than fail
         log.warning("checkpoint %s is unreadable (%s); training starts from iteration 0", path, error)
         return None
     if state.get("fingerprint") != expected_fingerprint:
-        log.warning("checkpoint %s belongs to other settings or data; training starts from iteration 0", path)
+        log.warning("checkpoint %s belongs to other settings, data or code; training starts from iteration 0", path)
         return None
     return state

@@ -1,11 +1,13 @@
-"""Short, stable hashes of settings and of store contents (standard library only: the
-workflow imports this while it builds the DAG)."""
+"""Short, stable hashes of settings, of store contents and of the code that computes results
+(standard library and PyYAML only: the workflow imports this while it builds the DAG)."""
 
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +34,82 @@ def store_fingerprint(path: Path) -> str:
 
 
 PACKAGE = Path(__file__).resolve().parent
+SCHEMA = PACKAGE.parent / "schemas" / "config.schema.yaml"
+
+# Modules that say how a step runs or reports, never what it computes: argument parsing and
+# the top-level error handler (cli), logging and progress (progress), Dask scheduling and
+# task progress (parallel), GPU slot claims (gpu_slots), the error type (errors) and figures
+# for people (plots: a curve drawn differently is the same result). A module belongs here
+# when no value it returns can reach a step's result files; its edits rerun nothing
+# (figures are redrawn by the next run that recomputes them). The modules they import
+# still count: cli reads the schema's defaults through settings.
+PLUMBING = frozenset({"cli.py", "progress.py", "parallel.py", "gpu_slots.py", "errors.py", "plots.py"})
+# Libraries (import names) that read the config or report, never compute a result.
+PLUMBING_LIBRARIES = frozenset({"yaml", "jsonschema", "tqdm", "matplotlib"})
 
 
 def code_fingerprint(step: str) -> str:
-    """A hash of the code a step runs: ``steps/<step>.py`` and every module of this package it
-    imports, directly or not (lazy imports inside functions included).
+    """A hash of the code a step runs, and of the libraries that run it.
 
-    Each module counts by its syntax tree without docstrings, so an edit that can change
-    what the step computes makes its results stale, and a comment, a docstring or
-    reformatting does not. Third-party packages are not included (their versions are the
-    environment's business: Snakemake's ``software-env`` trigger under ``--sdm conda``).
+    It covers ``steps/<step>.py`` and every module of this package it imports, directly or not
+    (lazy imports inside functions included), except the :data:`PLUMBING` modules; the schema's
+    defaults where the step reads them (through :mod:`unetflow.settings`); and the installed
+    version of every third-party distribution those modules import (torch, scikit-image, ...).
+    Each module counts by its syntax tree without docstrings, so an edit that can change what
+    the step computes makes its results stale, and a comment, a docstring or reformatting does
+    not. The versions are those of the environment that builds the DAG; under ``--sdm conda``
+    Snakemake's ``software-env`` trigger covers the jobs' own environments.
     """
     digest = hashlib.sha256()
-    for module in sorted(imported_modules(PACKAGE / "steps" / f"{step}.py")):
+    modules = sorted(imported_modules(PACKAGE / "steps" / f"{step}.py"))
+    computing = [module for module in modules if module.relative_to(PACKAGE).as_posix() not in PLUMBING]
+    for module in computing:
         digest.update(str(module.relative_to(PACKAGE)).encode())
-        digest.update(_code_without_docstrings(module).encode())
+        digest.update(_code_without_docstrings(module.read_text()).encode())
+    if PACKAGE / "settings.py" in computing:
+        digest.update(json.dumps(schema_defaults(), sort_keys=True).encode())
+    digest.update(json.dumps(library_versions(computing), sort_keys=True).encode())
     return digest.hexdigest()[:16]
+
+
+def schema_defaults() -> Any:
+    """The config schema without its descriptions: the defaults, types and ranges a step reads."""
+    return _schema_without_descriptions(SCHEMA.read_text())
+
+
+@functools.cache  # keyed by the schema's text
+def _schema_without_descriptions(text: str) -> Any:
+    import yaml  # Snakemake's own dependency, so there where the DAG is built
+
+    def without_descriptions(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {key: without_descriptions(value) for key, value in node.items() if key != "description"}
+        if isinstance(node, list):
+            return [without_descriptions(value) for value in node]
+        return node
+    return without_descriptions(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+
+
+def library_versions(modules: list[Path]) -> dict[str, str]:
+    """Distribution -> installed version, of every third-party package the modules import."""
+    distributions = _distributions_of_packages()
+    names = {name for module in modules for name in _top_level_imports(module)}
+    return {dist: metadata.version(dist) for name in names for dist in distributions.get(name, ())}
+
+
+@functools.cache
+def _distributions_of_packages() -> dict[str, list[str]]:
+    return metadata.packages_distributions()
+
+
+def _top_level_imports(module: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(_tree(module.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            names.add(node.module.split(".")[0])
+    return names - {PACKAGE.name} - PLUMBING_LIBRARIES
 
 
 def imported_modules(start: Path) -> set[Path]:
@@ -64,7 +126,7 @@ def imported_modules(start: Path) -> set[Path]:
 
 
 def _package_imports(module: Path) -> list[Path]:
-    tree = ast.parse(module.read_text())
+    tree = _tree(module.read_text())
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
@@ -92,8 +154,14 @@ def _existing(target: Path) -> list[Path]:
     return [path for path in candidates if path.is_file() and PACKAGE in path.parents][:1]
 
 
-def _code_without_docstrings(module: Path) -> str:
-    tree = ast.parse(module.read_text())
+@functools.cache  # keyed by the source text, so an edited module is parsed again
+def _tree(source: str) -> ast.Module:
+    return ast.parse(source)
+
+
+@functools.cache
+def _code_without_docstrings(source: str) -> str:
+    tree = ast.parse(source)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)

@@ -32,9 +32,9 @@ from PIL import Image
 from .array_layout import Layout, layout_of
 from .config_checks import parse_slice_selection
 from .errors import InputError
+from .stack_files import is_zarr, slice_files
 from .voxel_size import VoxelSize, from_imagej, from_ngff, from_ome_xml
 
-SLICE_SUFFIXES = (".png", ".tif", ".tiff")
 SUPPORTED = (
     "a multi-page TIFF (.tif/.tiff), a folder of PNG/TIFF slices, "
     "a 3-D NumPy array (.npy) or a Zarr array (.zarr)"
@@ -55,11 +55,6 @@ class SliceStack(Protocol):
     def name_of(self, index: int) -> str: ...
 
     def read(self, index: int) -> np.ndarray: ...
-
-
-def natural_key(name: str) -> list[int | str]:
-    """Sort key that orders embedded numbers by value: ``s2`` before ``s10``."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
 def open_stack(path: str | Path, *, labels: bool = False, channel_axis: int | None = None) -> SliceStack:
@@ -88,7 +83,7 @@ def open_stack(path: str | Path, *, labels: bool = False, channel_axis: int | No
     if not path.exists():
         raise InputError(f"{path}: no such file or folder; check the path in the config's datasets section")
     suffix = path.suffix.lower()
-    if suffix == ".zarr" or (path / ".zgroup").exists() or (path / "zarr.json").exists():
+    if is_zarr(path):
         stack = ZarrStack(path, channel_axis)
     elif path.is_dir() and channel_axis is None:
         return FolderStack(path, labels=labels)
@@ -225,10 +220,7 @@ class FolderStack:
 
     def __init__(self, path: Path, *, labels: bool = False):
         self.path, self.labels, self.channels = path, labels, 1
-        self.files = sorted(
-            (f for f in path.iterdir() if f.suffix.lower() in SLICE_SUFFIXES and not f.name.startswith(".")),
-            key=lambda f: natural_key(f.name),
-        )
+        self.files = slice_files(path)
         if not self.files:
             raise InputError(
                 f"{path}: the folder holds no PNG or TIFF slices; put one 2-D image per slice "

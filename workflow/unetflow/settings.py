@@ -67,16 +67,22 @@ def default(*path: str) -> Any:
     return copy.deepcopy(node["default"])
 
 
-def runtime_keys(name: str) -> tuple[str, ...]:
-    """Keys of section ``name`` that change how a step runs but not its results."""
+def runtime_keys(name: str, values: dict | None = None) -> tuple[str, ...]:
+    """Keys of section ``name`` that change how a step runs but not its results: those marked
+    ``x-runtime``, and those marked ``x-runtime-when: {key: value}`` while ``values`` hold it
+    (``validate_every`` decides nothing about the model while ``keep`` is ``last``)."""
     properties = section_schema(name).get("properties", {})
-    return tuple(key for key, child in properties.items() if child.get("x-runtime"))
+    values = values or {}
+    return tuple(key for key, child in properties.items() if child.get("x-runtime") or (
+        "x-runtime-when" in child and all(values.get(k) == v for k, v in child["x-runtime-when"].items())))
 
 
 def without_runtime(name: str, values: dict) -> dict:
     """Section ``name``'s settings that change results (the rerun trigger and fingerprint)."""
-    return {key: value for key, value in values.items() if key not in runtime_keys(name)}
+    runtime = runtime_keys(name, values)
+    return {key: value for key, value in values.items() if key not in runtime}
 
 
 def only_runtime(name: str, values: dict) -> dict:
-    return {key: value for key, value in values.items() if key in runtime_keys(name)}
+    runtime = runtime_keys(name, values)
+    return {key: value for key, value in values.items() if key in runtime}

@@ -27,7 +27,8 @@ import tifffile
 from PIL import Image
 
 from .errors import InputError
-from .readers import natural_key, tiff_voxel_size
+from .readers import tiff_voxel_size
+from .stack_files import natural_key
 from .voxel_size import VoxelSize
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png")

@@ -36,7 +36,7 @@ from .. import settings as settings_module
 from ..augmentation import AugmentSettings, OnlineSamples
 from ..errors import InputError
 from ..geometry import format_size, parse_size, sample_shape, size_of
-from ..fingerprints import settings_fingerprint, store_fingerprint
+from ..fingerprints import code_fingerprint, settings_fingerprint, store_fingerprint
 from ..inference import (
     autocast,
     autocast_dtype,
@@ -244,9 +244,7 @@ def train(
         load_weights(Path(start_from.path), state.model, start_from.state_dict)
         log.info("starting from the weights of %s (sha256 %s)", start_from.path, start_from.sha256[:12])
     checkpoint_path = out_dir / "checkpoint.pt"
-    key = settings_fingerprint({**fingerprint_of, "architecture": [architecture.name, architecture.to_dict()],
-                               "train": settings_module.without_runtime("train", asdict(settings)),
-                               "start_from": None if start_from is None else start_from.sha256})
+    key = checkpoint_key(fingerprint_of, architecture, settings, start_from)
     saved = checkpoint.load(checkpoint_path, key)
     checkpointed = None
     if saved is not None:
@@ -333,6 +331,19 @@ def train(
     model_versions.keep(out_dir)
     checkpoint_path.unlink(missing_ok=True)
     return metrics
+
+
+def checkpoint_key(fingerprint_of: dict, architecture: Architecture, settings: TrainSettings,
+                   start_from: start_model.StartModel | None) -> str:
+    """What a checkpoint must have been written with to be resumed: the same inputs
+    (``fingerprint_of``), training code and library versions (:func:`code_fingerprint`, so a
+    run never resumes weights of other code), architecture, settings and start model."""
+    return settings_fingerprint({
+        **fingerprint_of, "code": code_fingerprint("train"),
+        "architecture": [architecture.name, architecture.to_dict()],
+        "train": settings_module.without_runtime("train", asdict(settings)),
+        "start_from": None if start_from is None else start_from.sha256,
+    })
 
 
 def metrics_row(state: TrainingState, figures: dict[str, float], interval: IntervalLog, lr: float, iterations: int,
