@@ -171,6 +171,13 @@ def test_a_changed_device_reruns_what_it_computes(demo_run):
     assert jobs == Counter(FROM_PREDICT)
 
 
+def test_changed_parts_rerun_predict_and_segment_of_every_stack(demo_run):
+    # the same result, but made by other jobs (the parts and their merge): the README says so
+    jobs = planned_jobs(demo_run, *override(demo_run, "parts", {"predict": {"parts": 2}}))
+    assert jobs == Counter({"predict": 4, "merge_predictions": 2, "tune": 1, "segment": 2, "merge_segmentation": 1,
+                            "evaluate": 1, "view": 1, "report": 1, "all": 1})
+
+
 def test_plumbing_edits_rerun_nothing(demo_run):
     package = demo_run / "workflow/unetflow"
     unused = "\ndef unused():\n    return 'a reworded message'\n"
