@@ -5,7 +5,7 @@ Run: python benchmarks/paper_stability.py SAMPLES.zarr [--stop-after 400] [--sch
 
 Trains the paper's U-Net (depth 4, 64 channels, drop-out 0.5, batch 1, SGD with
 momentum 0.99) on the precomputed samples of an ``augmented.zarr`` store (e.g.
-the ISBI 2012 training slices) through ``unetflow.steps.train.train``, once per
+the ISBI 2012 training slices) through ``unetflow.training.train``, once per
 precision, for ``--stop-after`` iterations of a schedule planned for
 ``--schedule-iterations`` (so a warm-up of 5% of 6000 iterations is the 300
 iterations it would be in a long run). Prints the mean loss and gradient norm
@@ -29,8 +29,8 @@ import yaml
 from common import machine
 from unetflow.errors import InputError
 from unetflow import inference
-from unetflow.model import ModelConfig
-from unetflow.steps.train import TrainSettings, train
+from unetflow.methods.architectures import ModelConfig
+from unetflow.training import TrainSettings, train
 from unetflow.training_data import SampleBank
 
 PAPER_MODEL = ModelConfig(depth=4, base_channels=64, dropout=0.5)

@@ -41,7 +41,8 @@ from unetflow.inference import (
     prepare_for_inference,
     tile_geometry,
 )
-from unetflow.model import ModelConfig, UNet
+from unetflow.methods.architectures import ModelConfig
+from unetflow.model import UNet
 from unetflow.steps.predict import create_output, predict_stack
 from unetflow.intensity import Normalization, NormalizedImage
 from unetflow.tiling import array_window_reader, tile_grid_for

@@ -29,7 +29,8 @@ import torch
 from common import machine
 from unetflow import io, ngff
 from unetflow.inference import autocast, autocast_dtype, describe_precision, make_forward, tile_geometry
-from unetflow.model import ModelConfig, UNet
+from unetflow.methods.architectures import ModelConfig
+from unetflow.model import UNet
 from unetflow.steps.predict import create_output, predict_volume
 from unetflow.synthetic import generate_volume
 from unetflow.intensity import Normalization, NormalizedImage

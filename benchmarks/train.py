@@ -7,7 +7,7 @@ Run: python benchmarks/train.py [--device cuda] [--skip-loader]
    in memory (the default when it fits in half the available memory) and
    streamed from Zarr; samples/s against the limit, a NumPy copy of the same
    bytes per sample.
-2. Training, through ``unetflow.steps.train.train`` as the rule runs it: iterations/s,
+2. Training, through ``unetflow.training.train`` as the rule runs it: iterations/s,
    samples/s, the share of step time spent waiting for data, and (CUDA) peak
    memory. On the CPU: the demo model (188 -> 100, batch 4) and the paper model
    (572 -> 388, batch 1), in fp32 and with ``precision: auto``. With
@@ -28,8 +28,8 @@ from torch.utils.data import DataLoader
 from common import machine
 from unetflow.steps.augment import create_sample_store
 from unetflow.inference import autocast_dtype, describe_precision
-from unetflow.model import ModelConfig
-from unetflow.steps.train import TrainSettings, train
+from unetflow.methods.architectures import ModelConfig
+from unetflow.training import TrainSettings, train
 from unetflow.training_data import IterationBatches, SampleBank, collate
 
 PAPER_BANK_SAMPLES = 1100  # 2.3 GB at 572 -> 388: over the former fixed 2 GiB in-memory limit

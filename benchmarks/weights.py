@@ -16,7 +16,7 @@ import numpy as np
 
 from common import isbi_training_labels, machine
 from unetflow.synthetic import generate_stack
-from unetflow.steps.weights import class_weights, naive_weight_map, weight_map, weight_map_stack
+from unetflow.weight_maps import class_weights, naive_weight_map, weight_map, weight_map_stack
 
 W0, SIGMA = 10.0, 5.0
 
@@ -65,7 +65,7 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(f"data: {name}, {cells:.0f} objects per slice on average")
     print(f"naive (one EDT per object): {naive:.4f} s/slice")
-    print(f"unetflow.steps.weights.weight_map: {ours:.4f} s/slice")
+    print(f"unetflow.weight_maps.weight_map: {ours:.4f} s/slice")
     print(f"ratio naive/ours: {naive / ours:.1f}x (max abs difference {difference:.2e})")
     print(f"dask, 22 slices: 1 worker {one:.3f} s, 2 workers {two:.3f} s, speed-up {one / two:.2f}x")
 

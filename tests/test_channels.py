@@ -16,8 +16,9 @@ from conftest import copy_workflow, snakemake
 from test_starter import QUICK, init
 from unetflow import inference, intensity, io, package_normalization, synthetic
 from unetflow.errors import InputError
-from unetflow.intensity import Accumulator, Normalization, NormalizedImage, histogram_percentile
-from unetflow.model import ModelConfig, UNet
+from unetflow.intensity import Accumulator, NormalizedImage, histogram_percentile
+from unetflow.methods.architectures import ModelConfig
+from unetflow.model import UNet
 from unetflow.readers import open_stack
 from unetflow.steps import ingest, predict
 

@@ -17,7 +17,8 @@ import zarr
 from unetflow import inference, io, ngff, synthetic
 from unetflow.errors import InputError
 from unetflow.methods import architectures
-from unetflow.model import ModelConfig, UNet
+from unetflow.methods.architectures import ModelConfig
+from unetflow.model import UNet
 from unetflow.steps import predict
 from unetflow.steps.export import main
 

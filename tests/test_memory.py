@@ -13,7 +13,8 @@ import tifffile
 import zarr
 
 from unetflow.inference import save_model
-from unetflow.model import ModelConfig, UNet
+from unetflow.methods.architectures import ModelConfig
+from unetflow.model import UNet
 
 pytestmark = pytest.mark.slow
 

@@ -3,11 +3,13 @@ import math
 import pytest
 import torch
 
-from unetflow.model import ModelConfig, UNet, count_convolutions, count_parameters
+from unetflow.methods.architectures import ModelConfig
+
+from unetflow.model import UNet, count_convolutions, count_parameters
 
 
 def test_paper_network_shape_layers_and_size():
-    model = UNet()
+    model = UNet(ModelConfig())
     with torch.inference_mode():
         out = model(torch.zeros(1, 1, 572, 572))
     assert out.shape == (1, 2, 388, 388)
@@ -55,7 +57,7 @@ def test_the_untrained_paper_network_starts_with_logits_of_unit_scale():
     # He initialisation assumes rectified inputs; without the ReLU after the up-convolutions this
     # gave 7.4 (1.6-2.5 with it, seeds 0-3), and first weighted losses near 11 on ISBI samples
     torch.manual_seed(0)
-    model = UNet().eval()
+    model = UNet(ModelConfig()).eval()
     with torch.inference_mode():
         logits = model(torch.randn(2, 1, 284, 284))
     assert 0.3 < logits.std().item() < 4.0

@@ -10,7 +10,8 @@ import zarr
 
 from unetflow import inference, io, ngff, parts
 from unetflow.errors import InputError
-from unetflow.model import ModelConfig, UNet
+from unetflow.methods.architectures import ModelConfig
+from unetflow.model import UNet
 from unetflow.steps.predict import main
 
 TINY = ModelConfig(depth=1, base_channels=4, dropout=0.0)

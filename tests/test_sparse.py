@@ -21,10 +21,9 @@ from unetflow.evaluation import SliceCounts
 from unetflow.methods.losses import weighted_cross_entropy
 from unetflow.methods.metrics import pixel_error_of
 from unetflow.readers import open_stack
-from unetflow.steps import weights as weights_step
+from unetflow import weight_maps
 from unetflow.steps.ingest import ingest, targets_from_labels
 from unetflow.synthetic import generate_stack
-from unetflow.voxel_size import VoxelSize
 
 IGNORE_VALUE = 65535
 
@@ -51,8 +50,8 @@ def test_the_loss_gradient_is_exactly_zero_where_the_class_is_unknown():
     objects, classes = targets_from_labels(labels, "instance", 1, labels == IGNORE_VALUE)
     unknown = classes == io.IGNORE
     assert 0.85 <= unknown.mean() <= 0.97  # about 90 % of the pixels unknown
-    class_weight = weights_step.class_weights(np.bincount(classes[~unknown], minlength=2))
-    weight = weights_step.weight_map(classes, objects, class_weight=class_weight, w0=10, sigma=5)
+    class_weight = weight_maps.class_weights(np.bincount(classes[~unknown], minlength=2))
+    weight = weight_maps.weight_map(classes, objects, class_weight=class_weight, w0=10, sigma=5)
     assert np.all(weight[unknown] == 0) and np.all(weight[~unknown] > 0)
 
     logits = torch.randn(1, 2, *classes.shape, requires_grad=True)
@@ -69,14 +68,14 @@ def test_no_border_term_against_objects_in_unknown_pixels():
     objects[10:30, 5:18], objects[10:30, 21:34] = 1, 2
     classes = (objects > 0).astype(np.uint8)
     class_weight = np.array([1.0, 1.0])
-    full = weights_step.weight_map(classes, objects, class_weight=class_weight, w0=10, sigma=5)
+    full = weight_maps.weight_map(classes, objects, class_weight=class_weight, w0=10, sigma=5)
     assert full[20, 19] > 5
     unknown = objects == 2
     partial_classes, partial_objects = np.where(unknown, io.IGNORE, classes), np.where(unknown, 0, objects)
-    partial = weights_step.weight_map(partial_classes.astype(np.uint8), partial_objects.astype(np.uint32),
+    partial = weight_maps.weight_map(partial_classes.astype(np.uint8), partial_objects.astype(np.uint32),
                                       class_weight=class_weight, w0=10, sigma=5)
     assert partial[20, 19] == pytest.approx(1.0) and np.all(partial[unknown] == 0)
-    np.testing.assert_array_equal(partial, weights_step.naive_weight_map(
+    np.testing.assert_array_equal(partial, weight_maps.naive_weight_map(
         partial_classes.astype(np.uint8), partial_objects.astype(np.uint32), class_weight=class_weight, w0=10, sigma=5))
 
 
@@ -150,9 +149,9 @@ def test_training_tiles_always_hold_known_labels(tmp_path):
     labels[5, 20:40, 20:40] = 1
     store = run_ingest(tmp_path, labels, ignore_label=IGNORE_VALUE)
     classes = store["labels/classes/0"]
-    weights = weights_step.weight_map_stack(
+    weights = weight_maps.weight_map_stack(
         zarr_dask(classes), zarr_dask(store["labels/objects/0"]),
-        slice_weights=weights_step.slice_class_weights(zarr_dask(classes), 2, per_slice=False), w0=10, sigma=5)
+        slice_weights=weight_maps.slice_class_weights(zarr_dask(classes), 2, per_slice=False), w0=10, sigma=5)
     group = io.create_group(tmp_path / "weights.zarr")
     group.create_array(io.LEVEL0, shape=classes.shape, dtype=np.float32, chunks=(1, 64, 64),
                        config=io.ARRAY_CONFIG)[:] = weights.compute()

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from unetflow.inference import make_forward, tile_geometry
-from unetflow.model import ModelConfig, UNet
+from unetflow.methods.architectures import ModelConfig
+from unetflow.model import UNet
 from unetflow.tiling import array_window_reader, blend_origins, predict_block, predict_whole, tile_origins
 from unetflow.mirror import mirrored_window
 

@@ -11,13 +11,14 @@ import zarr
 
 from unetflow import checkpoint
 from unetflow.errors import InputError
-from unetflow.model import ModelConfig, UNet
+from unetflow.methods.architectures import ModelConfig
+from unetflow.model import UNet
 from unetflow.synthetic import generate_stack
 from unetflow.inference import autocast_dtype, cpu_has_bf16_matrix_units, resolve_device
 from unetflow.methods.losses import weighted_cross_entropy
 from unetflow.optimisation import optimisation_step
-from unetflow.steps.train import TrainSettings, train
-from unetflow.steps.weights import class_weights, weight_map
+from unetflow.training import TrainSettings, train
+from unetflow.weight_maps import class_weights, weight_map
 
 TINY = ModelConfig(depth=2, base_channels=8, dropout=0.3)
 
@@ -99,7 +100,7 @@ def test_resumed_training_ends_with_the_same_weights(tmp_path, caplog):
         run(tmp_path / "resumed", 20, interrupt_at_12)
     saved = torch.load(tmp_path / "resumed" / "checkpoint.pt", weights_only=True)  # tensors and numbers only
     assert saved["iteration"] == 10  # the last checkpoint before the interruption
-    with caplog.at_level(logging.INFO, logger="unetflow.steps.train"):
+    with caplog.at_level(logging.INFO, logger="unetflow.training"):
         metrics = run(tmp_path / "resumed", 20)
     assert "at iteration 10" in caplog.text and "starts from iteration 0" not in caplog.text
     whole, resumed = weights_of(tmp_path / "whole"), weights_of(tmp_path / "resumed")
@@ -199,7 +200,7 @@ def test_an_absurd_learning_rate_stops_training_within_a_few_iterations(tmp_path
 
 
 def test_a_model_with_a_non_finite_weight_is_never_written(tmp_path, monkeypatch):
-    import unetflow.steps.train
+    import unetflow.training
 
     def step_that_breaks_a_weight(model, optimizer, scaler, loss, *, grad_clip):
         outcome = optimisation_step(model, optimizer, scaler, loss, grad_clip=grad_clip)
@@ -207,7 +208,7 @@ def test_a_model_with_a_non_finite_weight_is_never_written(tmp_path, monkeypatch
             model.head.bias[0] = math.inf  # a fault no gradient check sees
         return outcome
 
-    monkeypatch.setattr(unetflow.steps.train, "optimisation_step", step_that_breaks_a_weight)
+    monkeypatch.setattr(unetflow.training, "optimisation_step", step_that_breaks_a_weight)
     settings = TrainSettings.from_config(dict(iterations=3, batch_size=2, device="cpu", validate_every=1000, checkpoint_every=2,
                              log_every=1))
     with pytest.raises(InputError, match=r"1 weight tensors hold NaN or infinity \(head.bias\)"):
@@ -251,7 +252,7 @@ def test_the_step_reads_nothing_back_from_the_device_between_reports(tmp_path, m
     """The GPU path (fused optimiser, on-device skip) run on the CPU as a stand-in: every
     tensor-to-host read (item, tolist, bool, float, int) inside a training step, and per
     iteration of the loop, is counted."""
-    from unetflow.steps import train as train_module
+    from unetflow import training as train_module
 
     monkeypatch.setattr(train_module, "fused_on", lambda device: True)
     reads, in_step = [], []

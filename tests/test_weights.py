@@ -11,10 +11,10 @@ from skimage.measure import label as connected_components
 from unetflow import io, ngff
 from unetflow.errors import InputError
 from unetflow.synthetic import generate_stack
-from unetflow.steps.weights import (
+from unetflow.steps.weights import main
+from unetflow.weight_maps import (
     border_cutoff,
     class_weights,
-    main,
     naive_weight_map,
     slice_class_weights,
     weight_map,

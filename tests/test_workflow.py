@@ -207,7 +207,7 @@ def test_unknown_methods_and_missing_training_data_are_refused_before_any_job(wo
 
 def test_a_pretrained_model_of_other_dims_is_refused_before_any_job(workflow_dir):
     from unetflow import inference
-    from unetflow.model import ModelConfig
+    from unetflow.methods.architectures import ModelConfig
 
     config = ModelConfig(depth=1, base_channels=2, dims=3)
     inference.save_model(workflow_dir / "volume.pt", config, config.network())

@@ -13,13 +13,11 @@ source of exported bioimage.io model packages (:class:`ProbabilityUNet`).
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from types import SimpleNamespace
+from typing import Any
 
 import torch
 from torch import nn
-
-if __package__:  # inside unetflow; a bioimage.io package imports this file without it
-    from .methods.architectures import ModelConfig
 
 
 def center_crop(tensor: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
@@ -47,7 +45,11 @@ class ConvBlock(nn.Sequential):
 
 
 class UNet(nn.Module):
-    """U-Net for K-class per-pixel classification; see :class:`ModelConfig` for the options.
+    """U-Net for K-class per-pixel classification.
+
+    ``config`` holds the options as attributes: a :class:`unetflow.methods.architectures.ModelConfig`
+    (the one options type, with the defaults; this file does not import it, so that it also
+    imports on its own in an exported package, see :class:`ProbabilityUNet`).
 
     Drop-out follows the paper's Caffe model: on the last contracting block and
     on the bottleneck ("drop-out layers at the end of the contracting path").
@@ -58,9 +60,8 @@ class UNet(nn.Module):
     deviation 5.6 instead of 1.9 (weighted loss 11 instead of 3.9 on ISBI samples).
     """
 
-    def __init__(self, config: ModelConfig | UNetOptions | None = None):
+    def __init__(self, config: Any):
         super().__init__()
-        config = ModelConfig() if config is None else config  # the paper's network
         self.config = config
         channels = [config.base_channels * 2**level for level in range(config.depth + 1)]
         dims = config.dims
@@ -103,27 +104,13 @@ class UNet(nn.Module):
 POOLING = {2: nn.MaxPool2d, 3: nn.MaxPool3d}
 
 
-def pooling_factors(config: ModelConfig | UNetOptions, level: int) -> tuple[int, ...]:
+def pooling_factors(config: Any, level: int) -> tuple[int, ...]:
     """Pooling (and up-convolution) factors per axis at ``level``: 2 everywhere, but 1 in z for
     the first ``planar_poolings`` levels of a 3-D network (for voxels longer in z than in y/x).
     ``ModelConfig.axis_factors`` states the same rule without torch, for tile arithmetic."""
     if config.dims == 3 and level < config.planar_poolings:
         return (1, 2, 2)
     return (2,) * config.dims
-
-
-class UNetOptions(NamedTuple):
-    """The arguments of a U-Net (see :class:`ModelConfig`), for building one without unetflow."""
-
-    depth: int
-    base_channels: int
-    padding: str
-    batch_norm: bool
-    dropout: float
-    in_channels: int
-    num_classes: int
-    dims: int = 2
-    planar_poolings: int = 0
 
 
 class ProbabilityUNet(UNet):
@@ -136,8 +123,9 @@ class ProbabilityUNet(UNet):
 
     def __init__(self, *, depth: int, base_channels: int, padding: str, batch_norm: bool, dropout: float,
                  in_channels: int, num_classes: int, dims: int = 2, planar_poolings: int = 0):
-        super().__init__(UNetOptions(depth, base_channels, padding, batch_norm, dropout, in_channels, num_classes,
-                                     dims, planar_poolings))
+        super().__init__(SimpleNamespace(depth=depth, base_channels=base_channels, padding=padding,
+                                         batch_norm=batch_norm, dropout=dropout, in_channels=in_channels,
+                                         num_classes=num_classes, dims=dims, planar_poolings=planar_poolings))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return torch.softmax(super().forward(image), dim=1)

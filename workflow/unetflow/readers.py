@@ -20,7 +20,6 @@ hyperstack or OME-TIFF, the ``c`` axis of OME-Zarr) or from the dataset's
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Protocol
 
@@ -29,7 +28,7 @@ import tifffile
 import zarr
 from PIL import Image
 
-from .array_layout import Layout, layout_of
+from .array_layout import layout_of
 from .config_checks import parse_slice_selection
 from .errors import InputError
 from .stack_files import is_zarr, slice_files
