@@ -20,7 +20,6 @@ report: "workflow/report/workflow.rst"
 
 
 include: "workflow/rules/common.smk"
-include: "workflow/rules/provenance.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/weights.smk"
@@ -42,5 +41,5 @@ check_given_files()  # once every rule is defined (common.smk)
 rule all:
     input:
         "results/report/metrics.html",
-        expand("results/view/{model}/{dataset}.ome.zarr", model=active_models(), dataset=prediction_datasets()),
+        expand("results/view/{model}/{dataset}.ome.zarr", model=plan.active_models(), dataset=plan.prediction_datasets()),
     default_target: True

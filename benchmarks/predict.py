@@ -6,7 +6,7 @@ Run: python benchmarks/predict.py [--slices N] [--depth D --channels C] [--devic
 On the same slices (ISBI 2012 test slices, synthetic where absent), with the
 same network weights, in one process, output megapixels/s of:
 
-1. valid-padded U-Net (the paper's): `unetflow.steps.predict.predict_stack` (Zarr in,
+1. valid-padded U-Net (the paper's): `unetflow.prediction.predict_stack` (Zarr in,
    Zarr out) against the raw model forward on exactly the tiles it runs (the
    limit);
 2. the same architecture with same padding: ours (half-overlapping tiles,
@@ -43,7 +43,7 @@ from unetflow.inference import (
 )
 from unetflow.methods.architectures import ModelConfig
 from unetflow.model import UNet
-from unetflow.steps.predict import create_output, predict_stack
+from unetflow.prediction import create_output, predict_stack
 from unetflow.intensity import Normalization, NormalizedImage
 from unetflow.tiling import array_window_reader, tile_grid_for
 from unetflow.voxel_size import UNKNOWN

@@ -6,7 +6,7 @@ Run: python benchmarks/predict3d.py [--depth-slices Z --size N] [--depth D --cha
 On one synthetic EM-like volume (``unetflow.synthetic.generate_volume``), with one
 3-D U-Net's weights, in one process, output megavoxels/s of:
 
-1. ours: ``unetflow.steps.predict.predict_volume``, Zarr in and Zarr out, the
+1. ours: ``unetflow.prediction.predict_volume``, Zarr in and Zarr out, the
    volume streamed in blocks of slices with a halo of the network's margin
    (read, mirrored and normalised on a helper thread; written on another);
 2. the limit: the raw model forward on exactly the tiles ours runs, their inputs
@@ -31,7 +31,7 @@ from unetflow import io, ngff
 from unetflow.inference import autocast, autocast_dtype, describe_precision, make_forward, tile_geometry
 from unetflow.methods.architectures import ModelConfig
 from unetflow.model import UNet
-from unetflow.steps.predict import create_output, predict_volume
+from unetflow.prediction import create_output, predict_volume
 from unetflow.synthetic import generate_volume
 from unetflow.intensity import Normalization, NormalizedImage
 from unetflow.tiling import array_window_reader, tile_grid_for

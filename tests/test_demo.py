@@ -178,6 +178,21 @@ def test_changed_parts_rerun_predict_and_segment_of_every_stack(demo_run):
                             "evaluate": 1, "view": 1, "report": 1, "all": 1})
 
 
+def test_a_moved_stack_reruns_its_dataset_from_ingest_on(demo_run):
+    # Snakemake knows files by path and time: the README says so and what it reruns
+    moved = demo_run / "resources/moved"
+    moved.mkdir(exist_ok=True)
+    source = demo_run / "resources/demo/test-volume.tif"
+    os.link(source, moved / "test-volume.tif")  # the same bytes and time at another path
+    try:
+        test_stack = yaml.safe_load((demo_run / "config/config.yaml").read_text())["datasets"]["demo_test"]
+        config = {"datasets": {"demo_test": {**test_stack, "images": "resources/moved/test-volume.tif"}}}
+        jobs = planned_jobs(demo_run, *override(demo_run, "moved", config))
+    finally:
+        (moved / "test-volume.tif").unlink()
+    assert jobs == Counter({"ingest": 1, "predict": 1, "segment": 1, "evaluate": 1, "view": 1, "report": 1, "all": 1})
+
+
 def test_plumbing_edits_rerun_nothing(demo_run):
     package = demo_run / "workflow/unetflow"
     unused = "\ndef unused():\n    return 'a reworded message'\n"

@@ -14,7 +14,7 @@ from unetflow.config_checks import check_watershed
 from unetflow.errors import InputError
 from unetflow.methods.metrics import object_scores
 from unetflow.methods.segmenters import segment
-from unetflow.steps.tune import candidates, choose, sweep
+from unetflow.tuning import candidates, choose, sweep
 
 WATERSHED = {"method": "watershed", "threshold": 0.5, "seeds": "distance", "h": 2.0, "min_size": 0}
 

@@ -1,5 +1,6 @@
-"""The house rules as tests: steps are leaves, every rule's conda environment holds what its
-step imports, CPU steps import without torch, code edits change the code fingerprint."""
+"""The house rules as tests: steps are thin leaves, the package has no import circle, every
+rule's conda environment holds what its step imports, CPU steps import without torch, code
+edits change the code fingerprint and plumbing edits do not."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import ast
 import re
 import subprocess
 import sys
+from graphlib import CycleError, TopologicalSorter
 
 import pytest
 import yaml
@@ -77,6 +79,30 @@ def test_the_cpu_steps_import_without_torch():
               + "assert 'torch' not in [m.split('.')[0] for m in sys.modules if sys.modules[m] is not None]")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+STEP_LINES = 250  # a step parses, calls library modules and writes: more is library code in the wrong place
+COMMON_SMK_LINES = 150  # rules/common.smk reads the plan (unetflow.plan); the plan is Python, tested as such
+
+
+@pytest.mark.parametrize("step", STEPS)
+def test_a_step_module_is_thin(step):
+    lines = len((PACKAGE / "steps" / f"{step}.py").read_text().splitlines())
+    assert lines <= STEP_LINES, f"steps/{step}.py has {lines} lines: move what it computes into a library module"
+
+
+def test_common_smk_is_short():
+    lines = len((REPO / "workflow/rules/common.smk").read_text().splitlines())
+    assert lines <= COMMON_SMK_LINES, f"rules/common.smk has {lines} lines: the plan belongs in unetflow/plan.py"
+
+
+def test_no_import_circle_in_the_package():
+    graph = {module: set(fingerprints._package_imports(module)) - {module} for module in PACKAGE.rglob("*.py")}
+    try:
+        TopologicalSorter(graph).prepare()
+    except CycleError as error:
+        circle = " -> ".join(str(module.relative_to(PACKAGE)) for module in error.args[1])
+        pytest.fail(f"import circle: {circle}")
 
 
 def test_the_code_fingerprint_follows_the_imports_of_a_step():

@@ -11,7 +11,8 @@ from ome_zarr.reader import Label, Multiscales, Reader
 
 from unetflow import io
 from unetflow.errors import InputError
-from unetflow.steps.ingest import ingest, touching_borders
+from unetflow.label_targets import touching_borders
+from unetflow.steps.ingest import ingest
 from unetflow.readers import open_stack
 
 

@@ -22,7 +22,8 @@ from unetflow.methods.losses import weighted_cross_entropy
 from unetflow.methods.metrics import pixel_error_of
 from unetflow.readers import open_stack
 from unetflow import weight_maps
-from unetflow.steps.ingest import ingest, targets_from_labels
+from unetflow.label_targets import targets_from_labels
+from unetflow.steps.ingest import ingest
 from unetflow.synthetic import generate_stack
 
 IGNORE_VALUE = 65535

@@ -17,7 +17,7 @@ from unetflow.errors import InputError
 from unetflow.methods.segmenters import segment
 from unetflow.steps import segment as segment_step
 from unetflow.steps import tune as tune_step
-from unetflow.steps.tune import candidates, choose, sweep
+from unetflow.tuning import candidates, choose, sweep
 from unetflow.synthetic import em_labels, generate_volume
 from unetflow.voxel_size import VoxelSize
 

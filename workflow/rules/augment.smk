@@ -13,10 +13,10 @@ rule augment:
         input_size="[0-9]+(x[0-9]+x[0-9]+)?",
         output_size="[0-9]+(x[0-9]+x[0-9]+)?",
     params:
-        upstream=upstream_of_samples,  # settings of the inputs (provenance.smk)
+        upstream=upstream("augment"),  # settings of the inputs (unetflow.plan)
         scheduler=runtime(config["dask"]["scheduler"]),
         code=code_of("augment"),
-        settings=json.dumps(augment_settings(), sort_keys=True),
+        settings=as_json(plan.augment_settings()),
     threads: workflow.cores
     resources:
         mem_mb=memory_mb(2000, 2),

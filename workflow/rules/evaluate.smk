@@ -9,10 +9,10 @@ rule evaluate:
     output:
         "results/evaluation/{model}/{dataset}.csv",
     params:
-        upstream=upstream_of_segmented,  # settings of the inputs (provenance.smk)
+        upstream=upstream("evaluate"),  # settings of the inputs (unetflow.plan)
         code=code_of("evaluate"),
         dims=config["dims"],
-        blocks=runtime(json.dumps(config["blocks"], sort_keys=True)),  # blockwise scores are the whole's
+        blocks=runtime(as_json(config["blocks"])),  # blockwise scores are the whole's
         scheduler=runtime(config["dask"]["scheduler"]),
     threads: workflow.cores
     resources:

@@ -4,7 +4,7 @@
 
 rule export:
     input:
-        model_file,  # the train rule's model.pt, or a pretrained model's file
+        of_model(plan.model_file),  # the train rule's model.pt, or a pretrained model's file
     output:
         "results/models/{model}/bioimageio.zip",
     params:

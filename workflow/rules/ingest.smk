@@ -3,20 +3,20 @@
 
 rule ingest:
     input:
-        unpack(raw_inputs),
+        unpack(of_dataset(plan.raw_inputs)),
     output:
         directory("results/{dataset}/data.zarr"),
     params:
-        upstream=upstream_of_data,  # settings of the inputs (provenance.smk)
+        upstream=upstream("ingest"),  # settings of the inputs (unetflow.plan)
         code=code_of("ingest"),
-        images=lambda wildcards: dataset(wildcards.dataset)["images"],
-        labels=labels_option,
-        label_kind=lambda wildcards: dataset(wildcards.dataset)["label_kind"],
+        images=lambda wildcards: plan.dataset(wildcards.dataset)["images"],
+        labels=of_dataset(plan.labels_option),
+        label_kind=lambda wildcards: plan.dataset(wildcards.dataset)["label_kind"],
         num_classes=config["num_classes"],
         dims=config["dims"],
         ngff=config["ngff"],
-        image_options=image_options,
-        voxel_size=lambda wildcards: json.dumps(dataset(wildcards.dataset)["voxel_size"], sort_keys=True),
+        image_options=of_dataset(plan.image_options),
+        voxel_size=lambda wildcards: as_json(plan.dataset(wildcards.dataset)["voxel_size"]),
     resources:
         mem_mb=memory_mb(2000, 2),
     log:

@@ -9,6 +9,7 @@ if PARTS > 1:
             directory("results/predictions/{model}/{dataset}.zarr"),
         params:
             parts=runtime(PARTS),
+            code=code_of("merge"),
         log:
             "logs/merge/predictions/{model}/{dataset}.log",
         conda:
@@ -24,6 +25,7 @@ if PARTS > 1:
         params:
             parts=runtime(PARTS),
             scheduler=runtime(config["dask"]["scheduler"]),
+            code=code_of("merge"),
         threads: workflow.cores
         resources:
             mem_mb=block_memory_mb(1500, 250),

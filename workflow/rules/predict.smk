@@ -4,7 +4,7 @@
 
 rule predict:
     input:
-        model=model_file,
+        model=of_model(plan.model_file),
         data="results/{dataset}/data.zarr",
     output:
         store_or_part("results/predictions/{model}/{dataset}.zarr"),
@@ -12,10 +12,10 @@ rule predict:
         store="results/predictions/{model}/{dataset}.zarr",
         part=part_of,
         parts=runtime(PARTS),
-        upstream=upstream_of_prediction,  # settings of the inputs (provenance.smk)
-        runtime=predict_runtime,
+        upstream=upstream("predict"),  # settings of the inputs (unetflow.plan)
+        runtime=runtime(as_json(plan.runtime_settings("predict"))),
         code=code_of("predict"),
-        settings=json.dumps(results_settings("predict"), sort_keys=True),
+        settings=as_json(plan.results_settings("predict")),
     threads: workflow.cores
     resources:
         gpu=1,

@@ -3,12 +3,12 @@
 
 rule report:
     input:
-        evaluations=expand("results/evaluation/{model}/{dataset}.csv", model=active_models(), dataset=evaluated_datasets()),
-        metrics=expand("results/models/{model}/metrics.csv", model=trained_models()),
-        segmentations=expand("results/segmentation/{model}/{dataset}.zarr", model=active_models(), dataset=prediction_datasets()),
-        tuning=expand("results/tuning/{model}/sweep.csv", model=active_models()) if tuned() else [],
-        chosen=expand("results/tuning/{model}/segment.json", model=active_models()) if tuned() else [],
-        images=expand("results/{dataset}/data.zarr", dataset=prediction_datasets()),  # the overlays' images
+        evaluations=expand("results/evaluation/{model}/{dataset}.csv", model=plan.active_models(), dataset=plan.evaluated_datasets()),
+        metrics=expand("results/models/{model}/metrics.csv", model=plan.trained_models()),
+        segmentations=expand("results/segmentation/{model}/{dataset}.zarr", model=plan.active_models(), dataset=plan.prediction_datasets()),
+        tuning=expand("results/tuning/{model}/sweep.csv", model=plan.active_models()) if plan.tuned() else [],
+        chosen=expand("results/tuning/{model}/segment.json", model=plan.active_models()) if plan.tuned() else [],
+        images=expand("results/{dataset}/data.zarr", dataset=plan.prediction_datasets()),  # the overlays' images
     output:
         table=report("results/report/metrics.html", caption="../report/metrics.rst", category="Metrics"),
         markdown="results/report/metrics.md",
@@ -16,15 +16,15 @@ rule report:
         tuning=report("results/report/tuning.png", caption="../report/tuning.rst", category="Segmentation"),
         overlays=report("results/report/overlays.png", caption="../report/overlays.rst", category="Segmentation"),
     params:
-        upstream=upstream_of_report(),  # settings of the inputs (provenance.smk)
+        upstream=plan.upstream_hash("report"),  # settings of the inputs (unetflow.plan)
         code=code_of("report"),
-        models=active_models(),
-        trained=trained_models(),
-        origins=model_origins(),
-        predicted=prediction_datasets(),
-        evaluated=evaluated_datasets(),
-        split=json.dumps(data_split()),
-        tuned="--tuned" if tuned() else "",
+        models=plan.active_models(),
+        trained=plan.trained_models(),
+        origins=as_json(plan.model_origins()),
+        predicted=plan.prediction_datasets(),
+        evaluated=plan.evaluated_datasets(),
+        split=json.dumps(plan.data_split()),
+        tuned="--tuned" if plan.tuned() else "",
     log:
         "logs/report.log",
     benchmark:

@@ -5,19 +5,19 @@
 rule segment:
     input:
         predictions="results/predictions/{model}/{dataset}.zarr",
-        tuned=tuned_settings,  # the tune rule's choice, when segment.settings is tuned
+        tuned=of_model(plan.tuned_settings),  # the tune rule's choice, when segment.settings is tuned
     output:
         store_or_part("results/segmentation/{model}/{dataset}.zarr"),
     params:
         store="results/segmentation/{model}/{dataset}.zarr",
         part=part_of,
         parts=runtime(PARTS),
-        upstream=upstream_of_segmentation,  # settings of the inputs (provenance.smk)
+        upstream=upstream("segment"),  # settings of the inputs (unetflow.plan)
         scheduler=runtime(config["dask"]["scheduler"]),
         code=code_of("segment"),
         dims=config["dims"],
-        settings=json.dumps(segment_settings(), sort_keys=True),
-        blocks=blocks_settings(),
+        settings=as_json(plan.segment_settings()),
+        blocks=as_json(config["blocks"]),
         tuned=lambda wildcards, input: ["--tuned", input.tuned] if input.tuned else [],
     threads: workflow.cores
     resources:

@@ -3,21 +3,21 @@
 
 rule train:
     input:
-        unpack(training_inputs),
+        unpack(of_model(plan.training_inputs)),
     output:
         model="results/models/{model}/model.pt",
         metrics="results/models/{model}/metrics.csv",
         loss="results/models/{model}/loss.png",
     wildcard_constraints:
-        model=one_of(trained_models()),  # never a model whose file the config gives (common.smk)
+        model=one_of(plan.trained_models()),  # never a model whose file the config gives (common.smk)
     params:
-        upstream=upstream_of_model,  # settings of the inputs (provenance.smk)
-        runtime=train_runtime,
+        upstream=upstream("train"),  # settings of the inputs (unetflow.plan)
+        runtime=lambda wildcards, threads: as_json(plan.runtime_settings("train", plan.model_train_settings(wildcards.model))),
         code=code_of("train"),
-        model=lambda wildcards: json.dumps(model_architecture(wildcards.model), sort_keys=True),
-        settings=lambda wildcards: json.dumps(results_settings("train", model_train_settings(wildcards.model)), sort_keys=True),
-        online=online_option,
-        start=start_option,
+        model=lambda wildcards: as_json(plan.model_architecture(wildcards.model)),
+        settings=lambda wildcards: as_json(plan.results_settings("train", plan.model_train_settings(wildcards.model))),
+        online=of_model(plan.online_option),
+        start=of_model(plan.start_option),
         num_classes=config["num_classes"],
         dims=config["dims"],
         out_dir=lambda wildcards: f"results/models/{wildcards.model}",

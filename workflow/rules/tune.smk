@@ -4,17 +4,17 @@
 
 rule tune:
     input:
-        data=expand("results/{dataset}/data.zarr", dataset=validation_datasets()),
-        predictions=expand("results/predictions/{{model}}/{dataset}.zarr", dataset=validation_datasets()),
+        data=expand("results/{dataset}/data.zarr", dataset=plan.validation_datasets()),
+        predictions=expand("results/predictions/{{model}}/{dataset}.zarr", dataset=plan.validation_datasets()),
     output:
         settings="results/tuning/{model}/segment.json",
         table="results/tuning/{model}/sweep.csv",
     params:
-        upstream=upstream_of_tuning,  # settings of the inputs (provenance.smk)
+        upstream=upstream("tune"),  # settings of the inputs (unetflow.plan)
         code=code_of("tune"),
         dims=config["dims"],
-        settings=json.dumps(config["tune"], sort_keys=True),
-        blocks=blocks_settings(),
+        settings=as_json(config["tune"]),
+        blocks=as_json(config["blocks"]),
         scheduler=runtime(config["dask"]["scheduler"]),
     threads: workflow.cores
     resources:

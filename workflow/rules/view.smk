@@ -10,7 +10,7 @@ rule view:
     output:
         directory("results/view/{model}/{dataset}.ome.zarr"),
     params:
-        upstream=upstream_of_segmented,  # settings of the inputs (provenance.smk)
+        upstream=made_with("segment"),  # settings of the inputs (unetflow.plan)
         code=code_of("view"),
         name="{dataset} ({model})",
     log:
@@ -25,13 +25,14 @@ rule view:
 
 rule tiff:
     input:
-        tiff_source,  # the store of that kind (common.smk)
+        lambda wildcards: plan.tiff_source(wildcards.kind, wildcards.model, wildcards.dataset),  # that kind's store
     output:
         "results/tiff/{model}/{dataset}.{kind}.ome.tif",
     wildcard_constraints:
         kind="probabilities|segmentation",
     params:
-        upstream=upstream_of_tiff,  # of the probabilities or the segmentation (provenance.smk)
+        upstream=lambda wildcards: plan.made_with(  # of the probabilities or the segmentation (unetflow.plan)
+            "predict" if wildcards.kind == "probabilities" else "segment", model=wildcards.model, dataset=wildcards.dataset),
         code=code_of("tiff"),
     log:
         "logs/tiff/{model}/{dataset}.{kind}.log",

@@ -8,10 +8,10 @@ rule weights:
         store=directory("results/{dataset}/weights.zarr"),
         preview="results/{dataset}/weights_preview.png",
     params:
-        upstream=upstream_of_data,  # settings of the inputs (provenance.smk)
+        upstream=upstream("weights"),  # settings of the inputs (unetflow.plan)
         scheduler=runtime(config["dask"]["scheduler"]),
         code=code_of("weights"),
-        settings=json.dumps(config["weights"], sort_keys=True),
+        settings=as_json(config["weights"]),
         num_classes=config["num_classes"],
         dims=config["dims"],
     threads: workflow.cores

@@ -1,29 +1,10 @@
-"""Ingestion: raw image and label stacks to one validated OME-Zarr store.
+"""Step: raw image and label stacks to one validated OME-Zarr store.
 
 The image is copied slice by slice with its dtype kept (channels first, (c, z, y, x),
 where it has several); its normalisation statistics (:mod:`unetflow.intensity`: z-score or
-percentiles, per dataset or per image) are stored for later steps. Labels come in
-three kinds:
-
-``binary``
-    two values (e.g. ISBI 2012: 255 = cell interior, 0 = membrane); the larger
-    is foreground, objects are its 4-connected components (6-connected in 3-D).
-``instance``
-    one integer per object, 0 = background; kept as they are. The training
-    target is the foreground minus a one-pixel border between touching
-    objects, so that the network learns to separate them.
-``classes``
-    class indices ``0 .. num_classes - 1``; objects are the 4-connected
-    components of the non-zero classes.
-
-Sparse annotations (:mod:`unetflow.annotations`): pixels equal to ``--ignore-label``, and
-every pixel of a slice outside ``--labelled-slices``, are unknown: class ``io.IGNORE``, no
-object.
-
-``auto`` picks ``binary`` for at most two distinct values, else ``instance``
-for two classes and ``classes`` for more. With ``num_classes`` above 2, ``auto``
-reads labels as class indices, so a binary mask of 0/255 is refused with the fix
-(``label_kind: binary``, which gives classes 0 and 1 whatever ``num_classes``).
+percentiles, per dataset or per image) are stored for later steps. The labels are checked
+and made into objects and classes (:mod:`unetflow.label_targets`), slice by slice or, for a
+volume, block by block.
 """
 
 from __future__ import annotations
@@ -41,12 +22,12 @@ from .. import blockwise, cli, intensity, io, ngff, settings
 from ..annotations import Annotation, from_options
 from ..blocks import BlockGrid
 from ..errors import InputError
+from ..label_targets import LABEL_KINDS, scan_labels, targets_from_labels, touching_borders
 from ..progress import progress
 from ..readers import SelectedSlices, SliceStack, open_stack, parse_slices
 from ..voxel_size import VoxelSize, from_config, resolve
 
 log = logging.getLogger(__name__)
-LABEL_KINDS = ("auto", "binary", "instance", "classes")
 ZARR_FORMATS = {"0.4": 2, "0.5": 3}  # NGFF version -> the Zarr format it is written on
 
 
@@ -58,118 +39,6 @@ def check_image_slice(image: np.ndarray, where: str) -> None:
             f"{where}: image holds {count} NaN or infinite values; replace them (e.g. with 0 or the "
             "slice mean) before ingestion"
         )
-
-
-def label_values(labels: np.ndarray, where: str) -> np.ndarray:
-    """The distinct values of a label slice, after checking they are non-negative integers."""
-    if labels.dtype == np.bool_:
-        labels = labels.astype(np.uint8)
-    if np.issubdtype(labels.dtype, np.floating):
-        if not np.all(np.isfinite(labels)) or np.any(labels != np.round(labels)):
-            raise InputError(
-                f"{where}: labels hold fractional (or NaN) values; labels must be integers, one value "
-                "per class or object: save them as an integer type (uint8/uint16) without interpolation"
-            )
-    elif not np.issubdtype(labels.dtype, np.integer):
-        raise InputError(f"{where}: labels have data type {labels.dtype}; save them as integers")
-    values = np.unique(labels)
-    if values.size and values[0] < 0:
-        raise InputError(
-            f"{where}: labels hold negative values (minimum {values[0]}); use 0 for background and "
-            "positive integers for objects or classes"
-        )
-    return values.astype(np.int64)
-
-
-def infer_label_kind(values: np.ndarray, num_classes: int) -> str:
-    """The label kind ``auto`` resolves to for the distinct values of a whole stack."""
-    if values.size <= 2:
-        return "binary"
-    return "instance" if num_classes == 2 else "classes"
-
-
-def touching_borders(objects: np.ndarray) -> np.ndarray:
-    """Pixels (voxels) of an object that face-touch another object with a smaller label.
-
-    Marking only one side of each contact gives a border one pixel wide that
-    still separates the objects under 4-connectivity (6-connectivity in a volume).
-    """
-    border = np.zeros(objects.shape, dtype=bool)
-    for axis in range(objects.ndim):
-        for step in (1, -1):
-            neighbour = np.roll(objects, step, axis=axis)
-            edge = [slice(None)] * objects.ndim
-            edge[axis] = slice(0, 1) if step == 1 else slice(-1, None)
-            neighbour[tuple(edge)] = 0  # no wrap-around
-            border |= (neighbour > 0) & (neighbour < objects)
-    return border
-
-
-def targets_from_labels(
-    labels: np.ndarray, kind: str, foreground_value: int, unknown: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Instance objects (uint32) and training classes (uint8) of one label slice, or of a whole
-    label volume (objects connected, and touching objects separated, through z too); ``unknown``
-    pixels get no object and class ``io.IGNORE``."""
-    if unknown is not None:
-        labels = np.where(unknown, 0, labels)
-    objects, classes = known_targets(labels, kind, foreground_value)
-    if unknown is not None:
-        objects[unknown], classes[unknown] = 0, io.IGNORE
-    return objects, classes
-
-
-def known_targets(labels: np.ndarray, kind: str, foreground_value: int) -> tuple[np.ndarray, np.ndarray]:
-    if kind == "binary":
-        classes = (labels == foreground_value).astype(np.uint8)
-        objects = connected_components(classes, connectivity=1).astype(np.uint32)
-    elif kind == "instance":
-        objects = labels.astype(np.uint32)
-        classes = ((objects > 0) & ~touching_borders(objects)).astype(np.uint8)
-    else:
-        classes = labels.astype(np.uint8)
-        objects = connected_components(classes > 0, connectivity=1).astype(np.uint32)
-    return objects, classes
-
-
-def scan_labels(stack: SliceStack, kind: str, num_classes: int,
-                annotation: Annotation = Annotation()) -> tuple[str, int]:
-    """Validate every annotated label slice; return the resolved kind and the foreground value
-    (the ignore label is no value of either)."""
-    values: set[int] = set()
-    for index in progress(range(stack.shape[0]), desc="checking labels"):
-        if not annotation.slice_known(index):
-            continue
-        slice_values = annotation.known_values(label_values(stack.read(index), stack.name_of(index)))
-        if kind in ("auto", "binary") and len(values) <= 2:
-            values.update(slice_values.tolist())
-        checks_classes = kind == "classes" or (kind == "auto" and num_classes > 2)
-        if checks_classes and slice_values.size and slice_values[-1] >= num_classes:
-            raise not_classes_error(stack.name_of(index), slice_values, kind, num_classes)
-    if kind == "auto":
-        kind = infer_label_kind(np.array(sorted(values)), num_classes)
-    annotation.check(kind, num_classes, str(stack.path))
-    if kind == "binary" and len(values) > 2:
-        raise InputError(
-            f"{stack.path}: label_kind is binary but the labels hold more than two values "
-            f"({sorted(values)[:5]}...); set label_kind to instance or classes in the config"
-        )
-    return kind, max(max(values, default=1), 1)  # an all-zero stack has no foreground
-
-
-def not_classes_error(where: str, values: np.ndarray, kind: str, num_classes: int) -> InputError:
-    """The labels hold a value that is no class index: say what they may be instead."""
-    classes = f"0..{num_classes - 1}"
-    guesses = ""
-    if kind == "auto" and values.size <= 2:
-        guesses = ("; if they are a binary mask (the larger value the foreground, class 1), set the "
-                   "dataset's label_kind: binary")
-    elif kind == "auto":
-        guesses = "; if they are object (instance) labels, set the dataset's label_kind: instance"
-    return InputError(
-        f"{where}: labels hold the value {values[-1]}, which is not one of the classes {classes} of num_classes "
-        f"{num_classes}: save them as class indices {classes}{guesses}"
-    )
 
 
 def check_shapes(images: SliceStack, labels: SliceStack) -> None:
