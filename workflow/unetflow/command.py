@@ -1,4 +1,5 @@
-"""The ``unetflow`` command: ``unetflow init FOLDER`` writes a config from a folder of images."""
+"""The ``unetflow`` command: ``unetflow init FOLDER`` writes a config from a folder of images;
+``unetflow check CONFIG`` checks a config as the workflow does before any job and prints its plan."""
 
 from __future__ import annotations
 
@@ -6,9 +7,12 @@ import argparse
 import logging
 from pathlib import Path
 
-from . import presets, starter, starter_config
+import yaml
+
+from . import plan_checks, presets, settings, starter, starter_config
 from .cli import run
 from .errors import InputError
+from .plan import Plan
 
 log = logging.getLogger("unetflow")
 
@@ -30,6 +34,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                       help="the machine that will train: sizes the model (default: this machine)")
     init.add_argument("--model", type=Path, help="a trained model.pt to apply instead of training one")
     init.add_argument("--force", action="store_true", help="replace an existing config file")
+    check = commands.add_parser("check", help="check a config as the workflow does before any job; print its plan",
+                                description="Validate CONFIG against the schema, refuse what the workflow refuses "
+                                "before any job (unetflow.plan_checks), and print which datasets train, validate "
+                                "and are predicted, and which models train on which samples.")
+    check.add_argument("config", type=Path, nargs="+", help="config files, each on top of the ones before (as "
+                       "snakemake --configfile takes them)")
     return parser.parse_args(argv)
 
 
@@ -60,10 +70,41 @@ def init(args: argparse.Namespace) -> Path:
     return output
 
 
+def merged(paths: list[Path]) -> dict:
+    """The config files merged as Snakemake merges them: nested mappings key by key, later files on top."""
+    def update(base: dict, top: dict) -> dict:
+        return {**base, **{key: update(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict)
+                           else value for key, value in top.items()}}
+    config: dict = {}
+    for path in paths:
+        if not path.is_file():
+            raise InputError(f"{path}: no such config file")
+        config = update(config, yaml.safe_load(path.read_text()) or {})
+    return config
+
+
+def check(args: argparse.Namespace) -> Plan:
+    plan = Plan(settings.whole_config(merged(args.config)))
+    plan_checks.check(plan)
+    trained = plan.trained_models()
+    print(f"{', '.join(map(str, args.config))}: the workflow accepts it")
+    print(f"  train on:    {', '.join(plan.training_datasets() if trained else []) or '-'}")
+    print(f"  validate on: {', '.join(plan.validation_datasets()) or '-'}"
+          f"{' (and tune the segmentation)' if plan.tuned() else ''}")
+    print(f"  predict:     {', '.join(plan.prediction_datasets()) or '-'}"
+          f" (scored: {', '.join(plan.evaluated_datasets()) or 'none'})")
+    for model, origin in plan.model_origins().items():
+        sizes = f"; samples {' -> '.join(map(str, plan.model_sample_sizes(model)))}" if model in trained else ""
+        print(f"  model {model}: {origin}{sizes}")
+    return plan
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.command == "init":
         init(args)
+    elif args.command == "check":
+        check(args)
 
 
 def entry_point() -> None:

@@ -37,11 +37,27 @@ def with_defaults(subschema: dict, values: Any) -> Any:
     if not isinstance(values, dict):
         return values
     filled = dict(values)
-    for key, child in subschema.get("properties", {}).items():
+    properties = subschema.get("properties", {})
+    for key, child in properties.items():
         if key not in filled and "default" in child:
             filled[key] = copy.deepcopy(child["default"])
         if key in filled:
             filled[key] = with_defaults(child, filled[key])
+    entries = subschema.get("additionalProperties")
+    if isinstance(entries, dict):  # a mapping of named entries (datasets, models): each entry's defaults
+        for key in filled.keys() - properties.keys():
+            filled[key] = with_defaults(entries, filled[key])
+    return filled
+
+
+def whole_config(values: dict) -> dict:
+    """A whole config with the schema's defaults, validated as Snakemake validates it; raises
+    :class:`InputError` naming the key and the problem."""
+    filled = with_defaults(schema(), values)
+    try:
+        jsonschema.validate(filled, schema())
+    except jsonschema.ValidationError as error:
+        raise InputError(f"config: {'.'.join(map(str, error.absolute_path)) or 'top level'}: {error.message}") from None
     return filled
 
 
