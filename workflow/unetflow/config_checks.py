@@ -1,6 +1,6 @@
 """Checks of settings that the schema cannot express, run before any job starts.
 
-The workflow calls these while it builds the DAG (``workflow/rules/common.smk``),
+The workflow calls these while it builds the DAG (``unetflow.plan_checks``, from ``rules/common.smk``),
 and the steps call the ones that concern them again, so that a step run by hand
 refuses the same settings with the same message. Only the standard library is
 imported: Snakemake imports this module on every invocation.
