@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -52,6 +53,24 @@ def on_demo(*configs: str | Path) -> list[str]:
     return ["--configfile", DEMO_CONFIG, *map(str, configs)]
 
 
+# Snakemake's SLURM executor plugin runs `scontrol show config` whenever Snakemake starts (for a
+# help text). Where SLURM's client is installed but no controller answers (after test_slurm has
+# stopped its cluster, or on a machine set up so), that waits out the plugin's 10-s timeout on
+# every run: runs that do not use SLURM get an scontrol that fails at once.
+NO_SLURM = Path(tempfile.mkdtemp(prefix="unetflow-no-slurm-"))
+(NO_SLURM / "scontrol").write_text("#!/bin/sh\nexit 1\n")
+(NO_SLURM / "scontrol").chmod(0o755)
+
+
+def snakemake_environment(args: tuple[str, ...], env: dict | None = None) -> dict:
+    """The environment of a snakemake run: this one with ``env`` added, and the failing scontrol
+    first on the PATH unless the run uses the SLURM profile."""
+    environment = {**os.environ, **(env or {})}
+    if "profiles/slurm" not in args:
+        environment["PATH"] = f"{NO_SLURM}{os.pathsep}{environment.get('PATH', '')}"
+    return environment
+
+
 def snakemake(cwd: Path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run the snakemake CLI in ``cwd`` (with ``env`` added to the environment); output captured as text."""
     result = subprocess.run(
@@ -60,7 +79,7 @@ def snakemake(cwd: Path, *args: str, check: bool = True, env: dict | None = None
         capture_output=True,
         text=True,
         timeout=1800,
-        env=None if env is None else {**os.environ, **env},
+        env=snakemake_environment(args, env),
     )
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")

@@ -15,7 +15,7 @@ import torch
 import yaml
 import zarr
 
-from conftest import copy_workflow, planned_jobs
+from conftest import copy_workflow, planned_jobs, snakemake_environment
 from test_memory import MB, memory_cgroup
 from unetflow import inference
 from unetflow.methods.architectures import ModelConfig
@@ -63,7 +63,7 @@ def test_parts_of_a_volume_give_one_jobs_probabilities_and_segmentation(tmp_path
             assert (jobs["predict"], jobs["segment"], jobs["merge_predictions"], jobs["merge_segmentation"]) == \
                 (3, 3, 1, 1)
         subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", *options], cwd=directory, check=True,
-                       capture_output=True)
+                       capture_output=True, env=snakemake_environment(options))
         runs[parts] = stores(directory)
     assert np.array_equal(runs[3][0], runs[1][0])  # probabilities, bit for bit
     assert np.array_equal(runs[3][1], runs[1][1])  # objects, and their numbers

@@ -24,7 +24,7 @@ from unetflow.errors import InputError
 from unetflow.methods.architectures import ModelConfig
 from unetflow.synthetic import generate_stack
 
-from conftest import copy_workflow, snakemake
+from conftest import copy_workflow, snakemake, snakemake_environment
 from test_demo import planned_jobs
 
 
@@ -148,7 +148,8 @@ def test_four_parts_equal_one_and_a_killed_part_alone_is_redone(model_and_stack,
     jobs = planned_jobs(split, *options)
     assert jobs["predict"] == 4 and jobs["segment"] == 4 and jobs["merge_predictions"] == 1
     running = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", "--keep-going", *options],
-                               cwd=split, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                               cwd=split, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               env=snakemake_environment(options))
     kill_part(split, 2)
     assert running.wait(timeout=600) != 0  # part 2 failed; 1, 3 and 4 finished (--keep-going)
     assert planned_jobs(split, *options) == Counter({"predict": 1, "merge_predictions": 1, "segment": 4,

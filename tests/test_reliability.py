@@ -22,7 +22,7 @@ import yaml
 import zarr
 from PIL import Image
 
-from conftest import copy_workflow, on_demo, snakemake
+from conftest import copy_workflow, on_demo, snakemake, snakemake_environment
 
 pytestmark = pytest.mark.slow
 
@@ -198,7 +198,8 @@ def test_zarr_store_with_a_missing_chunk(trained):
 
 def start(directory: Path, *arguments: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "snakemake", *arguments], cwd=directory, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+                            env=snakemake_environment(arguments))
 
 
 def wait_for(path: Path, text: str, timeout: float = 600) -> None:
