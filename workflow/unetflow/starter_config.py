@@ -13,8 +13,7 @@ from typing import Any
 import jsonschema
 import yaml
 
-from . import plan_checks, presets, settings
-from .plan import Plan
+from . import presets, settings
 from .errors import InputError
 from .starter import Split, Stack
 
@@ -59,7 +58,6 @@ def check(config: dict[str, Any]) -> None:
     if not config["train_on"] and not config["predict_on"]:
         raise InputError("the folder's images are all labelled but too few to train and still predict; add "
                          "unlabelled images to segment, or more labelled ones")
-    plan_checks.check(Plan(settings.whole_config(config)))  # what the workflow checks before any job
 
 
 def render(config: dict[str, Any], stacks: list[Stack], folder: Path, dims_reason: str, device: str,
