@@ -71,15 +71,15 @@ def init(args: argparse.Namespace) -> Path:
 
 
 def merged(paths: list[Path]) -> dict:
-    """The config files merged as Snakemake merges them: nested mappings key by key, later files on top."""
-    def update(base: dict, top: dict) -> dict:
-        return {**base, **{key: update(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict)
-                           else value for key, value in top.items()}}
+    """The config files merged as Snakemake merges them (its own ``update_config``): nested
+    mappings key by key, later files on top."""
+    from snakemake.utils import update_config  # Snakemake's import is slow: only for this command
+
     config: dict = {}
     for path in paths:
         if not path.is_file():
             raise InputError(f"{path}: no such config file")
-        config = update(config, yaml.safe_load(path.read_text()) or {})
+        update_config(config, yaml.safe_load(path.read_text()) or {})
     return config
 
 

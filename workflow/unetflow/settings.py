@@ -53,11 +53,17 @@ def with_defaults(subschema: dict, values: Any) -> Any:
 def whole_config(values: dict) -> dict:
     """A whole config with the schema's defaults, validated as Snakemake validates it; raises
     :class:`InputError` naming the key and the problem."""
-    filled = with_defaults(schema(), values)
+    return validated(with_defaults(schema(), values), schema())
+
+
+def validated(filled: Any, subschema: dict, *where: str) -> Any:
+    """``filled`` if it matches ``subschema``, else an :class:`InputError` naming the key
+    (``where``: the path of ``subschema`` in the config) and the problem."""
     try:
-        jsonschema.validate(filled, schema())
+        jsonschema.validate(filled, subschema)
     except jsonschema.ValidationError as error:
-        raise InputError(f"config: {'.'.join(map(str, error.absolute_path)) or 'top level'}: {error.message}") from None
+        path = ".".join(str(part) for part in (*where, *error.absolute_path)) or "top level"
+        raise InputError(f"config: {path}: {error.message}") from None
     return filled
 
 
@@ -65,13 +71,7 @@ def section(name: str, values: dict | None = None) -> dict:
     """The config section ``name`` (e.g. ``"train"``) from ``values`` with the schema's defaults,
     validated; raises :class:`InputError` naming the key and the problem."""
     subschema = section_schema(name)
-    filled = with_defaults(subschema, values or {})
-    try:
-        jsonschema.validate(filled, subschema)
-    except jsonschema.ValidationError as error:
-        where = ".".join(str(part) for part in (name, *error.absolute_path))
-        raise InputError(f"config: {where}: {error.message}") from None
-    return filled
+    return validated(with_defaults(subschema, values or {}), subschema, name)
 
 
 def default(*path: str) -> Any:
