@@ -18,6 +18,25 @@ ISBI = REPO.parent / "shared" / "data" / "isbi2012"
 WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "profiles", "envs")
 
 
+# The suite runs on pytest-xdist workers (pyproject's addopts: -n auto --dist loadgroup). A session or
+# module fixture is made once per worker that needs it, so the tests that share one stay together:
+# those of each demo run in one group, the rest in one group per file.
+SHARED_RUNS = ("demo_run", "demo3d_run")
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """Workers for ``-n auto``: one per core, at most four (each test's snakemake uses two cores,
+    and a worker holding a trained model needs a few GiB)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        shared = [name for name in SHARED_RUNS if name in item.fixturenames]
+        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.path.stem))
+
+
 @pytest.fixture
 def isbi_dir() -> Path:
     """The ISBI 2012 PNG folders in ../shared, or skip."""
