@@ -20,8 +20,16 @@ WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "profiles", "envs")
 
 # The suite runs on pytest-xdist workers (pyproject's addopts: -n auto --dist loadgroup). A session or
 # module fixture is made once per worker that needs it, so the tests that share one stay together:
-# those of each demo run in one group, the rest in one group per file.
+# those of each demo run in one group (a test names the run it uses as an argument), the rest in one
+# group per file. Groups with a slow test go first, so that no long group starts last.
 SHARED_RUNS = ("demo_run", "demo3d_run")
+
+# Every job gets as many threads as cores (--cores 2), so two workers' jobs share each core. PyTorch's
+# OpenMP threads spin while they wait for each other by default, taking the core from the other
+# worker's job: two concurrent trainings each ran 5x slower than with passive waiting
+# (benchmarks/RESULTS.md). Waiting changes no result.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") != "1":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def pytest_xdist_auto_num_workers(config) -> int:
@@ -32,9 +40,13 @@ def pytest_xdist_auto_num_workers(config) -> int:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items) -> None:
+    groups = {}
     for item in items:
         shared = [name for name in SHARED_RUNS if name in item.fixturenames]
-        item.add_marker(pytest.mark.xdist_group(shared[0] if shared else item.path.stem))
+        groups[item] = shared[0] if shared else item.path.stem
+        item.add_marker(pytest.mark.xdist_group(groups[item]))
+    slow_groups = {groups[item] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: groups[item] not in slow_groups)  # stable: order within a group is kept
 
 
 @pytest.fixture

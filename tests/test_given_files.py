@@ -44,13 +44,19 @@ def apply_only(model_file: str, dataset: dict) -> dict:
             "train_on": [], "validate_on": [], "predict_on": ["big"], "segment": {"settings": "fixed"}}
 
 
-@pytest.mark.parametrize("demo", ["2d", "3d"])
-def test_applying_a_trained_model_from_its_results_path_keeps_it_and_trains_nothing(demo, request, tmp_path):
-    run_fixture, demo_config, model, test_stack = {
-        "2d": ("demo_run", ["config/config.yaml"], "small", "resources/demo/test-volume.tif"),
-        "3d": ("demo3d_run", ["config/demo3d.yaml"], "small3d", "resources/demo3d/test-volume.tif"),
-    }[demo]
-    run = copy_run(request.getfixturevalue(run_fixture), tmp_path / "run")
+def test_applying_the_2d_demos_model_from_its_results_path_keeps_it_and_trains_nothing(demo_run, tmp_path):
+    applying_a_model_from_its_results_path_keeps_it(demo_run, tmp_path, ["config/config.yaml"], "small",
+                                                     "resources/demo/test-volume.tif", "demo_test")
+
+
+def test_applying_the_3d_demos_model_from_its_results_path_keeps_it_and_trains_nothing(demo3d_run, tmp_path):
+    applying_a_model_from_its_results_path_keeps_it(demo3d_run, tmp_path, ["config/demo3d.yaml"], "small3d",
+                                                     "resources/demo3d/test-volume.tif", "demo3d_test")
+
+
+def applying_a_model_from_its_results_path_keeps_it(demo: Path, tmp_path: Path, demo_config: list[str], model: str,
+                                                    test_stack: str, demo_test: str) -> None:
+    run = copy_run(demo, tmp_path / "run")
     model_dir = run / "results/models" / model
     before = digests(model_dir)
     config = apply_only(f"results/models/{model}/model.pt", {"images": test_stack})
@@ -61,7 +67,6 @@ def test_applying_a_trained_model_from_its_results_path_keeps_it_and_trains_noth
     snakemake(run, "--cores", "2", *options)
 
     assert digests(model_dir) == before  # model.pt, metrics.csv and loss.png, byte for byte
-    demo_test = "demo_test" if demo == "2d" else "demo3d_test"
     np.testing.assert_array_equal(probabilities(run, "given", "big"), probabilities(run, model, demo_test))
     assert (run / "results/segmentation/given/big.zarr").is_dir()
     assert "train" not in planned_jobs(run, "--configfile", *demo_config)

@@ -22,7 +22,7 @@ import yaml
 import zarr
 from PIL import Image
 
-from conftest import copy_workflow, on_demo, snakemake, snakemake_environment
+from conftest import copy_run, copy_workflow, on_demo, snakemake, snakemake_environment
 
 pytestmark = pytest.mark.slow
 
@@ -242,37 +242,40 @@ def a_while_after_start(log: Path, seconds: float):
     return running
 
 
-LONGER = {**QUICK, "train": {**QUICK["train"], "iterations": 60, "checkpoint_every": 10, "log_every": 5,
-                             "validate_every": 30}}
+# the quick demo's data and samples (the trained fixture's), trained long enough to be killed at iteration 25
+# with a checkpoint at 20 behind it
+LONGER = {**QUICK, "train": {**QUICK["train"], "iterations": 30, "checkpoint_every": 10, "log_every": 5,
+                             "validate_every": 15}}
+KILLED_AT = "iteration 25/30"
 
 
 def state_dict(path: Path) -> dict:
     return torch.load(path, weights_only=False)["state_dict"]
 
 
-def test_killed_training_resumes_from_its_checkpoint_with_the_same_weights(tmp_path):
-    whole = copy_workflow(tmp_path / "whole")
+def test_killed_training_resumes_from_its_checkpoint_with_the_same_weights(trained, tmp_path):
+    whole = copy_run(trained, tmp_path / "whole")
     snakemake(whole, "--cores", "2", "results/models/small/model.pt", *configure(whole, "longer", LONGER))
-    killed = copy_workflow(tmp_path / "killed")
+    killed = copy_run(trained, tmp_path / "killed")
     options = ["--cores", "2", "results/models/small/model.pt", *configure(killed, "longer", LONGER)]
     process = start(killed, *options)
-    wait_for(killed / "logs/train/small.log", "iteration 35/60")
+    wait_for(killed / "logs/train/small.log", KILLED_AT)
     kill(process)
     assert not (killed / "results/models/small/model.pt").exists()
     snakemake(killed, "--unlock", *options[2:])
     snakemake(killed, *options)
     log = (killed / "logs/train/small.log").read_text()
     resumed_at = int(log.split("at iteration ")[1].split()[0])
-    assert resumed_at in (30, 40)
+    assert resumed_at == 20
     first, second = state_dict(whole / "results/models/small/model.pt"), state_dict(killed / "results/models/small/model.pt")
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
-def test_a_changed_augment_seed_is_neither_resumed_onto_nor_lost_by_a_kill(tmp_path):
-    work = copy_workflow(tmp_path / "work")
+def test_a_changed_augment_seed_is_neither_resumed_onto_nor_lost_by_a_kill(trained, tmp_path):
+    work = copy_run(trained, tmp_path / "work")
     target = "results/models/small/model.pt"
     process = start(work, "--cores", "2", target, *configure(work, "seed0", LONGER))
-    wait_for(work / "logs/train/small.log", "iteration 35/60")
+    wait_for(work / "logs/train/small.log", KILLED_AT)
     kill(process)
     assert (work / "results/models/small/checkpoint.pt").exists()
     seed1 = configure(work, "seed1", {**LONGER, "augment": {**LONGER["augment"], "seed": 1}})
@@ -290,11 +293,11 @@ def test_a_changed_augment_seed_is_neither_resumed_onto_nor_lost_by_a_kill(tmp_p
     assert re.search(r"^augment\s+1$", pending, re.M) and re.search(r"^train\s+1$", pending, re.M), pending
 
 
-def test_a_run_killed_then_rerun_after_a_training_code_edit_starts_from_scratch(tmp_path):
-    work = copy_workflow(tmp_path / "work")
+def test_a_run_killed_then_rerun_after_a_training_code_edit_starts_from_scratch(trained, tmp_path):
+    work = copy_run(trained, tmp_path / "work")
     options = ["--cores", "2", "results/models/small/model.pt", *configure(work, "longer", LONGER)]
     process = start(work, *options)
-    wait_for(work / "logs/train/small.log", "iteration 35/60")
+    wait_for(work / "logs/train/small.log", KILLED_AT)
     kill(process)
     assert (work / "results/models/small/checkpoint.pt").exists()
     optimisation = work / "workflow/unetflow/optimisation.py"  # computes the training steps
@@ -333,19 +336,18 @@ def test_a_second_run_in_the_same_directory_is_refused_by_the_lock(tmp_path):
     assert (directory / "results/models/small/model.pt").exists()
 
 
-def test_two_runs_with_one_seed_give_identical_results(tmp_path):
-    runs = []
-    for name in ("first", "second"):
-        directory = copy_workflow(tmp_path / name)
-        snakemake(directory, "--cores", "2", PREDICTION, *configure(directory, "quick", QUICK))  # all it compares
-        runs.append(directory)
-    first, second = runs
+def test_two_runs_with_one_seed_give_identical_results(trained, tmp_path):
+    """A fresh run of the trained fixture's config equals it: weights, samples, model and prediction."""
+    fresh = copy_workflow(tmp_path / "fresh")
+    runs = (trained, fresh)
+    for run in runs:
+        snakemake(run, "--cores", "2", PREDICTION, *configure(run, "quick", QUICK))  # all it compares
     for store, arrays in (("results/demo_train/weights.zarr", ["0"]),
                           ("results/demo_train/augmented/188-100.zarr", ["image", "labels", "weights"])):
         a, b = (zarr.open_group(str(run / store), mode="r") for run in runs)
         for name in arrays:
             np.testing.assert_array_equal(a[name][:], b[name][:])
-    one, two = state_dict(first / "results/models/small/model.pt"), state_dict(second / "results/models/small/model.pt")
+    one, two = (state_dict(run / "results/models/small/model.pt") for run in runs)
     assert all(torch.equal(one[name], two[name]) for name in one)
     a, b = (zarr.open_group(str(run / PREDICTION), mode="r")["0"][:] for run in runs)
     np.testing.assert_allclose(a, b, atol=1e-6)
@@ -369,9 +371,9 @@ def test_tiny_elongated_and_constant_stacks_with_a_tile_larger_than_the_slice(tr
 def test_killed_segment_and_evaluate_rerun_to_the_same_output(trained, tmp_path):
     from unetflow.synthetic import generate_stack
 
-    images, _, instances = generate_stack(40, 512, seed=5, split="test")
+    images, _, instances = generate_stack(24, 512, seed=5, split="test")
     images, instances = stack(trained, "many.tif", images), stack(trained, "many-labels.tif", instances)
-    datasets = {"many": {"images": images},  # segment: 40 slices take seconds
+    datasets = {"many": {"images": images},  # segment: 24 slices take seconds
                 "few": {"images": images, "labels": instances, "slices": "0-2"}}  # evaluate: seconds a slice
     options = configure(trained, "many", {**QUICK, "datasets": datasets})
     segmentation, evaluation = "results/segmentation/small/many.zarr", "results/evaluation/small/few.csv"
