@@ -26,8 +26,9 @@ SHARED_RUNS = ("demo_run", "demo3d_run")
 
 # Every job gets as many threads as cores (--cores 2), so two workers' jobs share each core. PyTorch's
 # OpenMP threads spin while they wait for each other by default, taking the core from the other
-# worker's job: two concurrent trainings each ran 5x slower than with passive waiting
-# (benchmarks/RESULTS.md). Waiting changes no result.
+# worker's job: two concurrent trainings of the demo model each ran 1.5-2x slower than with passive
+# waiting (benchmarks/concurrent_trainings.py). Waiting changes no result; a process alone runs
+# faster spinning, so the policy is set only where workers share the cores.
 if os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") != "1":
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
