@@ -21,7 +21,8 @@ WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "profiles", "envs")
 # The suite runs on pytest-xdist workers (pyproject's addopts: -n auto --dist loadgroup). A session or
 # module fixture is made once per worker that needs it, so the tests that share one stay together:
 # those of each demo run in one group (a test names the run it uses as an argument), the rest in one
-# group per file. Groups with a slow test go first, so that no long group starts last.
+# group per file. Groups with a slow test are collected first; xdist still hands out the groups with
+# the most tests first (its loadscope reorder; --no-loadscope-reorder would keep this order).
 SHARED_RUNS = ("demo_run", "demo3d_run")
 
 # Every job gets as many threads as cores (--cores 2), so two workers' jobs share each core. PyTorch's
