@@ -2,7 +2,7 @@
 method tuned on the validation slices 15-17 only, scored on the report slices 18-21, and its
 time per 512 x 512 slice.
 
-Run: python benchmarks/isbi_methods.py [--out DIR] [--minutes 30]
+Run: python benchmarks/isbi_methods.py [--out DIR] [--minutes 30] [--run CHECKOUT]
 
 The workflow itself runs in a copy of the checkout (``snakemake --configfile
 config/isbi2012.yaml png.yaml``: the cpu30 preset, trained for ``--minutes``, predicting
@@ -82,11 +82,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/unetflow-isbi-methods"))
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget (the cpu30 preset's 30)")
+    parser.add_argument("--run", type=Path, help="a checkout of this repository where the workflow ran with "
+                        "this script's png.yaml: its model and predictions are reused (stale steps rerun)")
     args = parser.parse_args()
     if not (ISBI / "train" / "label").is_dir():
         sys.exit(f"ISBI 2012 data not found at {ISBI}")
     args.out.mkdir(parents=True, exist_ok=True)
-    checkout = checkout_of(snapshot(args.out), args.out / "run")
+    if args.run:
+        checkout = args.run  # an earlier run: only what the code changed since reruns
+    else:
+        checkout = checkout_of(snapshot(args.out), args.out / "run")
     (checkout / "png.yaml").write_text(yaml.safe_dump(png_config(args.minutes)))
     seconds, jobs = run(checkout, "png.yaml")
     print(f"trained and predicted: {seconds:.0f} s, {jobs} jobs", flush=True)

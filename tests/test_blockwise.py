@@ -113,6 +113,8 @@ SEEDED = {"threshold": 0.5, "seeds": "distance", "h": 1.0, "min_size": 0}
 @pytest.mark.parametrize("method, options", [
     ("watershed", SEEDED), ("watershed", {**SEEDED, "mask": 0.3}), ("components", {"threshold": 0.5, "min_size": 0}),
     ("agglomeration", {**SEEDED, "h": 0.2, "merge": 0.5}), ("agglomeration", {**SEEDED, "h": 0.2, "merge": 0.5, "mask": 0.3}),
+    ("mutex_watershed", {"threshold": 0.5, "bias": 0.5, "min_size": 10}),
+    ("mutex_watershed", {"threshold": 0.5, "bias": 0.5, "min_size": 10, "mask": 0.3}),
 ])
 def test_a_tube_crossing_block_faces_in_x_y_and_z_keeps_one_id(method, options, tmp_path):
     shape = (32, 48, 48)

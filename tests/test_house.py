@@ -66,7 +66,9 @@ def test_a_step_imports_no_other_step(step):
 @pytest.mark.parametrize("rule", sorted(rules()))
 def test_each_rules_conda_environment_holds_what_its_step_imports(rule):
     step, env = rules()[rule]
-    listed = {re.split(r"[ <>=]", entry)[0] for entry in yaml.safe_load(env.read_text())["dependencies"]}
+    entries = yaml.safe_load(env.read_text())["dependencies"]
+    from_pip = [entry for listed in entries if isinstance(listed, dict) for entry in listed.get("pip", [])]
+    listed = {re.split(r"[ <>=]", entry)[0] for entry in [*entries, *from_pip] if isinstance(entry, str)}
     needed = {CONDA_NAMES.get(name, name) for name in third_party_imports(step) - OPTIONAL}
     assert needed - listed == set(), f"{env.name} lacks what unetflow.steps.{step} imports"
 

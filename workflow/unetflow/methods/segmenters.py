@@ -26,6 +26,15 @@ slice (y, x) or of a whole volume (z, y, x).
     shared face, lowest first, while it is below ``merge``
     (:mod:`unetflow.agglomeration`): a faint membrane stretch no longer decides
     alone, the whole face between two fragments does.
+``mutex_watershed``
+    the mutex watershed (Wolf et al. 2020, the ``mwatershed`` package) on affinities
+    estimated from the foreground probability (:mod:`unetflow.affinities`): face
+    neighbours attract by their affinity, pixels 3, 9 and 27 px apart (along the axes and
+    the in-plane diagonals) repel where a membrane crosses the line between them, stronger
+    edges first, and two clusters held apart by a repulsive edge never merge. No seeds and
+    no threshold: a cell split by a faint membrane stays split as long as its pixels repel
+    across it. Clusters under ``min_size`` and membrane pixels left alone are then given
+    to their neighbours by a watershed of the membrane probability (stopping at ``mask``).
 
 Each is ``method(foreground, **settings) -> uint32 labels``, called with the keys of the
 config's ``segment`` section that it names, and with ``sampling`` (the voxel size relative
@@ -63,6 +72,7 @@ from skimage.measure import label as connected_components
 from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
+from ..affinities import affinities_from_foreground, mutex_segmentation, offsets_for
 from ..agglomeration import agglomerate, region_graph
 from ..config_checks import check_mask
 from ..errors import InputError
@@ -71,7 +81,7 @@ from .registry import Registry
 SEGMENTERS: Registry = Registry("segmentation method", "segment.method")
 STITCHING: dict[str, str] = {}  # method -> how its objects join across block faces (unetflow.stitching.RULES)
 # the segment section's keys that choose objects (of every method), in the order tables show them
-SETTING_KEYS = ("method", "threshold", "seeds", "h", "min_size", "mask", "merge")
+SETTING_KEYS = ("method", "threshold", "seeds", "h", "min_size", "mask", "merge", "bias")
 
 
 def segmenter(name: str, *, stitch: str = "overlap"):
@@ -260,3 +270,47 @@ def agglomerated_watershed(foreground: np.ndarray, *, threshold: float, seeds: s
                                sampling=sampling, cut_faces=cut_faces)
     regions = agglomerate(region_graph(fragments, 1.0 - foreground.astype(np.float64)), merge)
     return relabel_sequential(regions[fragments])[0].astype(np.uint32)
+
+
+@segmenter("mutex_watershed")
+def mutex_watershed(foreground: np.ndarray, *, bias: float, min_size: int, mask: float = 0.0,
+                    sampling: tuple[float, ...] | None = None) -> np.ndarray:
+    """Mutex watershed of the affinities estimated from ``foreground``, small clusters filled in.
+
+    Parameters
+    ----------
+    foreground
+        Foreground (cell interior) probability of one slice (y, x) or one volume (z, y, x), in [0, 1].
+    bias
+        A long-range edge repels where the lowest foreground probability on the line between
+        its pixels is below ``bias`` and attracts above it (1: every long-range edge repels,
+        the paper's form); face neighbours always attract, with their affinity as strength
+        (:func:`unetflow.affinities.mutex_segmentation`).
+    min_size
+        Clusters smaller than this (px or voxels), and pixels the mutex watershed leaves alone,
+        are flooded from the clusters around them over ``1 - foreground``.
+    mask
+        As :func:`watershed_fill`: 0 fills every pixel; above 0, pixels of lower foreground
+        probability stay background (0).
+    sampling
+        Voxel size per axis relative to x: long-range offsets keep their physical length.
+
+    Returns
+    -------
+    np.ndarray
+        uint32 labels 1..n, numbered over the whole input.
+
+    References
+    ----------
+    S. Wolf et al., "The Mutex Watershed and its Objective: Efficient, Parameter-Free Graph
+    Partitioning", IEEE TPAMI 43(10), 2021 (arXiv 1904.12654).
+    """
+    offsets = offsets_for(foreground.ndim, sampling)
+    clusters = mutex_segmentation(affinities_from_foreground(foreground, offsets), offsets, bias=bias)
+    if min_size > 0:
+        clusters[np.bincount(clusters.ravel())[clusters] < min_size] = 0
+    if clusters.max() == 0:
+        return np.zeros(foreground.shape, np.uint32)
+    flooded = foreground >= mask if mask > 0 else None
+    objects = watershed(1.0 - foreground.astype(np.float64), clusters, mask=flooded)
+    return relabel_sequential(objects)[0].astype(np.uint32)
