@@ -6,7 +6,8 @@ The test suite runs on one pytest-xdist worker per core, and each test's Snakema
 core (--cores 2), so two jobs' PyTorch threads share each core. PyTorch's OpenMP runtime lets a
 thread spin while it waits for the others at the end of each parallel region (OMP_WAIT_POLICY
 unset, i.e. active), which takes the core from the other job's threads. This times training steps
-of the demo model (depth 3, 16 channels, 188 -> 100 tiles, batch 2, as the tests train it) in a
+of the demo model (depth 3, 16 channels, 188 -> 100 tiles, batch 2, Adam, the weighted loss and
+the package's own step, as the tests train it) in a
 process alone, and in two processes started together, with the policy unset and PASSIVE, each
 process using as many threads as the machine has cores. One process per measurement, so that the
 OpenMP runtime reads the policy at start.
@@ -25,22 +26,22 @@ from common import machine
 STEPS_CODE = """
 import sys, time, torch
 from unetflow.methods.architectures import ModelConfig
+from unetflow.methods.losses import weighted_cross_entropy
 from unetflow.model import UNet
+from unetflow.optimisation import make_optimizer, optimisation_step
 torch.set_num_threads({threads})
 torch.manual_seed(0)
 model = UNet(ModelConfig(depth=3, base_channels=16))
-optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.99)
+optimizer = make_optimizer(model, optimizer="adam", lr=2e-3, momentum=0.99, weight_decay=0.0)
+scaler = torch.amp.GradScaler("cpu", enabled=False)
 images, labels = torch.randn(2, 1, 188, 188), torch.randint(0, 2, (2, 100, 100))
-loss = torch.nn.CrossEntropyLoss()
+weights = torch.rand(2, 100, 100) + 0.5
 for step in range({steps} + 3):
     if step == 3:
         started = time.perf_counter()  # the first steps allocate
-    optimizer.zero_grad()
-    loss(model(images), labels).backward()
-    optimizer.step()
+    optimisation_step(model, optimizer, scaler, weighted_cross_entropy(model(images), labels, weights))
 print((time.perf_counter() - started) / {steps})
 """
-
 
 def seconds_per_step(processes: int, policy: str | None, steps: int) -> list[float]:
     """Seconds per training step of each of ``processes`` trainings started together."""

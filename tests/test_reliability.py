@@ -247,62 +247,60 @@ def a_while_after_start(log: Path, seconds: float):
 LONGER = {**QUICK, "train": {**QUICK["train"], "iterations": 30, "checkpoint_every": 10, "log_every": 5,
                              "validate_every": 15}}
 KILLED_AT = "iteration 25/30"
+MODEL = "results/models/small/model.pt"
 
 
 def state_dict(path: Path) -> dict:
     return torch.load(path, weights_only=False)["state_dict"]
 
 
+def killed_longer_training(trained: Path, work: Path, name: str = "longer") -> list[str]:
+    """A copy at ``work`` of the trained fixture's run whose LONGER training was killed (-9) at KILLED_AT,
+    its checkpoint of iteration 20 left behind and the lock removed; the Snakemake arguments it ran with."""
+    copy_run(trained, work)
+    options = ["--cores", "2", MODEL, *configure(work, name, LONGER)]
+    process = start(work, *options)
+    wait_for(work / "logs/train/small.log", KILLED_AT)
+    kill(process)
+    assert not (work / MODEL).exists() and (work / "results/models/small/checkpoint.pt").exists()
+    snakemake(work, "--unlock", *options[2:])
+    return options
+
+
 def test_killed_training_resumes_from_its_checkpoint_with_the_same_weights(trained, tmp_path):
     whole = copy_run(trained, tmp_path / "whole")
-    snakemake(whole, "--cores", "2", "results/models/small/model.pt", *configure(whole, "longer", LONGER))
-    killed = copy_run(trained, tmp_path / "killed")
-    options = ["--cores", "2", "results/models/small/model.pt", *configure(killed, "longer", LONGER)]
-    process = start(killed, *options)
-    wait_for(killed / "logs/train/small.log", KILLED_AT)
-    kill(process)
-    assert not (killed / "results/models/small/model.pt").exists()
-    snakemake(killed, "--unlock", *options[2:])
-    snakemake(killed, *options)
+    snakemake(whole, "--cores", "2", MODEL, *configure(whole, "longer", LONGER))
+    killed = tmp_path / "killed"
+    snakemake(killed, *killed_longer_training(trained, killed))
     log = (killed / "logs/train/small.log").read_text()
     resumed_at = int(log.split("at iteration ")[1].split()[0])
     assert resumed_at == 20
-    first, second = state_dict(whole / "results/models/small/model.pt"), state_dict(killed / "results/models/small/model.pt")
+    first, second = state_dict(whole / MODEL), state_dict(killed / MODEL)
     assert all(torch.equal(first[name], second[name]) for name in first)
 
 
 def test_a_changed_augment_seed_is_neither_resumed_onto_nor_lost_by_a_kill(trained, tmp_path):
-    work = copy_run(trained, tmp_path / "work")
-    target = "results/models/small/model.pt"
-    process = start(work, "--cores", "2", target, *configure(work, "seed0", LONGER))
-    wait_for(work / "logs/train/small.log", KILLED_AT)
-    kill(process)
-    assert (work / "results/models/small/checkpoint.pt").exists()
+    work = tmp_path / "work"
+    killed_longer_training(trained, work, "seed0")
     seed1 = configure(work, "seed1", {**LONGER, "augment": {**LONGER["augment"], "seed": 1}})
-    snakemake(work, "--unlock", target, *seed1)
-    snakemake(work, "--cores", "2", target, *seed1)  # new samples: the checkpoint is not theirs
+    snakemake(work, "--cores", "2", MODEL, *seed1)  # new samples: the checkpoint is not theirs
     log = (work / "logs/train/small.log").read_text()
     assert "belongs to other settings, data or code; training starts from iteration 0" in log and "resuming" not in log
 
     seed2 = configure(work, "seed2", {**LONGER, "augment": {"samples": 400, "seed": 2}})
-    process = start(work, "--cores", "2", target, *seed2)
+    process = start(work, "--cores", "2", MODEL, *seed2)
     wait_for(work / "logs/augment/demo_train/188-100.log", "samples of")
     kill(process)  # inside augment: its old store is gone, the model is still seed 1's
-    snakemake(work, "--unlock", target, *seed2)
-    pending = snakemake(work, "-n", target, *seed2).stdout
+    snakemake(work, "--unlock", MODEL, *seed2)
+    pending = snakemake(work, "-n", MODEL, *seed2).stdout
     assert re.search(r"^augment\s+1$", pending, re.M) and re.search(r"^train\s+1$", pending, re.M), pending
 
 
 def test_a_run_killed_then_rerun_after_a_training_code_edit_starts_from_scratch(trained, tmp_path):
-    work = copy_run(trained, tmp_path / "work")
-    options = ["--cores", "2", "results/models/small/model.pt", *configure(work, "longer", LONGER)]
-    process = start(work, *options)
-    wait_for(work / "logs/train/small.log", KILLED_AT)
-    kill(process)
-    assert (work / "results/models/small/checkpoint.pt").exists()
+    work = tmp_path / "work"
+    options = killed_longer_training(trained, work)
     optimisation = work / "workflow/unetflow/optimisation.py"  # computes the training steps
     optimisation.write_text(optimisation.read_text() + "\nEDITED = True\n")
-    snakemake(work, "--unlock", *options[2:])
     snakemake(work, *options)
     log = (work / "logs/train/small.log").read_text()
     assert "belongs to other settings, data or code; training starts from iteration 0" in log
