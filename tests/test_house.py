@@ -138,7 +138,7 @@ def test_plumbing_edits_change_no_code_fingerprint(tmp_path, monkeypatch):
     assert {step: code_fingerprint(step) for step in STEPS} == before
 
 
-def test_schema_defaults_count_where_steps_read_them_and_descriptions_do_not(tmp_path, monkeypatch):
+def test_a_schema_section_counts_for_the_steps_that_read_it_and_descriptions_do_not(tmp_path, monkeypatch):
     schema = tmp_path / "config.schema.yaml"
     source = fingerprints.SCHEMA.read_text()
     monkeypatch.setattr(fingerprints, "SCHEMA", schema)
@@ -147,11 +147,27 @@ def test_schema_defaults_count_where_steps_read_them_and_descriptions_do_not(tmp
     assert 'description: "the image stack' in source
     schema.write_text(source.replace('description: "the image stack', 'description: "the stack of images'))
     assert {step: code_fingerprint(step) for step in STEPS} == before
-    assert "default: 0.5" in source
-    schema.write_text(source.replace("default: 0.5", "default: 0.25"))
+
+    def changed_by(section: str, key: str, default) -> set[str]:
+        tree = yaml.safe_load(source)
+        tree["properties"][section]["properties"][key]["default"] = default
+        schema.write_text(yaml.safe_dump(tree))
+        return {step for step in STEPS if code_fingerprint(step) != before[step]}
+
+    # a segmentation setting added or changed reruns tuning and segmentation, never training or ingest
+    assert changed_by("segment", "bias", 0.25) == {"tune", "segment"}
+    assert changed_by("train", "lr", 0.5) == {"train"}
     reading = {step for step in STEPS if PACKAGE / "settings.py" in imported_modules(PACKAGE / "steps" / f"{step}.py")}
-    assert "tune" in reading
-    assert {step for step in STEPS if code_fingerprint(step) != before[step]} == reading
+    assert changed_by("dask", "scheduler", "processes") == reading  # every step's command line reads it (cli)
+
+
+def test_a_step_that_reads_the_schema_by_a_variable_section_counts_all_of_it(tmp_path):
+    reader = tmp_path / "reader.py"
+    reader.write_text("from . import settings\n\ndef read(name):\n    return settings.section(name)\n")
+    assert fingerprints.schema_sections_read([reader]) is None
+    reader.write_text("from . import settings\n\ndef read(settings=None):\n    settings = {}\n    settings.pop('a', 0)\n"
+                      "    return settings.section('train')\n")
+    assert fingerprints.schema_sections_read([reader]) == {"train"}
 
 
 def test_a_library_version_changes_the_fingerprint_of_the_steps_that_import_it(monkeypatch):

@@ -52,8 +52,10 @@ def code_fingerprint(step: str) -> str:
     """A hash of the code a step runs, and of the libraries that run it.
 
     It covers ``steps/<step>.py`` and every module of this package it imports, directly or not
-    (lazy imports inside functions included), except the :data:`PLUMBING` modules; the schema's
-    defaults where the step reads them (through :mod:`unetflow.settings`); and the installed
+    (lazy imports inside functions included), except the :data:`PLUMBING` modules; the schema of
+    the config sections the step reads through :mod:`unetflow.settings` (its defaults, types and
+    ranges: :func:`schema_sections_read`), so that a new segmentation setting retrains no model;
+    and the installed
     version of every third-party distribution those modules import (torch, scikit-image, ...).
     Each module counts by its syntax tree without docstrings, so an edit that can change what
     the step computes makes its results stale, and a comment, a docstring or reformatting does
@@ -67,9 +69,58 @@ def code_fingerprint(step: str) -> str:
         digest.update(str(module.relative_to(PACKAGE)).encode())
         digest.update(_code_without_docstrings(module.read_text()).encode())
     if PACKAGE / "settings.py" in computing:
-        digest.update(json.dumps(schema_defaults(), sort_keys=True).encode())
+        digest.update(json.dumps(schema_part(schema_sections_read(modules)), sort_keys=True).encode())
     digest.update(json.dumps(library_versions(computing), sort_keys=True).encode())
     return digest.hexdigest()[:16]
+
+
+# unetflow.settings functions whose first argument names the config section they read
+SECTION_READERS = frozenset({"section", "default", "section_schema", "runtime_keys", "without_runtime", "only_runtime"})
+
+
+def schema_sections_read(modules: set[Path] | list[Path]) -> set[str] | None:
+    """The top-level config keys whose schema ``modules`` read through :mod:`unetflow.settings`:
+    the first argument of calls such as ``settings.section("train")`` or ``settings.default("segment",
+    "h")``. None (the whole schema) where a call names its section by a variable, reads the schema
+    otherwise (``settings.schema()``), or a module imports a settings function by name."""
+    sections: set[str] = set()
+    for module in modules:
+        if module == PACKAGE / "settings.py":
+            continue
+        tree = _tree(module.read_text())
+        aliases = set()
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level and node.module in (None, "settings"):
+                for alias in node.names:
+                    if node.module == "settings":
+                        return None  # from .settings import section: calls we do not follow
+                    if alias.name == "settings":
+                        aliases.add(alias.asname or alias.name)
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id in aliases):
+                if node.func.attr not in _settings_functions():
+                    continue  # a local variable of the same name (a dict's .pop)
+                first = node.args[0] if node.args else None
+                if node.func.attr not in SECTION_READERS or not (isinstance(first, ast.Constant)
+                                                                and isinstance(first.value, str)):
+                    return None
+                sections.add(first.value)
+    return sections
+
+
+@functools.cache
+def _settings_functions() -> frozenset[str]:
+    tree = _tree((PACKAGE / "settings.py").read_text())
+    return frozenset(node.name for node in tree.body if isinstance(node, ast.FunctionDef))
+
+
+def schema_part(sections: set[str] | None) -> Any:
+    """The schema without descriptions (:func:`schema_defaults`) of ``sections`` only (None: all of it)."""
+    whole = schema_defaults()
+    if sections is None:
+        return whole
+    return {name: whole["properties"][name] for name in sorted(sections)}
 
 
 def schema_defaults() -> Any:
