@@ -6,10 +6,10 @@ Run: python benchmarks/isbi_methods.py [--out DIR] [--minutes 30] [--run CHECKOU
 
 The workflow itself runs in a copy of the checkout (``snakemake --configfile
 config/isbi2012.yaml png.yaml``: the cpu30 preset, trained for ``--minutes``, predicting
-15-17 and 18-21). Then, on the same predictions, each method's entries of the schema's
-default ``tune.grid`` become the grid (``method.yaml``): only tune, segment, evaluate and
-report rerun, which the run's job counts show. The ``all`` row is the default grid, the
-tune rule choosing among the methods. Every row's scores are the dataset row of
+15-17 and 18-21). Then, on the same predictions, each method's entries of the ISBI config's
+``tune.grid`` (the schema's default and the mutex watershed) become the grid
+(``method.yaml``): only tune, segment, evaluate and report rerun, which the run's job counts
+show. The ``all`` row is that whole grid, the tune rule choosing among the methods. Every row's scores are the dataset row of
 ``results/evaluation/cpu30/isbi_report.csv``; the timing segments the four report slices
 with each method's tuned settings, one after another, in this process.
 """
@@ -30,7 +30,7 @@ import yaml
 from common import ISBI, REPO, checkout_of, machine, snapshot
 
 sys.path.insert(0, str(REPO / "workflow"))
-from unetflow import io, settings  # noqa: E402
+from unetflow import io  # noqa: E402
 from unetflow.methods.segmenters import segment, settings_of  # noqa: E402
 
 COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "v_rand", "v_info", "pixel_error_at_threshold",
@@ -49,8 +49,8 @@ def png_config(minutes: float) -> dict:
 
 
 def method_grids() -> dict[str, list[dict]]:
-    """Each method's entries of the schema's default tune grid, and the whole grid as ``all``."""
-    grid = settings.default("tune", "grid")
+    """Each method's entries of the ISBI config's tune grid, and the whole grid as ``all``."""
+    grid = yaml.safe_load((REPO / "config" / "isbi2012.yaml").read_text())["tune"]["grid"]
     methods = dict.fromkeys(method for entry in grid for method in entry["method"])
     return {**{method: [entry for entry in grid if method in entry["method"]] for method in methods}, "all": grid}
 

@@ -91,3 +91,25 @@ def test_unetflow_check_prints_the_plan_or_the_problem(tmp_path):
     refused = subprocess.run([*command, "config/config.yaml", str(wrong)], cwd=REPO, capture_output=True, text=True)
     assert refused.returncode == 1
     assert "predict_on names 'demo_tset', which is not in datasets" in refused.stderr
+
+
+def test_block_jobs_request_memory_for_the_most_demanding_method_they_may_run():
+    halo = settings.default("blocks", "halo")
+    plane = (settings.default("blocks", "plane_edge") + 2 * halo) ** 2
+    volume = (settings.default("blocks", "edge") + 2 * halo) ** 3
+    assert plan_of().segmentation_methods("tune") == {"watershed", "components", "agglomeration"}
+    assert plan_of().block_worker_mb("tune") == int(plane * 140 / 1e6) + 250  # the watershed's 140 bytes a pixel
+    mutex = plan_of(tune={"grid": [{"method": ["watershed"]}, {"method": ["mutex_watershed"], "bias": [0.1]}]})
+    assert mutex.block_worker_mb("tune") == mutex.block_worker_mb("segment") == int(plane * 1400 / 1e6) + 250
+    fixed = plan_of(dims=3, segment={"settings": "fixed", "method": "components"})
+    assert fixed.segmentation_methods("segment") == {"components"}
+    assert fixed.block_worker_mb("segment") == int(volume * 13 / 1e6) + 250
+    assert fixed.block_worker_mb("tune") == int(volume * 140 / 1e6) + 250  # tune sweeps the default grid
+
+
+def test_the_working_memory_read_from_the_source_is_what_the_methods_register():
+    from unetflow.methods.registry import registered_keyword
+    from unetflow.methods.segmenters import WORKING_BYTES
+
+    assert registered_keyword("segmenters", "segmenter", "bytes_per_voxel") == WORKING_BYTES
+    assert WORKING_BYTES["mutex_watershed"] > 5 * WORKING_BYTES["watershed"]

@@ -21,7 +21,7 @@ rule segment:
         tuned=lambda wildcards, input: ["--tuned", input.tuned] if input.tuned else [],
     threads: workflow.cores
     resources:
-        mem_mb=block_memory_mb(1000, 1000),
+        mem_mb=block_memory_mb(1000, plan.block_worker_mb("segment")),  # per worker: a block, by method
     log:
         f"logs/segment/{{model}}/{{dataset}}{PART}.log",
     benchmark:

@@ -18,7 +18,7 @@ rule tune:
         scheduler=runtime(config["dask"]["scheduler"]),
     threads: workflow.cores
     resources:
-        mem_mb=block_memory_mb(1000, 1000),
+        mem_mb=block_memory_mb(1000, plan.block_worker_mb("tune")),  # per worker: a block, by method
     log:
         "logs/tune/{model}.log",
     benchmark:

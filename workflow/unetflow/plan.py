@@ -31,8 +31,10 @@ from . import geometry, settings
 from .errors import InputError
 from .fingerprints import code_fingerprint, settings_fingerprint, store_fingerprint
 from .methods import architectures
+from .methods.registry import registered_keyword
 from .stack_files import stack_files
 
+DEFAULT_WORKING_BYTES = 140  # bytes a voxel of a segmentation method that does not say (segmenters.segmenter)
 MODEL_SETTING_SECTIONS = ("train", "augment")  # a model's own overrides, not its architecture
 INGEST_KEYS = ("images", "labels", "slices", "label_kind", "voxel_size", "ignore_label", "labelled_slices",
                "channel_axis")
@@ -280,6 +282,25 @@ class Plan:
         """The store a TIFF export of ``kind`` (probabilities or segmentation) is written from."""
         folder = "predictions" if kind == "probabilities" else "segmentation"
         return f"results/{folder}/{model}/{dataset}.zarr"
+
+    def segmentation_methods(self, stage: str) -> set[str]:
+        """The methods a ``tune`` or ``segment`` job may run: those of the tune grid where the
+        settings are tuned, else segment.method."""
+        if stage == "tune" or self.tuned():
+            return {method for entry in self.config["tune"]["grid"]
+                    for method in entry.get("method", [self.config["segment"]["method"]])}
+        return {self.config["segment"]["method"]}
+
+    def block_worker_mb(self, stage: str) -> int:
+        """Memory (MB) one worker of a ``tune`` or ``segment`` job holds: a block with its halo
+        (blocks.edge in 3-D, blocks.plane_edge in 2-D, each side grown by blocks.halo) times the
+        working bytes per voxel of the most demanding method it may run, plus 250 MB."""
+        blocks = self.config["blocks"]
+        side = blocks["edge"] if self.config["dims"] == 3 else blocks["plane_edge"]
+        voxels = (side + 2 * blocks["halo"]) ** self.config["dims"]
+        working = registered_keyword("segmenters", "segmenter", "bytes_per_voxel")
+        per_voxel = max(working.get(method, DEFAULT_WORKING_BYTES) for method in self.segmentation_methods(stage))
+        return int(voxels * per_voxel / 1e6) + 250
 
     def tuned_settings(self, model: str) -> list[str] | str:
         """The tune rule's choice for the model, when segment.settings is tuned."""

@@ -54,6 +54,20 @@ def registered_names(module: str, decorator: str) -> tuple[str, ...]:
     return tuple(names)
 
 
+@cache
+def registered_keyword(module: str, decorator: str, keyword: str) -> dict[str, object]:
+    """Name -> the literal value of ``keyword`` in each ``@<decorator>("name", keyword=...)`` of
+    ``methods/<module>.py`` that gives it, from its source."""
+    values = {}
+    for node in ast.walk(ast.parse((Path(__file__).parent / f"{module}.py").read_text())):
+        for call in getattr(node, "decorator_list", []):
+            if isinstance(call, ast.Call) and ast.unparse(call.func) == decorator and call.args:
+                for given in call.keywords:
+                    if given.arg == keyword:
+                        values[call.args[0].value] = ast.literal_eval(given.value)
+    return values
+
+
 def check_name(name: str, module: str, decorator: str, setting: str) -> None:
     """Refuse a method name that ``methods/<module>.py`` does not register (config checks)."""
     known = registered_names(module, decorator)

@@ -57,8 +57,11 @@ y/x neighbours, which is what 3-D connectivity assumes. Serial sections whose z 
 is many times the pixel size, or whose slices are misaligned, are better segmented slice
 by slice (``--dims 2``, object IDs per slice). ``min_size`` counts voxels in 3-D.
 The watershed peaks at about 140 bytes a voxel (h-maxima and flooding work in 64 bits;
-measured on a 48 x 96 x 96 volume), components at about 13: an image larger than a block
-(``blocks`` in the config) is segmented block by block (:mod:`unetflow.blockwise`).
+measured on a 48 x 96 x 96 volume), the agglomeration as much, components at about 13, the
+mutex watershed at about 1,400 (mwatershed holds about 60 bytes an edge, 18 edges a voxel in
+3-D; 1,200 bytes a pixel in 2-D): an image larger than a block (``blocks`` in the config) is
+segmented block by block (:mod:`unetflow.blockwise`), and the rules request memory for the
+largest of the methods they may run (``bytes_per_voxel`` of :func:`segmenter`).
 """
 
 from __future__ import annotations
@@ -80,15 +83,22 @@ from .registry import Registry
 
 SEGMENTERS: Registry = Registry("segmentation method", "segment.method")
 STITCHING: dict[str, str] = {}  # method -> how its objects join across block faces (unetflow.stitching.RULES)
+WORKING_BYTES: dict[str, int] = {}  # method -> peak bytes it holds per voxel it segments, beyond the input
 # the segment section's keys that choose objects (of every method), in the order tables show them
 SETTING_KEYS = ("method", "threshold", "seeds", "h", "min_size", "mask", "merge", "bias")
 
 
-def segmenter(name: str, *, stitch: str = "overlap"):
-    """Decorator: register a segmentation method under ``name`` (``stitch``: see the module's notes)."""
+def segmenter(name: str, *, stitch: str = "overlap", bytes_per_voxel: int = 140):
+    """Decorator: register a segmentation method under ``name`` (``stitch``: see the module's notes).
+
+    ``bytes_per_voxel`` is its measured peak memory per voxel segmented, beyond the input: the
+    rules that segment block by block request memory by it (``Plan.block_worker_mb``, which reads
+    it from this source, as a literal, while Snakemake builds the DAG).
+    """
     def add(function):
         SEGMENTERS.register(name)(function)
         STITCHING[name] = stitch
+        WORKING_BYTES[name] = bytes_per_voxel
         return function
 
     return add
@@ -141,7 +151,7 @@ def settings_of(method: str, settings: dict) -> dict:
     return {key: value for key, value in settings.items() if key in takes}
 
 
-@segmenter("components", stitch="components")
+@segmenter("components", stitch="components", bytes_per_voxel=13)
 def components(foreground: np.ndarray, *, threshold: float, min_size: int) -> np.ndarray:
     """Face-connected components of ``foreground >= threshold`` (objects under ``min_size`` px or
     voxels dropped): 4-connected in a slice, 6-connected in a volume."""
@@ -192,7 +202,7 @@ def distance_inside(interior: np.ndarray, sampling: tuple[float, ...] | None,
     return ndimage.distance_transform_edt(padded, sampling=sampling)[crop]
 
 
-@segmenter("watershed")
+@segmenter("watershed", bytes_per_voxel=140)
 def watershed_fill(foreground: np.ndarray, *, threshold: float, seeds: str, h: float, min_size: int,
                    mask: float = 0.0, sampling: tuple[float, ...] | None = None,
                    cut_faces: tuple[tuple[bool, bool], ...] | None = None) -> np.ndarray:
@@ -247,7 +257,7 @@ def watershed_fill(foreground: np.ndarray, *, threshold: float, seeds: str, h: f
     return relabel_sequential(objects)[0].astype(np.uint32)
 
 
-@segmenter("agglomeration")
+@segmenter("agglomeration", bytes_per_voxel=140)
 def agglomerated_watershed(foreground: np.ndarray, *, threshold: float, seeds: str, h: float, min_size: int,
                            merge: float, mask: float = 0.0, sampling: tuple[float, ...] | None = None,
                            cut_faces: tuple[tuple[bool, bool], ...] | None = None) -> np.ndarray:
@@ -272,7 +282,7 @@ def agglomerated_watershed(foreground: np.ndarray, *, threshold: float, seeds: s
     return relabel_sequential(regions[fragments])[0].astype(np.uint32)
 
 
-@segmenter("mutex_watershed")
+@segmenter("mutex_watershed", bytes_per_voxel=1400)
 def mutex_watershed(foreground: np.ndarray, *, bias: float, min_size: int, mask: float = 0.0,
                     sampling: tuple[float, ...] | None = None) -> np.ndarray:
     """Mutex watershed of the affinities estimated from ``foreground``, small clusters filled in.
