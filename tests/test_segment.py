@@ -84,7 +84,9 @@ def test_non_finite_probabilities_are_refused_within_seconds_naming_store_and_sl
 
 SETTINGS_3D = {"components": {"threshold": 0.5, "min_size": 0},
                "watershed distance": {"threshold": 0.5, "seeds": "distance", "h": 1.0, "min_size": 0},
-               "watershed probability": {"threshold": 0.5, "seeds": "probability", "h": 0.05, "min_size": 0}}
+               "watershed probability": {"threshold": 0.5, "seeds": "probability", "h": 0.05, "min_size": 0},
+               # unmasked, the background would part into clusters of its own
+               "mutex_watershed": {"bias": 0.5, "min_size": 10, "mask": 0.5}}
 
 
 def tube_and_blob() -> np.ndarray:
@@ -141,8 +143,9 @@ def test_two_tubes_touching_through_a_thin_membrane_stay_two():
             assert found.max() == 2 and adapted_rand_error(objects, found, ignore_labels=(0,))[0] == 0.0, name
     objects, probability = two_tubes_apart_by_a_membrane(gap=True)
     assert components(probability, threshold=0.5, min_size=0).max() == 1  # the gap joins them, in 3-D too
-    filled = segment(probability, "watershed", SETTINGS_3D["watershed distance"], sampling=(1.0, 1.0, 1.0))
-    assert filled.max() == 2 and adapted_rand_error(objects, filled, ignore_labels=(0,))[0] == 0.0
+    for name in ("watershed distance", "mutex_watershed"):
+        filled = segment(probability, name.split()[0], SETTINGS_3D[name], sampling=(1.0, 1.0, 1.0))
+        assert filled.max() == 2 and adapted_rand_error(objects, filled, ignore_labels=(0,))[0] == 0.0, name
 
 
 def test_distance_seeds_measure_in_x_voxels():
