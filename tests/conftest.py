@@ -21,9 +21,10 @@ WORKFLOW_PARTS = ("Snakefile", "workflow", "config", "profiles", "envs")
 # The suite runs on pytest-xdist workers (pyproject's addopts: -n auto --dist loadgroup). A session or
 # module fixture is made once per worker that needs it, so the tests that share one stay together:
 # those of each demo run in one group (a test names the run it uses as an argument), the rest in one
-# group per file. Groups with a slow test are collected first; xdist still hands out the groups with
-# the most tests first (its loadscope reorder). Keeping the collection order (--no-loadscope-reorder)
-# was measured slower: 39 min against 32-33 (benchmarks/RESULTS.md, "The test suite on pytest-xdist").
+# group per file. Groups with a slow test are collected first, and xdist hands them out in that order
+# (--no-loadscope-reorder): by default it hands out the groups with the most tests first, which left
+# the 3-D demo and the SLURM test to the end of the run (50 min against 39 on one machine, one day:
+# benchmarks/RESULTS.md, "The test suite on pytest-xdist").
 SHARED_RUNS = ("demo_run", "demo3d_run")
 
 # Every job gets as many threads as cores (--cores 2), so two workers' jobs share each core. PyTorch's
