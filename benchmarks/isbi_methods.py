@@ -9,9 +9,10 @@ config/isbi2012.yaml png.yaml``: the cpu30 preset, trained for ``--minutes``, pr
 15-17 and 18-21). Then, on the same predictions, each method's entries of the ISBI config's
 ``tune.grid`` (the schema's default and the mutex watershed) become the grid
 (``method.yaml``): only tune, segment, evaluate and report rerun, which the run's job counts
-show. The ``all`` row is that whole grid, the tune rule choosing among the methods. Every row's scores are the dataset row of
-``results/evaluation/cpu30/isbi_report.csv``; the timing segments the four report slices
-with each method's tuned settings, one after another, in this process.
+show. The ``all`` row is that whole grid, the tune rule choosing among the methods. Every
+row's scores are the dataset row of ``results/evaluation/cpu30/isbi_report.csv``; the timing
+segments the four report slices with each method's tuned settings, one after another, in
+this process.
 """
 
 from __future__ import annotations

@@ -41,31 +41,26 @@ class Registry(Generic[T]):
         return iter(self.entries)
 
 
+def _registrations(module: str, decorator: str) -> list[ast.Call]:
+    """The ``@<decorator>("name", ...)`` calls in ``methods/<module>.py`` that name a method."""
+    tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text())
+    return [call for node in ast.walk(tree) for call in getattr(node, "decorator_list", [])
+            if isinstance(call, ast.Call) and ast.unparse(call.func) == decorator and call.args
+            and isinstance(call.args[0], ast.Constant)]
+
+
 @cache
 def registered_names(module: str, decorator: str) -> tuple[str, ...]:
     """Names registered with ``@<decorator>("name")`` in ``methods/<module>.py``, from its source."""
-    tree = ast.parse((Path(__file__).parent / f"{module}.py").read_text())
-    names = []
-    for node in ast.walk(tree):
-        for call in getattr(node, "decorator_list", []):
-            if (isinstance(call, ast.Call) and ast.unparse(call.func) == decorator and call.args
-                    and isinstance(call.args[0], ast.Constant)):
-                names.append(call.args[0].value)
-    return tuple(names)
+    return tuple(call.args[0].value for call in _registrations(module, decorator))
 
 
 @cache
 def registered_keyword(module: str, decorator: str, keyword: str) -> dict[str, object]:
     """Name -> the literal value of ``keyword`` in each ``@<decorator>("name", keyword=...)`` of
     ``methods/<module>.py`` that gives it, from its source."""
-    values = {}
-    for node in ast.walk(ast.parse((Path(__file__).parent / f"{module}.py").read_text())):
-        for call in getattr(node, "decorator_list", []):
-            if isinstance(call, ast.Call) and ast.unparse(call.func) == decorator and call.args:
-                for given in call.keywords:
-                    if given.arg == keyword:
-                        values[call.args[0].value] = ast.literal_eval(given.value)
-    return values
+    return {call.args[0].value: ast.literal_eval(given.value) for call in _registrations(module, decorator)
+            for given in call.keywords if given.arg == keyword}
 
 
 def check_name(name: str, module: str, decorator: str, setting: str) -> None:

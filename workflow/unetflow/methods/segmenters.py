@@ -250,6 +250,12 @@ def watershed_fill(foreground: np.ndarray, *, threshold: float, seeds: str, h: f
     check_mask(mask, threshold)
     markers = watershed_seeds(foreground, threshold=threshold, seeds=seeds, h=h, min_size=min_size,
                               sampling=sampling, cut_faces=cut_faces)
+    return flooded_from(markers, foreground, mask)
+
+
+def flooded_from(markers: np.ndarray, foreground: np.ndarray, mask: float) -> np.ndarray:
+    """The labelled ``markers`` grown over ``1 - foreground`` into every pixel (``mask`` 0) or every
+    pixel of foreground probability at least ``mask``; uint32 labels 1..n (all 0 without markers)."""
     if markers.max() == 0:
         return np.zeros(foreground.shape, np.uint32)
     flooded = foreground >= mask if mask > 0 else None
@@ -319,8 +325,4 @@ def mutex_watershed(foreground: np.ndarray, *, bias: float, min_size: int, mask:
     clusters = mutex_segmentation(affinities_from_foreground(foreground, offsets), offsets, bias=bias)
     if min_size > 0:
         clusters[np.bincount(clusters.ravel())[clusters] < min_size] = 0
-    if clusters.max() == 0:
-        return np.zeros(foreground.shape, np.uint32)
-    flooded = foreground >= mask if mask > 0 else None
-    objects = watershed(1.0 - foreground.astype(np.float64), clusters, mask=flooded)
-    return relabel_sequential(objects)[0].astype(np.uint32)
+    return flooded_from(clusters, foreground, mask)
