@@ -43,7 +43,7 @@ from unetflow.inference import (
 )
 from unetflow.methods.architectures import ModelConfig
 from unetflow.model import UNet
-from unetflow.prediction import create_output, predict_stack
+from unetflow.prediction import predict_stack
 from unetflow.intensity import Normalization, NormalizedImage
 from unetflow.tiling import array_window_reader, tile_grid_for
 from unetflow.voxel_size import UNKNOWN
@@ -67,7 +67,8 @@ def ours(model, raw, device, dtype, tile: int, folder: Path, name: str, tta: boo
     geometry = tile_geometry(model.config, tile)
     forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=tta)
     stats = {"mean": float(raw[:].mean()), "std": float(raw[:].std())}
-    target = create_output(folder / f"{name}.zarr", (2, *raw.shape), "float32", {}, UNKNOWN)[io.LEVEL0]
+    target = ngff.create_probabilities(folder / f"{name}.zarr", (2, *raw.shape), "float32", {}, UNKNOWN,
+                                       class_names=["background", "foreground"])[io.LEVEL0]
     synchronize(device)
     start = time.perf_counter()
     predict_stack(NormalizedImage(raw, Normalization.from_attrs(stats)), target, forward, geometry=geometry, batch_size=1, dtype="float32")

@@ -31,7 +31,7 @@ from unetflow import io, ngff
 from unetflow.inference import autocast, autocast_dtype, describe_precision, make_forward, tile_geometry
 from unetflow.methods.architectures import ModelConfig
 from unetflow.model import UNet
-from unetflow.prediction import create_output, predict_volume
+from unetflow.prediction import predict_volume
 from unetflow.synthetic import generate_volume
 from unetflow.intensity import Normalization, NormalizedImage
 from unetflow.tiling import array_window_reader, tile_grid_for
@@ -54,7 +54,8 @@ def synchronize(device: torch.device) -> None:
 
 def ours(model, raw, stats, geometry, device, dtype, folder: Path) -> float:
     forward = make_forward(model, device, dtype, geometry.tile)
-    target = create_output(folder / "p.zarr", (2, *raw.shape), "float32", {}, UNKNOWN)[io.LEVEL0]
+    target = ngff.create_probabilities(folder / "p.zarr", (2, *raw.shape), "float32", {}, UNKNOWN,
+                                       class_names=["background", "foreground"])[io.LEVEL0]
     synchronize(device)
     start = time.perf_counter()
     predict_volume(NormalizedImage(raw, Normalization.from_attrs(stats)), target, forward, geometry=geometry, batch_size=1, dtype="float32")

@@ -50,7 +50,7 @@ def third_party_imports(step: str) -> set[str]:
 
 def test_every_rule_runs_a_step_module_named_after_it():
     found = rules()
-    assert set(found) == {"demo_data", "ingest", "weights", "augment", "train", "predict", "tune", "segment", "evaluate",
+    assert set(found) == {"demo_data", "ingest", "weights", "augment", "train", "predict", "ensemble", "tune", "segment", "evaluate",
                           "report", "export", "merge_predictions", "merge_segmentation", "view", "tiff"}
     # the merge rules of a split stack (predict.parts) share one step
     assert all(rule == step or (rule.startswith("merge_") and step == "merge") for rule, (step, _) in found.items())

@@ -13,7 +13,8 @@ import yaml
 from conftest import REPO
 from unetflow import plan_checks, settings
 from unetflow.errors import InputError
-from unetflow.plan import STAGES, Node, Plan
+from unetflow.plan import Plan
+from unetflow.provenance import STAGES, Node
 
 DEMO = yaml.safe_load((REPO / "config/config.yaml").read_text())
 

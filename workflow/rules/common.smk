@@ -11,7 +11,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from unetflow import config_checks, plan_checks
 from unetflow.errors import InputError
-from unetflow.plan import Plan, code_of
+from unetflow.plan import Plan
+from unetflow.provenance import code_of
 
 # The package runs from the source tree, installed or not (conda envs too), whatever
 # characters the checkout's path holds; this checkout's copy comes first.
@@ -118,13 +119,14 @@ def one_of(names):
     return "|".join(re.escape(name) for name in names) or "(?!)"
 
 
-# A wildcard matches only what this config makes: datasets it names and models it runs, and
-# train matches only the models it trains (train.smk). A model file or stack the config gives,
+# A wildcard matches only what this config makes: datasets it names (and its folds' slabs) and
+# models it runs (and their ensembles' members); train matches only the models it trains
+# (train.smk), predict only models with weights and ensemble only ensembles (predict.smk). A model file or stack the config gives,
 # even one at a path like results/models/<name>/model.pt, is then never an output of this run,
 # so no job can replace or delete it (check_given_files, after the rules are defined).
 wildcard_constraints:
-    dataset=one_of(config["datasets"]),
-    model=one_of(plan.active_models()),
+    dataset=one_of(plan.datasets()),
+    model=one_of(plan.used_models()),
     part="[0-9]+",
 
 

@@ -7,6 +7,8 @@ if PARTS > 1:
             part_flags("results/predictions/{model}/{dataset}.zarr"),
         output:
             directory("results/predictions/{model}/{dataset}.zarr"),
+        wildcard_constraints:
+            model=one_of(plan.predicted_models()),
         params:
             parts=runtime(PARTS),
             code=code_of("merge"),

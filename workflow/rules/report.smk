@@ -9,6 +9,7 @@ rule report:
         tuning=expand("results/tuning/{model}/sweep.csv", model=plan.active_models()) if plan.tuned() else [],
         chosen=expand("results/tuning/{model}/segment.json", model=plan.active_models()) if plan.tuned() else [],
         images=expand("results/{dataset}/data.zarr", dataset=plan.prediction_datasets()),  # the overlays' images
+        folds=[f"results/evaluation/{model}/{dataset}.csv" for pairs in plan.cross_validation().values() for model, dataset in pairs],
     output:
         table=report("results/report/metrics.html", caption="../report/metrics.rst", category="Metrics"),
         markdown="results/report/metrics.md",
@@ -25,6 +26,7 @@ rule report:
         evaluated=plan.evaluated_datasets(),
         split=json.dumps(plan.data_split()),
         tuned="--tuned" if plan.tuned() else "",
+        folds=as_json(plan.cross_validation()),
     log:
         "logs/report.log",
     benchmark:
@@ -32,4 +34,4 @@ rule report:
     conda:
         "../../envs/cpu.yaml"
     shell:
-        "python -m unetflow.steps.report --results results --out-dir results/report --models {params.models:q} --trained {params.trained:q} --origins {params.origins:q} --predicted {params.predicted:q} --evaluated {params.evaluated:q} --split {params.split:q} {params.tuned} > {log:q} 2>&1"
+        "python -m unetflow.steps.report --results results --out-dir results/report --models {params.models:q} --trained {params.trained:q} --origins {params.origins:q} --predicted {params.predicted:q} --evaluated {params.evaluated:q} --split {params.split:q} --folds {params.folds:q} {params.tuned} > {log:q} 2>&1"

@@ -1,11 +1,11 @@
-# Probabilities of the validate_on datasets -> the segmentation settings segment uses
-# (segment.settings: tuned), chosen by a sweep of the tune grid.
+# Probabilities of the validate_on datasets (a model with folds: of each fold's held-out slab by
+# its fold's model) -> the segmentation settings segment uses (segment.settings: tuned), chosen
+# by a sweep of the tune grid.
 
 
 rule tune:
     input:
-        data=expand("results/{dataset}/data.zarr", dataset=plan.validation_datasets()),
-        predictions=expand("results/predictions/{{model}}/{dataset}.zarr", dataset=plan.validation_datasets()),
+        unpack(of_model(plan.tuning_inputs)),
     output:
         settings="results/tuning/{model}/segment.json",
         table="results/tuning/{model}/sweep.csv",

@@ -98,7 +98,7 @@ def check_unique(names: Iterable[str], key: str) -> None:
     """Each name once: a repeated dataset would be trained on, or reported, twice."""
     repeated = sorted(name for name, times in Counter(names).items() if times > 1)
     if repeated:
-        raise InputError(f"config: {key} names {', '.join(repeated)} more than once; name each dataset once")
+        raise InputError(f"config: {key} names {', '.join(repeated)} more than once; name each once")
 
 
 def _has_braces(path: str) -> bool:

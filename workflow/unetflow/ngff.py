@@ -166,6 +166,16 @@ def create_image(
     return arrays[0]
 
 
+def create_probabilities(path: Path, shape: tuple[int, ...], dtype: str, attributes: dict, voxel_size: VoxelSize,
+                         *, class_names: list[str], volume: bool = False, zarr_format: int = 2) -> zarr.Group:
+    """A new prediction store at ``path``: a (c, z, y, x) image of per-class probabilities, a
+    channel per class name, ``attributes`` in its level 0's ``attrs["unetflow"]``; level 0 to be filled."""
+    group = io.create_group(path, zarr_format)
+    create_image(group, shape, dtype, voxel_size, name="probabilities", channel_names=class_names,
+                 attributes=attributes, volume=volume)
+    return group
+
+
 CHANNEL_COLOURS = ("808080", "FF00FF", "00FF00", "00FFFF", "FFFF00", "FF8000", "0080FF", "FF0000")
 
 
@@ -181,6 +191,11 @@ def omero_channels(names: list[str], dtype: np.dtype) -> dict[str, Any]:
 
 
 FLUORESCENCE_COLOURS = ("00FF00", "FF00FF", "00FFFF", "FFFF00")
+
+
+def channel_names(image: zarr.Group) -> list[str]:
+    """The names of an image's channels (its OMERO labels)."""
+    return [channel["label"] for channel in ome(image)["omero"]["channels"]]
 
 
 def set_display(image: zarr.Group, names: list[str], ranges: list[tuple[float, float]]) -> None:

@@ -6,13 +6,12 @@ passes to its step, and the provenance of every output. The ``.smk`` files stay 
 name inputs, outputs and resources and ask the plan for the rest; ``unetflow.plan_checks``
 refuses what the schema cannot express before any job runs.
 
-Provenance comes from one table, :data:`STAGES`: for each rule, the settings of its own that
-change its results and the outputs (stage and keys) it reads. A node's provenance is its
-own settings, the hash of its code (:func:`unetflow.fingerprints.code_fingerprint`) and the
-provenance of everything upstream. Each rule carries the hash of its inputs' provenance as
-its ``upstream`` param: Snakemake reruns a job whose params changed, but does not look past
-an output that exists, so a change whose run was killed half-way (an intermediate output
-deleted) would otherwise leave the outputs below it looking current.
+Provenance comes from one table, :data:`unetflow.provenance.STAGES`: for each rule, the
+settings of its own that change its results and the outputs (stage and keys) it reads. Each
+rule carries the hash of its inputs' provenance as its ``upstream`` param: Snakemake reruns a
+job whose params changed, but does not look past an output that exists, so a change whose run
+was killed half-way (an intermediate output deleted) would otherwise leave the outputs below
+it looking current.
 
 Standard library only (and the package's light modules): Snakemake imports this while it
 builds the DAG; torch is imported only where a model file has to be read.
@@ -23,33 +22,21 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from . import geometry, settings
+from . import folds, geometry, settings
 from .errors import InputError
-from .fingerprints import code_fingerprint, settings_fingerprint, store_fingerprint
+from .fingerprints import settings_fingerprint
 from .methods import architectures
 from .methods.registry import registered_keyword
+from .provenance import STAGES, Node, code_of
 from .stack_files import stack_files
 
 DEFAULT_WORKING_BYTES = 140  # bytes a voxel of a segmentation method that does not say (segmenters.segmenter)
 MODEL_SETTING_SECTIONS = ("train", "augment")  # a model's own overrides, not its architecture
+MODEL_ROLE_KEYS = ("file", "start_from", "ensemble", "folds")  # what a model is, not its architecture
 INGEST_KEYS = ("images", "labels", "slices", "label_kind", "voxel_size", "ignore_label", "labelled_slices",
                "channel_axis")
-
-
-@dataclass(frozen=True)
-class Node:
-    """One output of the run: a stage (a rule) and the wildcard values that name it."""
-
-    stage: str
-    keys: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def of(cls, stage: str, **keys: str) -> Node:
-        return cls(stage, tuple(sorted(keys.items())))
 
 
 class Plan:
@@ -65,8 +52,15 @@ class Plan:
 
     # roles of models and datasets
 
+    @functools.cache  # the DAG asks for datasets many times
+    def datasets(self) -> dict[str, dict]:
+        """The config's datasets and those its folds generate (:mod:`unetflow.folds`)."""
+        generated = {name: entry for splits in self.fold_splits().values() for fold in splits
+                     for name, entry in (*fold.train.items(), *fold.held_out.items())}
+        return {**self.config["datasets"], **generated}
+
     def dataset(self, name: str) -> dict:
-        return self.config["datasets"][name]
+        return self.datasets()[name]
 
     def active_models(self) -> list[str]:
         """The models to train and apply: run_models, or all models."""
@@ -77,33 +71,124 @@ class Plan:
                                  "the name")
         return names
 
+    def model_entry(self, model: str) -> dict:
+        """A model's config entry; a fold model's is its ensemble's without ``folds``."""
+        if model in self.config["models"]:
+            return self.config["models"][model]
+        ensemble = self.fold_of(model)
+        return {key: value for key, value in self.config["models"][ensemble].items() if key != "folds"}
+
+    def members(self, model: str) -> list[str]:
+        """An ensemble's members (models.<name>.ensemble, or its fold models); [] for a single model."""
+        if model in self.fold_splits():
+            return [fold.model for fold in self.fold_splits()[model]]
+        return list(self.model_entry(model).get("ensemble", []))
+
+    def is_ensemble(self, model: str) -> bool:
+        return bool(self.members(model))
+
+    def used_models(self) -> list[str]:
+        """The active models and the members of the active ensembles, each once."""
+        used = []
+        for model in self.active_models():
+            used += [name for name in (*self.members(model), model) if name not in used]
+        return used
+
+    def predicted_models(self) -> list[str]:
+        """The used models the predict rule runs (the ensembles' probabilities are their members' mean)."""
+        return [model for model in self.used_models() if not self.is_ensemble(model)]
+
+    def ensembles(self) -> list[str]:
+        return [model for model in self.used_models() if self.is_ensemble(model)]
+
     def pretrained_file(self, model: str) -> str | None:
         """The model file of a pretrained model (models.<name>.file), else None."""
-        return self.config["models"][model].get("file")
+        return self.model_entry(model).get("file")
 
     def start_from(self, model: str) -> str | None:
         """The model file a trained model starts from (models.<name>.start_from: fine-tuning), else None."""
-        return self.config["models"][model].get("start_from")
+        return self.model_entry(model).get("start_from")
 
     def trained_models(self) -> list[str]:
-        """The active models this workflow trains (those without a model file)."""
-        return [model for model in self.active_models() if not self.pretrained_file(model)]
+        """The models this workflow trains: the used models without a model file, ensembles left out."""
+        return [model for model in self.predicted_models() if not self.pretrained_file(model)]
 
-    def training_datasets(self) -> list[str]:
-        """Datasets named in train_on, each checked to exist and have labels."""
+    # cross-validation folds (unetflow.folds)
+
+    @functools.cache
+    def fold_splits(self) -> dict[str, list[folds.Fold]]:
+        """The folds of each active model with ``folds: k``: k models over contiguous slabs of
+        the train_on and validate_on slices."""
+        with_folds = [model for model in self.active_models() if self.config["models"][model].get("folds")]
+        if not with_folds:
+            return {}
+        pool = folds.pooled_stacks([*self.training_datasets(), *self.validation_datasets()],
+                                   self.config["datasets"], self._slice_count)
+        slices = sum(len(indices) for _, _, indices in pool)
+        for model in with_folds:
+            if self.config["models"][model]["folds"] > slices:
+                raise InputError(f"config: models.{model}.folds is {self.config['models'][model]['folds']}, but "
+                                 f"train_on and validate_on hold {slices} labelled slices; give at most {slices} "
+                                 "folds (each holds out at least one slice)")
+        return {model: folds.split(model, self.config["models"][model]["folds"], pool) for model in with_folds}
+
+    def _slice_count(self, name: str) -> int:
+        """The number of slices of a dataset that selects none, read from its stack."""
+        path = self.config["datasets"][name]["images"]
+        if not Path(path).exists():
+            raise InputError(f"config: folds split the slices of datasets.{name}, whose images {path} do not exist "
+                             f"yet; give its slices (datasets.{name}.slices, e.g. \"0-19\")")
+        from .readers import open_stack  # tifffile, only when folds pool a whole stack
+
+        return open_stack(path, channel_axis=self.config["datasets"][name]["channel_axis"]).shape[0]
+
+    def fold_of(self, model: str) -> str:
+        """The model whose fold ``model`` is."""
+        for ensemble, splits in self.fold_splits().items():
+            if any(fold.model == model for fold in splits):
+                return ensemble
+        raise InputError(f"config: no model '{model}' in models")
+
+    def fold(self, model: str) -> folds.Fold | None:
+        """The fold a fold model trains on and holds out, else None."""
+        return next((fold for splits in self.fold_splits().values() for fold in splits if fold.model == model), None)
+
+    def cross_validation(self) -> dict[str, list[tuple[str, str]]]:
+        """Per active model with folds: (fold model, held-out dataset) of each fold, in order."""
+        return {model: [(fold.model, name) for fold in splits for name in fold.held_out]
+                for model, splits in self.fold_splits().items()}
+
+    def tuning_pairs(self, model: str) -> list[tuple[str, str]]:
+        """(model, dataset) of the predictions that tune ``model``'s segmentation: each fold's
+        held-out slices by the fold's model, for a model with folds; else validate_on by itself."""
+        if model in self.fold_splits():
+            return self.cross_validation()[model]
+        return [(model, name) for name in self.validation_datasets()]
+
+    def tuning_model(self, model: str) -> str:
+        """The model whose tuned settings segment ``model``'s predictions (a fold's: its ensemble's)."""
+        return self.fold_of(model) if self.fold(model) else model
+
+    def training_datasets(self, model: str | None = None) -> list[str]:
+        """Datasets a model trains on (a fold's, or train_on), each checked to exist and have labels."""
+        if model is not None and self.fold(model):
+            return list(self.fold(model).train)
         names = self.config.get("train_on", [])
         for name in names:
             if name not in self.config["datasets"]:
                 raise InputError(f"config: train_on names '{name}', which is not in datasets; add it there or fix "
                                  "the name")
-            if "labels" not in self.dataset(name):
+            if "labels" not in self.config["datasets"][name]:
                 raise InputError(f"config: train_on names '{name}', which has no labels; add labels to it")
         return names
 
-    def validation_datasets(self) -> list[str]:
-        """Datasets named in validate_on, each checked to exist and have labels."""
+    def validation_datasets(self, model: str | None = None) -> list[str]:
+        """Datasets that validate a model's training (a fold's held-out slab, or validate_on),
+        each checked to exist and have labels."""
+        if model is not None and self.fold(model):
+            return list(self.fold(model).held_out)
         for name in self.config["validate_on"]:
-            if name not in self.config["datasets"] or "labels" not in self.dataset(name):
+            if name not in self.config["datasets"] or "labels" not in self.config["datasets"][name]:
                 raise InputError(f"config: validate_on names '{name}', which is not a labelled dataset in datasets")
         return self.config["validate_on"]
 
@@ -125,20 +210,38 @@ class Plan:
     def data_split(self) -> list[dict]:
         """Each dataset's stack, slices and use, for the report (which slices each number comes from)."""
         uses, scored = {}, self.evaluated_datasets()
-        for use, names in (("train", self.training_datasets() if self.trained_models() else []),
-                           ("validate + tune" if self.tuned() else "validate", self.validation_datasets()),
+        single = [model for model in self.used_models() if model not in self.fold_splits() and not self.fold(model)]
+        pooled = [*self.training_datasets(), *self.validation_datasets()] if self.fold_splits() else []
+        for use, names in (("train", self.training_datasets() if set(single) & set(self.trained_models()) else []),
+                           ("validate + tune" if self.tuned() else "validate", self.validation_datasets()
+                            if single else []),
+                           ("pooled by the folds", pooled),
                            ("report", scored),
                            ("predict", [name for name in self.prediction_datasets() if name not in scored])):
             for name in names:
                 uses.setdefault(name, []).append(use)
+        for model, splits in self.fold_splits().items():
+            for fold in splits:
+                uses |= {name: [f"train fold {fold.number} of {model}"] for name in fold.train}
+                uses |= {name: [f"hold out in fold {fold.number} of {model}: validate, tune, cross-validate"]
+                         for name in fold.held_out}
         return [{"dataset": name, "use": ", ".join(use), "images": self.dataset(name)["images"],
                  "slices": str(self.dataset(name)["slices"]) or "all"} for name, use in uses.items()]
 
     def model_origins(self) -> dict[str, str]:
         """Where each model comes from, for the report: trained here, fine-tuned from a file, or a file applied."""
         origins = {}
-        for model in self.active_models():
-            if self.pretrained_file(model):
+        for model in self.used_models():
+            if model in self.fold_splits():
+                origins[model] = (f"ensemble of its {len(self.members(model))} fold models (mean probabilities), "
+                                  "each trained on all labelled slices but one slab; tuned on the held-out slabs")
+            elif self.is_ensemble(model):
+                origins[model] = f"ensemble of {', '.join(self.members(model))} (mean probabilities)"
+            elif self.fold(model):
+                fold = self.fold(model)
+                origins[model] = (f"fold {fold.number} of {self.fold_of(model)}: trained here on "
+                                  f"{', '.join(fold.train)}, validated on {', '.join(fold.held_out)}")
+            elif self.pretrained_file(model):
                 origins[model] = f"applied from {self.pretrained_file(model)}"
             elif self.start_from(model):
                 start = start_model_of(self.start_from(model))
@@ -155,13 +258,13 @@ class Plan:
         given = [(f"datasets.{name}.{key}", self.dataset(name)[key])
                  for name in sorted(used) for key in ("images", "labels") if key in self.dataset(name)]
         return given + [(f"models.{model}.file", self.pretrained_file(model))
-                        for model in self.active_models() if self.pretrained_file(model)]
+                        for model in self.used_models() if self.pretrained_file(model)]
 
     # settings
 
     def model_train_settings(self, model: str) -> dict:
         """The global train section with the model's own overrides, checked against the schema."""
-        overrides = self.config["models"][model].get("train", {})
+        overrides = self.model_entry(model).get("train", {})
         try:
             return settings.section("train", {**self.config["train"], **overrides})
         except InputError as error:
@@ -169,8 +272,8 @@ class Plan:
 
     def model_architecture(self, model: str) -> dict:
         """The architecture keys of a model's entry (none for a fine-tuned model: its file's)."""
-        return {key: value for key, value in self.config["models"][model].items()
-                if key not in (*MODEL_SETTING_SECTIONS, "start_from")}
+        return {key: value for key, value in self.model_entry(model).items()
+                if key not in (*MODEL_SETTING_SECTIONS, *MODEL_ROLE_KEYS)}
 
     def model_sample_sizes(self, model: str) -> tuple:
         """(input, output) tiles of the model's training samples: its own output_size
@@ -179,11 +282,11 @@ class Plan:
         dims = self.config["dims"]
         try:
             architecture = start_model_of(self.start_from(model)).architecture if self.start_from(model) else \
-                architectures.from_config(self.config["models"][model], num_classes=self.config["num_classes"],
+                architectures.from_config(self.model_architecture(model), num_classes=self.config["num_classes"],
                                           dims=dims, where=f"models.{model}")
         except InputError as error:
             raise InputError(f"config: models.{model}: {error}") from None
-        entry = self.config["models"][model]
+        entry = self.model_entry(model)
         at_least = entry.get("augment", {}).get("output_size", self.config["augment"]["output_size"])
         if dims == 2:
             return architecture.sample_sizes(at_least)
@@ -253,12 +356,12 @@ class Plan:
     def training_inputs(self, model: str) -> dict[str, list[str]]:
         """Samples (precomputed) or data + weight maps (online), the validation data, the start model."""
         online = self.config["augment"]["mode"] == "online"
-        train = self.training_datasets()
+        train = self.training_datasets(model)
         return {
             "samples": [] if online else [self.sample_store(name, model) for name in train],
             "data": [f"results/{name}/data.zarr" for name in train] if online else [],
             "weights": [f"results/{name}/weights.zarr" for name in train] if online else [],
-            "validation": [f"results/{name}/data.zarr" for name in self.validation_datasets()],
+            "validation": [f"results/{name}/data.zarr" for name in self.validation_datasets(model)],
             "start": [self.start_from(model)] if self.start_from(model) else [],
         }
 
@@ -276,7 +379,20 @@ class Plan:
 
     def model_file(self, model: str) -> str:
         """A model's model.pt: its own file if pretrained, else what the train rule writes."""
+        if self.is_ensemble(model):
+            raise InputError(f"config: models.{model} is an ensemble of {', '.join(self.members(model))}: it has no "
+                             "model file of its own; export or apply one of its members")
         return self.pretrained_file(model) or f"results/models/{model}/model.pt"
+
+    def member_predictions(self, model: str, dataset: str) -> list[str]:
+        """The prediction stores an ensemble's probabilities of ``dataset`` average."""
+        return [f"results/predictions/{member}/{dataset}.zarr" for member in self.members(model)]
+
+    def tuning_inputs(self, model: str) -> dict[str, list[str]]:
+        """The labelled stores and the predictions of them that tune ``model`` (:meth:`tuning_pairs`)."""
+        pairs = self.tuning_pairs(model)
+        return {"data": [f"results/{dataset}/data.zarr" for _, dataset in pairs],
+                "predictions": [f"results/predictions/{name}/{dataset}.zarr" for name, dataset in pairs]}
 
     def tiff_source(self, kind: str, model: str, dataset: str) -> str:
         """The store a TIFF export of ``kind`` (probabilities or segmentation) is written from."""
@@ -304,7 +420,7 @@ class Plan:
 
     def tuned_settings(self, model: str) -> list[str] | str:
         """The tune rule's choice for the model, when segment.settings is tuned."""
-        return f"results/tuning/{model}/segment.json" if self.tuned() else []
+        return f"results/tuning/{self.tuning_model(model)}/segment.json" if self.tuned() else []
 
     # provenance
 
@@ -323,72 +439,6 @@ class Plan:
         code = stage.code(self, **keys) if callable(stage.code) else stage.code
         return [node.stage, stage.own(self, **keys), None if code is None else code_of(code),
                 [self.provenance(upstream) for upstream in stage.reads(self, **keys)]]
-
-
-@dataclass(frozen=True)
-class Stage:
-    """A rule in the provenance table: its own settings that change results, the code that
-    makes its output (a step name, or a function of the plan giving one or None), and the
-    outputs it reads."""
-
-    own: Callable[..., Any]
-    reads: Callable[..., list[Node]]
-    code: str | Callable[..., str | None]
-
-
-def _model_settings(plan: Plan, model: str) -> list:
-    if plan.pretrained_file(model):
-        return [{"file": plan.pretrained_file(model)}, file_fingerprint(plan.pretrained_file(model))]
-    return [plan.model_architecture(model), plan.results_settings("train", plan.model_train_settings(model))]
-
-
-def _model_reads(plan: Plan, model: str) -> list[Node]:
-    if plan.pretrained_file(model):
-        return []
-    return [*(Node.of("augment", dataset=name, model=model) for name in plan.training_datasets()),
-            *(Node.of("ingest", dataset=name) for name in plan.validation_datasets())]
-
-
-STAGES: dict[str, Stage] = {
-    "ingest": Stage(own=lambda plan, dataset: plan.ingest_settings(dataset), reads=lambda plan, dataset: [],
-                    code="ingest"),
-    "weights": Stage(own=lambda plan, dataset: plan.config["weights"],
-                     reads=lambda plan, dataset: [Node.of("ingest", dataset=dataset)], code="weights"),
-    "augment": Stage(own=lambda plan, dataset, model: [plan.config["augment"]["mode"], plan.augment_settings(),
-                                                       plan.model_sample_sizes(model)],
-                     reads=lambda plan, dataset, model=None: [Node.of("weights", dataset=dataset)],
-                     code=lambda plan, **keys: None if plan.config["augment"]["mode"] == "online" else "augment"),
-    "train": Stage(own=_model_settings, reads=_model_reads,
-                   code=lambda plan, model: None if plan.pretrained_file(model) else "train"),
-    "predict": Stage(own=lambda plan, model, dataset: plan.results_settings("predict"),
-                     reads=lambda plan, model, dataset: [Node.of("train", model=model),
-                                                         Node.of("ingest", dataset=dataset)], code="predict"),
-    "tune": Stage(own=lambda plan, model: plan.config["tune"],
-                  reads=lambda plan, model: [Node.of("predict", model=model, dataset=name)
-                                             for name in plan.validation_datasets()], code="tune"),
-    "segment": Stage(own=lambda plan, model, dataset: plan.segment_settings(),
-                     reads=lambda plan, model, dataset: [Node.of("predict", model=model, dataset=dataset)]
-                     + ([Node.of("tune", model=model)] if plan.tuned() else []), code="segment"),
-    "evaluate": Stage(own=lambda plan, model, dataset: None,
-                      reads=lambda plan, model, dataset: [Node.of("segment", model=model, dataset=dataset)],
-                      code="evaluate"),
-    "report": Stage(own=lambda plan: None,
-                    reads=lambda plan: [Node.of("evaluate" if name in plan.evaluated_datasets() else "segment",
-                                                model=model, dataset=name)
-                                        for model in plan.active_models() for name in plan.prediction_datasets()],
-                    code="report"),
-}
-
-
-@functools.cache  # the sources do not change while the DAG is built
-def code_of(step: str) -> str:
-    """Hash of the code that runs for ``step`` (:func:`unetflow.fingerprints.code_fingerprint`)."""
-    return code_fingerprint(step)
-
-
-@functools.cache  # a model file is hashed once per DAG, not once per job that uses it
-def file_fingerprint(path: str) -> str:
-    return store_fingerprint(Path(path))
 
 
 @functools.cache

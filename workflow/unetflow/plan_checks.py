@@ -20,6 +20,11 @@ def check(plan: Plan) -> None:
         check_dataset(name, entry)
     for key in ("train_on", "validate_on", "predict_on", "run_models"):
         config_checks.check_unique(config.get(key, []), key)
+    for model, entry in config["models"].items():
+        if "ensemble" in entry:
+            check_ensemble(plan, model)
+        if "folds" in entry:
+            check_folds(plan, model)
     if not config["train_on"] and not config["predict_on"]:
         raise InputError("config: train_on and predict_on are empty, so this config trains and predicts nothing; add "
                          "train_on: [<labelled dataset>] to train a model (with validate_on: [<another>] to tune "
@@ -34,7 +39,7 @@ def check(plan: Plan) -> None:
     check_split(plan)
     for model in plan.trained_models():
         check_trained_model(plan, model)
-    for model in plan.active_models():
+    for model in plan.used_models():
         if plan.pretrained_file(model):
             check_pretrained(plan, model)
     if plan.trained_models() and not config["train_on"]:
@@ -60,18 +65,56 @@ def check_trained_model(plan: Plan, model: str) -> None:
         check_start(plan, model)
     train = plan.model_train_settings(model)
     check_name(train["loss"], "losses", "loss", f"models.{model}.train.loss")
-    if train["keep"] == "best" and not plan.validation_datasets():
+    if train["keep"] == "best" and not plan.validation_datasets(model):
         raise InputError(f"config: models.{model}.train.keep is best, but validate_on is empty, so no validation "
                          "loss can choose the iterate; name labelled datasets held out from training in "
                          "validate_on, or set keep: last")
-    check_name(plan.config["models"][model].get("architecture", architectures.DEFAULT), "architectures",
+    check_name(plan.model_entry(model).get("architecture", architectures.DEFAULT), "architectures",
                "architecture", f"models.{model}.architecture")
     plan.model_sample_sizes(model)  # unknown architecture arguments are refused here
 
 
+def check_ensemble(plan: Plan, model: str) -> None:
+    """An ensemble's entry names only other single models of ``models``, each once."""
+    entry, setting = plan.config["models"][model], f"models.{model}.ensemble"
+    others = sorted(set(entry) - {"ensemble"})
+    if others:
+        raise InputError(f"config: models.{model} is an ensemble and also gives {', '.join(others)}; its members "
+                         "have their own architecture and training: remove those keys")
+    config_checks.check_unique(entry["ensemble"], setting)
+    for member in entry["ensemble"]:
+        if member not in plan.config["models"]:
+            raise InputError(f"config: {setting} names '{member}', which is not in models; add it there or fix the "
+                             "name")
+        if {"ensemble", "folds"} & set(plan.config["models"][member]):
+            raise InputError(f"config: {setting} names '{member}', itself an ensemble; list the single models "
+                             "instead")
+
+
+def check_folds(plan: Plan, model: str) -> None:
+    """A model with folds trains here, in 2-D, under names no other model or dataset has."""
+    entry, setting = plan.config["models"][model], f"models.{model}.folds"
+    if {"file", "ensemble"} & set(entry):
+        raise InputError(f"config: models.{model} gives folds and also {'file' if 'file' in entry else 'ensemble'}; "
+                         "folds train models here: remove one of them")
+    if plan.config["dims"] != 2:
+        raise InputError(f"config: {setting}: folds split slices of 2-D stacks (dims 2); for volumes, train models "
+                         "on datasets you split yourself and name them in an ensemble (models.<name>.ensemble)")
+    if not plan.config["train_on"]:
+        raise InputError(f"config: {setting}: train_on is empty, so there are no labelled slices to split; name "
+                         "them in train_on (and validate_on)")
+    if model not in plan.active_models():
+        return
+    for fold in plan.fold_splits()[model]:
+        for kind, name in (("models", fold.model), *(("datasets", name) for name in (*fold.train, *fold.held_out))):
+            if name in plan.config[kind]:
+                raise InputError(f"config: {kind}.{name} has the name {setting} gives a fold's "
+                                 f"{'model' if kind == 'models' else 'slices'}; rename it")
+
+
 def check_tuning(plan: Plan) -> None:
     """segment.settings tuned needs labelled data to tune on and a grid of known methods."""
-    if plan.active_models() and not plan.validation_datasets():
+    if any(not plan.tuning_pairs(model) for model in plan.active_models()):
         raise InputError("config: segment.settings is tuned, but validate_on is empty, so there is nothing to tune "
                          "the segmentation on; name labelled datasets held out from training in validate_on, or "
                          "set segment.settings: fixed and give the segment settings")

@@ -13,22 +13,18 @@ from __future__ import annotations
 import logging
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import numpy as np
 import zarr
 
-from . import io, ngff
 from .errors import InputError
 from .inference import (
     TileGeometry,
 )
 from .intensity import NormalizedImage
-from .methods.architectures import class_names
 from .mirror import ChannelsFirst
 from .progress import progress
 from .tiling import array_window_reader, axis_origins, predict_block, tiles_meeting
-from .voxel_size import VoxelSize
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +40,6 @@ def output_blocks(shape: tuple[int, int], chunks: tuple[int, int]) -> list[tuple
 
 def quantise(probabilities: np.ndarray, dtype: str) -> np.ndarray:
     return np.round(probabilities * 255).astype(np.uint8) if dtype == "uint8" else probabilities
-
-
-def create_output(path: Path, shape: tuple[int, ...], dtype: str, attributes: dict,
-                  voxel_size: VoxelSize, *, volume: bool = False, zarr_format: int = 2) -> zarr.Group:
-    group = io.create_group(path, zarr_format)
-    ngff.create_image(group, shape, dtype, voxel_size, name="probabilities", channel_names=class_names(shape[0]),
-                      attributes=attributes, volume=volume)
-    return group
 
 
 def predict_stack(image: NormalizedImage, target: zarr.Array, forward, *, geometry: TileGeometry,

@@ -27,7 +27,8 @@ from ..inference import (
     tile_geometry,
 )
 from ..intensity import NormalizedImage, setting_in
-from ..prediction import create_output, predict_stack, predict_volume
+from ..methods.architectures import class_names
+from ..prediction import predict_stack, predict_volume
 from ..tiling import tile_grid_for
 
 log = logging.getLogger(__name__)
@@ -105,8 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         ngff.write_pyramid(store, slices)
 
     def create(path: Path) -> zarr.Group:
-        return create_output(path, shape, options["dtype"], attributes, voxel_size, volume=architecture.dims == 3,
-                             zarr_format=io.zarr_format_of(data))
+        return ngff.create_probabilities(path, shape, options["dtype"], attributes, voxel_size,
+                                         class_names=class_names(architecture.num_classes),
+                                         volume=architecture.dims == 3, zarr_format=io.zarr_format_of(data))
 
     if args.parts == 1:
         parts.discard_workspace(args.out)

@@ -31,8 +31,12 @@ TABLE_COLUMNS = ["model", "dataset", "threshold", "pixel_error_at_0.5", *reporte
 VOLUME_COLUMNS = ["model", "dataset", "threshold", *reported_columns(objects_only=True)]
 SETTING_COLUMNS = list(SETTING_KEYS)
 METHOD_SCORES = ["adapted_rand_error", "vi_split", "vi_merge", "average_precision", "f1", "pixel_error"]
-METHODS_SECTION = "Segmentation methods side by side (each one's best settings, scored on the validate_on data)"
+METHODS_SECTION = "Segmentation methods side by side (each one's best settings, scored on the tuning data)"
 SWEEP_KEYS = [key for key in SETTING_COLUMNS if key != "threshold"]  # one curve over the thresholds each
+FOLDS_SECTION = ("Cross-validation: each fold's model on the slices it held out, and mean ± SD over the folds "
+                 "(optimistic: these slices also tuned the ensemble's segmentation settings, and chose the "
+                 "checkpoint with train.keep: best)")
+FOLD_SCORES = ["adapted_rand_error", "v_rand", "v_info", "pixel_error_at_0.5", "average_precision"]
 VOLUME_SECTION = "Scores of the whole volume (3-D: objects scored through z as one segmentation)"
 
 
@@ -54,6 +58,21 @@ def volume_table(evaluations: list[Path]) -> pd.DataFrame:
     return evaluation_rows(evaluations, VOLUME_ROW, VOLUME_COLUMNS)
 
 
+def folds_table(results: Path, folds: dict[str, list[list[str]]]) -> pd.DataFrame:
+    """Per model with folds: each fold's scores on its held-out slices (the mean of its held-out
+    datasets' rows) and a row of mean ± SD over the folds."""
+    rows = []
+    for ensemble, pairs in folds.items():
+        scored = metrics_table([results / "evaluation" / model / f"{dataset}.csv" for model, dataset in pairs])
+        fold_rows = [{"model": ensemble, "fold": model, "held out": ", ".join(group["dataset"]),
+                      **group[FOLD_SCORES].mean().to_dict()} for model, group in scored.groupby("model", sort=False)]
+        scores = pd.DataFrame(fold_rows)[FOLD_SCORES]
+        summary = {column: f"{scores[column].mean():.4f} ± {scores[column].std(ddof=1):.4f}" for column in FOLD_SCORES}
+        rows += [*fold_rows, {"model": ensemble, "fold": f"mean ± SD over {len(fold_rows)} folds", "held out": "",
+                              **summary}]
+    return pd.DataFrame(rows, columns=["model", "fold", "held out", *FOLD_SCORES])
+
+
 def split_table(split: list[dict]) -> pd.DataFrame:
     """Each dataset's stack, slices and use (train, validate + tune, report, predict)."""
     return pd.DataFrame(split, columns=["dataset", "use", "images", "slices"])
@@ -67,8 +86,8 @@ def settings_table(results: Path, models: list[str], predicted: list[str], tuned
         source = "fixed: the segment section"
         if tuned:
             choice = json.loads((results / "tuning" / model / "segment.json").read_text())
-            scored_on = (f"{choice['volumes']} validate_on volumes ({choice['slices']} slices) scored whole"
-                         if choice.get("dims") == 3 else f"{choice['slices']} validate_on slices")
+            scored_on = (f"{choice['volumes']} held-out volumes ({choice['slices']} slices) scored whole"
+                         if choice.get("dims") == 3 else f"{choice['slices']} held-out slices")
             source = (f"tuned: lowest {OBJECTIVES[choice['metric']].shown} ({choice['score']:.4f}) of {choice['candidates']} "
                       f"candidates on {scored_on}")
         for dataset in predicted:
@@ -79,7 +98,7 @@ def settings_table(results: Path, models: list[str], predicted: list[str], tuned
 
 def methods_table(sweeps: dict[str, Path]) -> pd.DataFrame:
     """Per model and segmentation method, its best candidate of the tuning sweep (lowest score, as
-    the tune rule ranks them) with its scores on the validate_on data: the methods side by side
+    the tune rule ranks them) with its scores on the tuning data: the methods side by side
     on the same predictions."""
     rows = []
     for model, csv in sweeps.items():
@@ -130,7 +149,7 @@ def plot_tuning(path: Path, sweeps: dict[str, Path]) -> None:
         chosen = sweep[sweep["chosen"]].iloc[0]
         axis.plot(chosen["threshold"], chosen["score"], "k*", markersize=14, label="chosen")
         axis.set(xlabel="threshold", ylabel="tuning score (lower is better)", yscale="log",
-                 title=f"{model}: segmentation settings on the validate_on slices")
+                 title=f"{model}: segmentation settings on held-out slices")
         axis.legend(title=" ".join(SWEEP_KEYS), fontsize=6, title_fontsize=7, ncol=2, loc="upper left",
                     bbox_to_anchor=(1.01, 1.0))
     if not sweeps:
@@ -191,6 +210,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--split", default="[]", help="JSON list of {dataset, use, images, slices}")
     parser.add_argument("--origins", default="{}", help="JSON: each model's origin (trained here, fine-tuned from "
                         "a file, applied from a file)")
+    parser.add_argument("--folds", default="{}", help="JSON: per model with folds, [fold model, held-out dataset] "
+                        "pairs (cross-validation scores)")
     parser.add_argument("--tuned", action="store_true", help="segmentation settings tuned (results/tuning/<model>/)")
     return parser.parse_args(argv)
 
@@ -204,6 +225,9 @@ def main(argv: list[str] | None = None) -> None:
                 "Models": models_table(json.loads(args.origins),
                                        {model: args.results / "models" / model / "metrics.csv" for model in args.trained}),
                 "Segmentation settings": settings_table(args.results, args.models, args.predicted, args.tuned)}
+    folds = json.loads(args.folds)
+    if folds:
+        sections[FOLDS_SECTION] = folds_table(args.results, folds)
     if args.tuned:
         sections[METHODS_SECTION] = methods_table({model: args.results / "tuning" / model / "sweep.csv"
                                                    for model in args.models})

@@ -39,7 +39,7 @@ def ome_metadata(image: zarr.Group, array: zarr.Array, voxel_size: VoxelSize) ->
             metadata[f"PhysicalSize{axis.upper()}"] = getattr(voxel_size, axis)
             metadata[f"PhysicalSize{axis.upper()}Unit"] = symbol
     if channels and "omero" in ngff.ome(image):
-        metadata["Channel"] = {"Name": [channel["label"] for channel in ngff.ome(image)["omero"]["channels"]]}
+        metadata["Channel"] = {"Name": ngff.channel_names(image)}
     return metadata
 
 
