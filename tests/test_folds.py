@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -134,3 +136,22 @@ def test_folds_of_a_whole_stack_that_does_not_exist_yet_ask_for_its_slices():
     config["models"] = {"cv": {**SMALL, "folds": 2}}
     with pytest.raises(InputError, match=r"datasets.demo_train.slices"):
         plan_checks.check(Plan(settings.whole_config(config)))
+
+
+def test_the_reports_fold_table_holds_each_folds_held_out_scores_and_their_mean_and_sd(tmp_path):
+    from unetflow.steps.report import FOLD_SCORES, TABLE_COLUMNS, folds_table
+
+    pairs = [["m-fold1", "h1"], ["m-fold2", "h2a"], ["m-fold2", "h2b"], ["m-fold3", "h3"]]
+    errors = {"h1": 0.1, "h2a": 0.2, "h2b": 0.4, "h3": 0.6}  # fold 2 holds out two datasets: its score is 0.3
+    for model, dataset in pairs:
+        row = {column: 0.5 for column in TABLE_COLUMNS} | {"model": model, "dataset": dataset, "slice": "all",
+                                                            "adapted_rand_error": errors[dataset]}
+        (tmp_path / "evaluation" / model).mkdir(parents=True, exist_ok=True)
+        pd.DataFrame([row, row | {"slice": "0"}]).to_csv(tmp_path / "evaluation" / model / f"{dataset}.csv",
+                                                         index=False)
+    table = folds_table(tmp_path, {"m": pairs})
+    assert list(table["fold"]) == ["m-fold1", "m-fold2", "m-fold3", "mean ± SD over 3 folds"]
+    assert table["held out"][1] == "h2a, h2b"
+    assert table["adapted_rand_error"][:3].tolist() == pytest.approx([0.1, 0.3, 0.6])
+    assert table["adapted_rand_error"][3] == f"{np.mean([0.1, 0.3, 0.6]):.4f} ± {np.std([0.1, 0.3, 0.6], ddof=1):.4f}"
+    assert table["v_rand"][3] == "0.5000 ± 0.0000" and set(FOLD_SCORES) <= set(table.columns)

@@ -11,6 +11,7 @@ uint8 stores are averaged as stored (probability x 255) and rounded back.
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 
 import dask.array as da
@@ -19,6 +20,7 @@ import zarr
 
 from . import io, ngff
 from .errors import InputError
+from .parallel import TaskProgress
 
 log = logging.getLogger(__name__)
 MATCHED_ATTRIBUTES = ("dims", "dtype", "scale")  # members' attrs["unetflow"] that must agree
@@ -68,5 +70,7 @@ def write_ensemble(paths: list[Path], out: Path) -> None:
                                           class_names=ngff.channel_names(stores[0]), volume=first.get("dims") == 3,
                                           zarr_format=io.zarr_format_of(stores[0]))
         target = io.level0_to_write(group)
-        mean_probabilities(members).rechunk(io.write_unit(target)).to_zarr(target, compute=True)
+        mean = mean_probabilities(members).rechunk(io.write_unit(target))
+        with TaskProgress(total=math.prod(mean.numblocks), desc="averaged", unit="chunks", prefix="store-map"):
+            da.store(mean, target, lock=False)  # each task writes whole chunks (shards): no two write one
         ngff.write_pyramid(group)
