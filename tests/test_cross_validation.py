@@ -59,9 +59,9 @@ def test_folds_train_a_model_per_slab_tune_on_the_held_out_slabs_and_report_each
     # demo_train 0-7 and demo_val 8-9 are pooled: held out 0-3, 4-6, 7-9, each trained on the rest
     results = workflow_dir / "results"
     held_out = [f"cv-fold{number}-heldout-demo_train" for number in (1, 2, 3)]
-    assert [io.open_raw(io.open_store(results / name / "data.zarr")).shape[1] for name in held_out] == [4, 3, 3]
+    assert [io.open_raw(io.open_store(results / name / "data.zarr")).shape[-3] for name in held_out] == [4, 3, 3]
     trained = [f"cv-fold{number}-train-demo_train" for number in (1, 2, 3)]
-    assert [io.open_raw(io.open_store(results / name / "data.zarr")).shape[1] for name in trained] == [6, 7, 7]
+    assert [io.open_raw(io.open_store(results / name / "data.zarr")).shape[-3] for name in trained] == [6, 7, 7]
     chosen = yaml.safe_load((results / "tuning/cv/segment.json").read_text())
     assert chosen["tuned_on"] == [f"results/{name}/data.zarr" for name in held_out] and chosen["slices"] == 10
 
