@@ -216,3 +216,14 @@ def test_a_pretrained_model_of_other_dims_is_refused_before_any_job(workflow_dir
     assert result.returncode != 0
     assert "models.mine.file: volume.pt is a 3-D model, but dims is 2; set dims: 3 to apply it" in " ".join(
         (result.stdout + result.stderr).split())
+
+
+def test_the_isbi_folds_train_three_ten_minute_models_on_slabs_of_slices_0_to_17(workflow_dir):
+    jobs = isbi_dry_run(workflow_dir, '["cpu30_cv"]')
+    for number, held_out in ((1, "0-5"), (2, "6-11"), (3, "12-17")):
+        train = train_job(jobs, f"cpu30_cv-fold{number}")
+        assert f"results/cpu30_cv-fold{number}-train-isbi_train/augmented/284-100.zarr" in train
+        assert f"--validation results/cpu30_cv-fold{number}-heldout-isbi_train/data.zarr" in train
+        assert '"max_minutes": 10' in train and '"batch_norm": true' in train
+        assert f"--slices {held_out} " in jobs
+    assert jobs.count("rule train:") == 3 and jobs.count("rule ensemble:") == 2  # isbi_report, isbi_test

@@ -1,0 +1,107 @@
+"""One model against the ensemble of folds on ISBI 2012 (issue 33): the ISBI config's cpu30_cv
+(3 folds of 10 minutes each) run by the workflow, then, on the report slices 18-21, each fold's
+model alone and the ensemble, segmented with the settings the tune rule chose on the held-out
+slabs; and the ensemble with each method's best settings of that sweep. Also the time of the
+ensemble step (averaging the members' probabilities) against the predict step's.
+
+Run: python benchmarks/isbi_ensemble.py [--out DIR] [--run CHECKOUT]
+
+Without ``--run`` the workflow runs in a copy of the checkout (``snakemake --configfile
+config/isbi2012.yaml png.yaml``, png.yaml pointing at ../shared's PNG folders and running only
+cpu30_cv, predicting 18-21); with it, the results of a checkout where that ran are read. The
+rows' segmentations and scores are made with the workflow's own segment and evaluate steps in a
+scratch folder, never in the run's results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from common import ISBI, checkout_of, machine, snapshot
+
+MODEL = "cpu30_cv"
+COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "v_rand", "v_info", "pixel_error_at_threshold",
+           "average_precision", "f1"]
+SETTING_KEYS = ["method", "threshold", "seeds", "h", "min_size", "mask", "merge", "bias"]
+
+
+def png_config() -> dict:
+    """The ISBI datasets from the PNG folders; cpu30_cv alone, predicting the report slices."""
+    image, truth = str(ISBI / "train" / "image"), str(ISBI / "train" / "label")
+    voxel_size = {"z": 50, "y": 4, "x": 4, "unit": "nanometer"}
+    datasets = {name: {"images": image, "labels": truth, "slices": slices, "voxel_size": voxel_size}
+                for name, slices in (("isbi_train", "0-14"), ("isbi_val", "15-17"), ("isbi_report", "18-21"))}
+    datasets["isbi_test"] = {"images": str(ISBI / "test"), "voxel_size": voxel_size}
+    return {"datasets": datasets, "predict_on": ["isbi_report"], "run_models": [MODEL]}
+
+
+def step(checkout: Path, name: str, *arguments: str) -> None:
+    done = subprocess.run([sys.executable, "-m", f"unetflow.steps.{name}", *arguments], cwd=checkout,
+                          capture_output=True, text=True, env={"PYTHONPATH": str(checkout / "workflow")})
+    if done.returncode:
+        sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+
+
+def scores(checkout: Path, model: str, settings: dict, scratch: Path) -> dict:
+    """Segment and score ``model``'s probabilities of the report slices with ``settings``."""
+    name = f"{model}-{settings['method']}"
+    predictions = str(checkout / "results/predictions" / model / "isbi_report.zarr")
+    segmentation, table = scratch / f"{name}.zarr", scratch / f"{name}.csv"
+    step(checkout, "segment", predictions, str(segmentation), "--settings",
+         json.dumps({"settings": "fixed", **settings}), "--dims", "2", "--workers", "2")
+    step(checkout, "evaluate", "--data", str(checkout / "results/isbi_report/data.zarr"), "--predictions",
+         predictions, "--segmentation", str(segmentation), "--out", str(table), "--model", model, "--dataset",
+         "isbi_report", "--dims", "2", "--workers", "2")
+    rows = pd.read_csv(table, dtype={"slice": str})
+    return rows[rows["slice"] == "all"].iloc[0][COLUMNS].to_dict()
+
+
+def best_of_each_method(sweep: pd.DataFrame) -> dict[str, dict]:
+    """Each method's lowest-scoring candidate of the tune rule's sweep, as segment settings."""
+    best = {}
+    for method, candidates in sweep.groupby("method", sort=False):
+        row = candidates.loc[candidates["score"].idxmin()]
+        best[method] = {key: row[key].item() if hasattr(row[key], "item") else row[key]
+                        for key in SETTING_KEYS if pd.notna(row[key])}
+    return best
+
+
+def benchmark_seconds(checkout: Path, rule: str, model: str) -> float:
+    return float(pd.read_csv(checkout / f"benchmarks/runs/{rule}/{model}/isbi_report.tsv", sep="\t")["s"].iloc[0])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("/tmp/unetflow-isbi-ensemble"))
+    parser.add_argument("--run", type=Path, help="a checkout where the workflow ran cpu30_cv on png.yaml")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    checkout = args.run or checkout_of(snapshot(args.out), args.out / "checkout")
+    if not args.run:
+        (checkout / "png.yaml").write_text(yaml.safe_dump(png_config()))
+        subprocess.run([sys.executable, "-m", "snakemake", "--cores", "2", "--configfile", "config/isbi2012.yaml",
+                        "png.yaml"], cwd=checkout, check=True)
+    tuning = checkout / "results/tuning" / MODEL
+    chosen = json.loads((tuning / "segment.json").read_text())["settings"]
+    folds = sorted(path.name for path in (checkout / "results/models").glob(f"{MODEL}-fold*"))
+    rows = [{"model": fold, "segmentation": f"{chosen['method']} (the ensemble's)",
+             **scores(checkout, fold, chosen, args.out)} for fold in folds]
+    for method, settings in best_of_each_method(pd.read_csv(tuning / "sweep.csv")).items():
+        rows.append({"model": MODEL, "segmentation": f"{method}{' (chosen)' if method == chosen['method'] else ''}",
+                     **scores(checkout, MODEL, settings, args.out)})
+    print(f"{machine()}; {checkout}\n{pd.DataFrame(rows).to_string(index=False, float_format=lambda value: f'{value:.4f}')}")
+    predict = [benchmark_seconds(checkout, "predict", fold) for fold in folds]
+    ensemble = benchmark_seconds(checkout, "ensemble", MODEL)
+    print(f"4 report slices: predict {', '.join(f'{s:.1f}' for s in predict)} s per fold model; ensemble "
+          f"{ensemble:.2f} s ({ensemble / sum(predict):.3f}x their predictions)")
+
+
+if __name__ == "__main__":
+    main()
