@@ -34,8 +34,8 @@ METHOD_SCORES = ["adapted_rand_error", "vi_split", "vi_merge", "average_precisio
 METHODS_SECTION = "Segmentation methods side by side (each one's best settings, scored on the tuning data)"
 SWEEP_KEYS = [key for key in SETTING_COLUMNS if key != "threshold"]  # one curve over the thresholds each
 FOLDS_SECTION = ("Cross-validation: each fold's model on the slices it held out, and mean ± SD over the folds "
-                 "(optimistic: these slices also tuned the ensemble's segmentation settings, and chose the "
-                 "checkpoint with train.keep: best)")
+                 "(optimistic: these slices also tuned the ensemble's segmentation settings and, with "
+                 "train.keep: best, chose each fold's checkpoint)")
 FOLD_SCORES = ["adapted_rand_error", "v_rand", "v_info", "pixel_error_at_0.5", "average_precision"]
 VOLUME_SECTION = "Scores of the whole volume (3-D: objects scored through z as one segmentation)"
 
