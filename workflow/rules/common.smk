@@ -121,9 +121,10 @@ def one_of(names):
 
 # A wildcard matches only what this config makes: datasets it names (and its folds' slabs) and
 # models it runs (and their ensembles' members); train matches only the models it trains
-# (train.smk), predict only models with weights and ensemble only ensembles (predict.smk). A model file or stack the config gives,
-# even one at a path like results/models/<name>/model.pt, is then never an output of this run,
-# so no job can replace or delete it (check_given_files, after the rules are defined).
+# (train.smk), predict only models with weights and ensemble only ensembles (predict.smk). A
+# model file or stack the config gives, even one at a path like results/models/<name>/model.pt,
+# is then never an output of this run, so no job can replace or delete it (check_given_files,
+# after the rules are defined).
 wildcard_constraints:
     dataset=one_of(plan.datasets()),
     model=one_of(plan.used_models()),
