@@ -2,7 +2,9 @@
 (3 folds of 10 minutes each) run by the workflow, then, on the report slices 18-21, each fold's
 model alone and the ensemble, segmented with the settings the tune rule chose on the held-out
 slabs; and the ensemble with each method's best settings of that sweep. Also the time of the
-ensemble step (averaging the members' probabilities) against the predict step's.
+ensemble step (averaging the members' probabilities) against the predict step's, and the
+challenge's V_Rand of other ways to combine the folds' maps (median, minimum, geometric mean),
+for comparison only: a rule chosen on these slices would be a choice on the report slices.
 
 Run: python benchmarks/isbi_ensemble.py [--out DIR] [--run CHECKOUT]
 
@@ -21,10 +23,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import yaml
 
-from common import ISBI, checkout_of, machine, snapshot
+from common import ISBI, REPO, checkout_of, machine, snapshot
+
+sys.path.insert(0, str(REPO / "workflow"))
+from unetflow import io, isbi_scores  # noqa: E402
 
 MODEL = "cpu30_cv"
 COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "v_rand", "v_info", "pixel_error_at_threshold",
@@ -77,6 +83,23 @@ def benchmark_seconds(checkout: Path, rule: str, model: str) -> float:
     return float(pd.read_csv(checkout / f"benchmarks/runs/{rule}/{model}/isbi_report.tsv", sep="\t")["s"].iloc[0])
 
 
+COMBINATIONS = {"mean (the ensemble)": lambda maps: maps.mean(0), "median": lambda maps: np.median(maps, 0),
+                "minimum": lambda maps: maps.min(0),
+                "geometric mean": lambda maps: np.exp(np.log(np.clip(maps, 1e-6, 1)).mean(0))}
+
+
+def combined_v_rand(checkout: Path, folds: list[str]) -> dict[str, dict]:
+    """The challenge's V_Rand and V_Info (best threshold of its sweep) of each fold's foreground
+    map of the report slices and of each combination of them."""
+    results = checkout / "results"
+    maps = [io.open_probabilities(results / "predictions" / fold / "isbi_report.zarr")[1] for fold in folds]
+    truth = io.open_labels(io.open_store(results / "isbi_report/data.zarr"), "objects")[:]
+    candidates = {fold: foreground for fold, foreground in zip(folds, maps)}
+    candidates |= {name: combine(np.stack(maps).astype(np.float64)) for name, combine in COMBINATIONS.items()}
+    return {name: isbi_scores.best_scores([isbi_scores.slice_scores(plane, truth[z]) for z, plane in
+                                           enumerate(foreground)]) for name, foreground in candidates.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/unetflow-isbi-ensemble"))
@@ -99,6 +122,9 @@ def main() -> None:
     print(f"{machine()}; {checkout}\n{pd.DataFrame(rows).to_string(index=False, float_format=lambda value: f'{value:.4f}')}")
     predict = [benchmark_seconds(checkout, "predict", fold) for fold in folds]
     ensemble = benchmark_seconds(checkout, "ensemble", MODEL)
+    for name, best in combined_v_rand(checkout, folds).items():
+        print(f"{name}: V_Rand {best['v_rand']:.4f} (threshold {best['v_rand_threshold']}), "
+              f"V_Info {best['v_info']:.4f}")
     print(f"4 report slices: predict {', '.join(f'{s:.1f}' for s in predict)} s per fold model; ensemble "
           f"{ensemble:.2f} s ({ensemble / sum(predict):.3f}x their predictions)")
 
