@@ -63,3 +63,14 @@ def isbi_training_labels() -> tuple[str, np.ndarray, np.ndarray] | None:
     classes = (labels == 255).astype(np.uint8)
     objects = np.stack([connected_components(plane, connectivity=1) for plane in classes]).astype(np.uint32)
     return "ISBI 2012 training labels (22 x 512 x 512)", classes, objects
+
+
+def isbi_png_datasets() -> dict:
+    """The ISBI config's datasets (train 0-14, validate 15-17, report 18-21, test) read from
+    ../shared's PNG folders instead of the challenge's TIFF files."""
+    image, truth = str(ISBI / "train" / "image"), str(ISBI / "train" / "label")
+    voxel_size = {"z": 50, "y": 4, "x": 4, "unit": "nanometer"}
+    datasets = {name: {"images": image, "labels": truth, "slices": slices, "voxel_size": voxel_size}
+                for name, slices in (("isbi_train", "0-14"), ("isbi_val", "15-17"), ("isbi_report", "18-21"))}
+    datasets["isbi_test"] = {"images": str(ISBI / "test"), "voxel_size": voxel_size}
+    return datasets

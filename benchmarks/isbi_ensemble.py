@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from common import ISBI, REPO, checkout_of, machine, snapshot
+from common import REPO, checkout_of, isbi_png_datasets, machine, snapshot
 
 sys.path.insert(0, str(REPO / "workflow"))
 from unetflow import io, isbi_scores  # noqa: E402
@@ -40,11 +40,7 @@ SETTING_KEYS = ["method", "threshold", "seeds", "h", "min_size", "mask", "merge"
 
 def png_config() -> dict:
     """The ISBI datasets from the PNG folders; cpu30_cv alone, predicting the report slices."""
-    image, truth = str(ISBI / "train" / "image"), str(ISBI / "train" / "label")
-    voxel_size = {"z": 50, "y": 4, "x": 4, "unit": "nanometer"}
-    datasets = {name: {"images": image, "labels": truth, "slices": slices, "voxel_size": voxel_size}
-                for name, slices in (("isbi_train", "0-14"), ("isbi_val", "15-17"), ("isbi_report", "18-21"))}
-    datasets["isbi_test"] = {"images": str(ISBI / "test"), "voxel_size": voxel_size}
+    datasets = isbi_png_datasets()
     return {"datasets": datasets, "predict_on": ["isbi_report"], "run_models": [MODEL]}
 
 

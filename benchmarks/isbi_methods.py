@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from common import ISBI, REPO, checkout_of, machine, snapshot
+from common import ISBI, REPO, checkout_of, isbi_png_datasets, machine, snapshot
 
 sys.path.insert(0, str(REPO / "workflow"))
 from unetflow import io  # noqa: E402
@@ -40,11 +40,7 @@ COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "v_rand", "v_info", "pi
 
 def png_config(minutes: float) -> dict:
     """The ISBI datasets from the PNG folders, predicting the validation and report slices."""
-    image, truth = str(ISBI / "train" / "image"), str(ISBI / "train" / "label")
-    voxel_size = {"z": 50, "y": 4, "x": 4, "unit": "nanometer"}
-    datasets = {name: {"images": image, "labels": truth, "slices": slices, "voxel_size": voxel_size}
-                for name, slices in (("isbi_train", "0-14"), ("isbi_val", "15-17"), ("isbi_report", "18-21"))}
-    datasets["isbi_test"] = {"images": str(ISBI / "test"), "voxel_size": voxel_size}
+    datasets = isbi_png_datasets()
     return {"datasets": datasets, "predict_on": ["isbi_report"], "run_models": ["cpu30"],
             "models": {"cpu30": {"train": {"max_minutes": minutes}}}}
 
