@@ -68,7 +68,7 @@ def ours(model, raw, device, dtype, tile: int, folder: Path, name: str, tta: boo
     forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=tta)
     stats = {"mean": float(raw[:].mean()), "std": float(raw[:].std())}
     target = ngff.create_probabilities(folder / f"{name}.zarr", (2, *raw.shape), "float32", {}, UNKNOWN,
-                                       class_names=["background", "foreground"])[io.LEVEL0]
+                                       channel_names=["background", "foreground"])[io.LEVEL0]
     synchronize(device)
     start = time.perf_counter()
     predict_stack(NormalizedImage(raw, Normalization.from_attrs(stats)), target, forward, geometry=geometry, batch_size=1, dtype="float32")

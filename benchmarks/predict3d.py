@@ -55,7 +55,7 @@ def synchronize(device: torch.device) -> None:
 def ours(model, raw, stats, geometry, device, dtype, folder: Path) -> float:
     forward = make_forward(model, device, dtype, geometry.tile)
     target = ngff.create_probabilities(folder / "p.zarr", (2, *raw.shape), "float32", {}, UNKNOWN,
-                                       class_names=["background", "foreground"])[io.LEVEL0]
+                                       channel_names=["background", "foreground"])[io.LEVEL0]
     synchronize(device)
     start = time.perf_counter()
     predict_volume(NormalizedImage(raw, Normalization.from_attrs(stats)), target, forward, geometry=geometry, batch_size=1, dtype="float32")

@@ -9,8 +9,8 @@ import pytest
 from skimage.draw import disk
 from skimage.metrics import adapted_rand_error
 
-from unetflow.affinities import (affinities_from_foreground, affinities_from_labels, mutex_segmentation,
-                                 offsets_for)
+from unetflow.affinities import affinities_from_foreground, affinities_from_labels, offsets_for
+from unetflow.mutex import mutex_segmentation
 from unetflow.methods.metrics import object_scores
 from unetflow.methods.segmenters import segment
 from unetflow.synthetic import em_labels

@@ -47,7 +47,7 @@ def in_blocks(foreground: np.ndarray, method: str, options: dict, block_shape, h
     def read(region):
         return foreground[region]
 
-    blockwise.segment_image(read, lambda window, cut: segment(window, method, how.options, sampling=sampling,
+    blockwise.segment_image(read, lambda window, cut, region: segment(window, method, how.options, sampling=sampling,
                                                               cut_faces=cut), grid,
                             tmp_path / "fragments", target, rule=how.rule, min_size=how.min_size,
                             vote_threshold=how.vote_threshold)

@@ -25,7 +25,7 @@ def prediction_store(path, probabilities: np.ndarray, dtype: str = "float32", vo
     attributes = {"model": model, "dims": 2, "tile": [64, 64], "margin": [8, 8], "test_time_augmentation": False,
                   "dtype": dtype, "scale": 255 if dtype == "uint8" else 1}
     group = ngff.create_probabilities(path, probabilities.shape, dtype, attributes, voxel_size,
-                                      class_names=["background", "foreground"])
+                                      channel_names=["background", "foreground"])
     io.level0_to_write(group)[:] = quantise(probabilities, dtype)
     ngff.write_pyramid(group)
     return path

@@ -27,7 +27,7 @@ from . import geometry, io, model, package_normalization, synthetic
 from .errors import InputError
 from .inference import load_weights, make_forward
 from .intensity import setting_in
-from .methods.architectures import Architecture, ModelConfig, class_names
+from .methods.architectures import Architecture, ModelConfig, channel_names
 from .model_card import INPUT_ID, OUTPUT_ID, PAPER, PAPER_DOI, readme
 from .mirror import mirrored_window
 from .model import ProbabilityUNet, count_parameters
@@ -113,8 +113,8 @@ def example_tile(edge: int, *, data: Path | None, seed: int, channels: int = 1) 
 def reference_probabilities(unet: torch.nn.Module, tile: np.ndarray, output_edge: int,
                             recorded: dict | None) -> np.ndarray:
     """unetflow's prediction (its forward, fp32 on the CPU) of a raw (c, y, x) tile normalised as
-    the package says: (1, K, output_edge, output_edge)."""
-    forward = make_forward(unet, torch.device("cpu"), None, output_edge)
+    the package says: (1, C, output_edge, output_edge), classes then affinities."""
+    forward = make_forward(unet, torch.device("cpu"), None, output_edge, num_classes=unet.config.num_classes)
     return forward(package_normalization.normalize(tile, recorded)[None])
 
 
@@ -131,8 +131,13 @@ def exported_network(path: Path, architecture: ModelConfig, state_dict: dict) ->
 
 
 def architecture_kwargs(architecture: ModelConfig) -> dict:
-    return {key: getattr(architecture, key) for key in ("depth", "base_channels", "padding", "batch_norm",
-                                                          "dropout", "in_channels", "num_classes")}
+    """:class:`ProbabilityUNet`'s keyword arguments (plain values: the package's YAML holds them;
+    ``affinities`` only for a network that predicts them)."""
+    kwargs = {key: getattr(architecture, key) for key in ("depth", "base_channels", "padding", "batch_norm",
+                                                           "dropout", "in_channels", "num_classes")}
+    if architecture.affinities:
+        kwargs["affinities"] = [list(offset) for offset in architecture.affinities]
+    return kwargs
 
 
 def trace(network: torch.nn.Module, edge: int, channels: int = 1) -> torch.jit.ScriptModule:
@@ -142,19 +147,19 @@ def trace(network: torch.nn.Module, edge: int, channels: int = 1) -> torch.jit.S
         return torch.jit.trace(network, torch.zeros(1, channels, edge, edge))
 
 
-def foreground(probabilities: np.ndarray) -> np.ndarray:
-    """P(not background) of (K, y, x) probabilities (as :func:`unetflow.io.foreground_probability`)."""
-    return probabilities[1] if probabilities.shape[0] == 2 else 1.0 - probabilities[0]
+def foreground(probabilities: np.ndarray, num_classes: int) -> np.ndarray:
+    """P(not background) of (C, y, x) probabilities, classes first (as :func:`unetflow.io.foreground_probability`)."""
+    return probabilities[1] if num_classes == 2 else 1.0 - probabilities[0]
 
 
-def write_cover(path: Path, tile: np.ndarray, probabilities: np.ndarray) -> None:
+def write_cover(path: Path, tile: np.ndarray, probabilities: np.ndarray, num_classes: int) -> None:
     """The test input (its part under the output) beside the foreground probability, 2:1."""
     plt = pyplot()
     figure, (left, right) = plt.subplots(1, 2, figsize=(8, 4))
     crop = (tile.shape[-1] - probabilities.shape[-1]) // 2
     left.imshow(tile[crop : tile.shape[0] - crop, crop : tile.shape[1] - crop], cmap="gray")  # the first channel
     left.set_title("input")
-    right.imshow(foreground(probabilities), cmap="magma", vmin=0.0, vmax=1.0)
+    right.imshow(foreground(probabilities, num_classes), cmap="magma", vmin=0.0, vmax=1.0)
     right.set_title("foreground probability")
     for axis in (left, right):
         axis.set_axis_off()
@@ -208,9 +213,9 @@ def describe(*, name: str, authors: list[str], license_id: str, tags: list[str],
 
     smallest, step = input_range
     space_size = spec.ParameterizedSize(min=smallest, step=step)
-    channel_names = [INPUT_ID] if architecture.in_channels == 1 else [
+    input_channels = [INPUT_ID] if architecture.in_channels == 1 else [
         f"channel{index}" for index in range(architecture.in_channels)]
-    input_axes = [spec.BatchAxis(), spec.ChannelAxis(channel_names=channel_names),
+    input_axes = [spec.BatchAxis(), spec.ChannelAxis(channel_names=input_channels),
                   spec.SpaceInputAxis(id=spec.AxisId("y"), size=space_size),
                   spec.SpaceInputAxis(id=spec.AxisId("x"), size=space_size)]
     offset = -2 * architecture.margin
@@ -223,13 +228,15 @@ def describe(*, name: str, authors: list[str], license_id: str, tags: list[str],
         return spec.SpaceOutputAxis(id=spec.AxisId(axis), size=size,
                                     description=f"input size minus the margin of {architecture.margin} px per side")
 
-    output_axes = [spec.BatchAxis(), spec.ChannelAxis(channel_names=class_names(architecture.num_classes)),
+    output_axes = [spec.BatchAxis(), spec.ChannelAxis(channel_names=channel_names(architecture)),
                    output_axis("y"), output_axis("x")]
     pytorch_version = spec.Version(torch.__version__.split("+")[0])
     return spec.ModelDescr(
         name=name,
         description=(f"U-Net (Ronneberger et al. 2015) for {architecture.num_classes}-class pixel classification "
-                     "of 2-D images, trained with unetflow; outputs class probabilities."),
+                     "of 2-D images, trained with unetflow; outputs class probabilities"
+                     + (f", then {len(architecture.affinities)} affinities (offsets "
+                        f"{[list(offset) for offset in architecture.affinities]})." if architecture.affinities else ".")),
         authors=[spec.Author(name=author) for author in authors],
         cite=[spec.CiteEntry(text=PAPER, doi=spec.Doi(PAPER_DOI))],
         license=spec.LicenseId(license_id),
@@ -288,7 +295,8 @@ def stage_files(folder: Path, *, architecture: ModelConfig, saved: dict, network
     np.save(files["test_output"], probabilities)
     tifffile.imwrite(files["sample_input"], tile[0] if len(tile) == 1 else tile, photometric="minisblack")
     tifffile.imwrite(files["sample_output"], probabilities[0], photometric="minisblack")
-    write_cover(files["cover"], package_normalization.normalize(tile, recorded)[0], probabilities[0])
+    write_cover(files["cover"], package_normalization.normalize(tile, recorded)[0], probabilities[0],
+                architecture.num_classes)
     files["readme"].write_text(readme(name=name, architecture=architecture, saved=saved, source=source,
                                       parameters=count_parameters(network), input_range=input_range,
                                       test_edge=tile.shape[-1], halo=halo, differences=differences))

@@ -55,7 +55,8 @@ log = logging.getLogger(__name__)
 
 ReadWindow = Callable[[Region], np.ndarray]
 CutFaces = tuple[tuple[bool, bool], ...]
-SegmentWindow = Callable[[np.ndarray, CutFaces], np.ndarray]  # (window, its faces that cut the image) -> labels
+# (window, its faces that cut the image, its region of the image) -> labels
+SegmentWindow = Callable[[np.ndarray, CutFaces, Region], np.ndarray]
 
 
 def volume_grid(shape: tuple[int, int, int], chunks: tuple[int, int, int], *, edge: int, halo: int,
@@ -103,7 +104,7 @@ def segment_block(read: ReadWindow, segment_window: SegmentWindow, grid: BlockGr
     block = grid.block(number)
     window = read(block.outer)
     cut_faces = tuple((region.start > 0, region.stop < length) for region, length in zip(block.outer, grid.shape))
-    labels = segment_window(window, cut_faces)
+    labels = segment_window(window, cut_faces, block.outer)
     interior = np.ones(window.shape, bool) if vote_threshold is None else window >= vote_threshold
     inner = block.core_in_outer
     present = np.unique(labels[inner])

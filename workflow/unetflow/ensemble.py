@@ -23,7 +23,8 @@ from .errors import InputError
 from .parallel import TaskProgress
 
 log = logging.getLogger(__name__)
-MATCHED_ATTRIBUTES = ("dims", "dtype", "scale")  # members' attrs["unetflow"] that must agree
+# members' attrs["unetflow"] that must agree
+MATCHED_ATTRIBUTES = ("dims", "dtype", "scale", "num_classes", "affinity_offsets")
 
 
 def check_members(members: list[zarr.Array], paths: list[Path]) -> None:
@@ -36,8 +37,8 @@ def check_members(members: list[zarr.Array], paths: list[Path]) -> None:
                         if member.attrs["unetflow"].get(key) != first.attrs["unetflow"].get(key)]
         if differences:
             raise InputError(f"ensemble: {path} cannot be averaged with {first_path}: {'; '.join(differences)}; an "
-                             "ensemble's members must predict the same classes of the same data with the same "
-                             "dims and predict.dtype")
+                             "ensemble's members must predict the same classes (and affinities) of the same data "
+                             "with the same dims and predict.dtype")
 
 
 def mean_probabilities(members: list[zarr.Array]) -> da.Array:
@@ -67,7 +68,7 @@ def write_ensemble(paths: list[Path], out: Path) -> None:
              ", ".join(map(str, paths)))
     with io.atomic_store(out) as temporary:
         group = ngff.create_probabilities(temporary, members[0].shape, members[0].dtype, attributes, voxel_sizes[0],
-                                          class_names=ngff.channel_names(stores[0]), volume=first.get("dims") == 3,
+                                          channel_names=ngff.channel_names(stores[0]), volume=first.get("dims") == 3,
                                           zarr_format=io.zarr_format_of(stores[0]))
         target = io.level0_to_write(group)
         mean = mean_probabilities(members).rechunk(io.write_unit(target))

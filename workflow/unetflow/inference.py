@@ -15,7 +15,7 @@ from . import gpu_slots, io
 from .errors import InputError
 from .methods import architectures
 from .methods.architectures import Architecture
-from .model import center_crop, non_finite_tensors
+from .model import center_crop, non_finite_tensors, probabilities_of
 
 MODEL_FORMAT = "unetflow-model-3"  # the architecture by name and arguments
 # format 2: U-Net arguments as "model_config"; format 1: the U-Net before it had a ReLU after
@@ -190,12 +190,17 @@ def undo_dihedral(batch: np.ndarray, index: int) -> np.ndarray:
 
 
 def make_forward(model: torch.nn.Module, device: torch.device, dtype: torch.dtype | None,
-                 tile: int | tuple[int, ...], *, test_time_augmentation: bool = False) -> Callable[[np.ndarray], np.ndarray]:
-    """numpy input tiles (B, 1, h, w) or (B, 1, d, h, w) -> class probabilities (B, K, *tile);
-    an int ``tile`` is the edge of a square 2-D tile.
+                 tile: int | tuple[int, ...], *, num_classes: int | None = None,
+                 test_time_augmentation: bool = False) -> Callable[[np.ndarray], np.ndarray]:
+    """numpy input tiles (B, 1, h, w) or (B, 1, d, h, w) -> probabilities (B, C, *tile): the
+    ``num_classes`` class probabilities (None: every channel is a class), then the affinities
+    of a network that predicts them (:func:`unetflow.model.probabilities_of`); an int ``tile``
+    is the edge of a square 2-D tile.
 
-    With test-time augmentation, the average over the 8 flips/rotations by 90
-    degrees in the y-x plane, each undone on the output (the paper averaged rotated inputs).
+    With test-time augmentation, the class probabilities are the average over the 8
+    flips/rotations by 90 degrees in the y-x plane, each undone on the output (the paper
+    averaged rotated inputs). Affinities come from the input as it is: turned or flipped, an
+    offset is another offset, so its channel would not average with itself.
     """
     tile = (tile, tile) if isinstance(tile, int) else tuple(tile)
     channels_last = device.type == "cpu" and len(tile) == 2
@@ -206,14 +211,19 @@ def make_forward(model: torch.nn.Module, device: torch.device, dtype: torch.dtyp
             tensor = tensor.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode(), autocast(device, dtype):
             logits = model(tensor)
-        return torch.softmax(center_crop(logits.float(), tile), dim=1).cpu().numpy()
+        classes = logits.shape[1] if num_classes is None else num_classes
+        return probabilities_of(center_crop(logits.float(), tile), classes).cpu().numpy()
 
     if not test_time_augmentation:
         return probabilities
 
     def averaged(batch: np.ndarray) -> np.ndarray:
-        total = sum(undo_dihedral(probabilities(dihedral(batch, index)), index) for index in range(8))
-        return np.ascontiguousarray(total / 8, dtype=np.float32)
+        as_given = probabilities(batch)
+        turned = (undo_dihedral(probabilities(dihedral(batch, index)), index) for index in range(1, 8))
+        averaged = np.asarray(sum((as_given, *turned)) / 8, dtype=np.float32)
+        classes = as_given.shape[1] if num_classes is None else num_classes
+        averaged[:, classes:] = as_given[:, classes:]
+        return np.ascontiguousarray(averaged)
 
     return averaged
 

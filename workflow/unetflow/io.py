@@ -17,7 +17,9 @@ and in tiles of ``TILE_CHUNK_EDGE`` in y/x for slices over ``MAX_CHUNK_EDGE``; a
         labels/classes/0, ... training target: class index per pixel (uint8), IGNORE
                               where the class is unknown (sparse annotations)
 
-Prediction stores are (c, z, y, x) images of class probabilities; segmentation
+Prediction stores are (c, z, y, x) images of class probabilities, followed by one affinity
+channel per offset where the model predicts affinities (level 0's attrs["unetflow"] holds
+``num_classes`` and ``affinity_offsets``); segmentation
 stores are label images (uint32 objects), level 0 at ``"0"`` in each.
 """
 
@@ -34,6 +36,8 @@ from pathlib import Path
 import numcodecs
 import numpy as np
 import zarr
+
+from .affinities import Predicted
 from .errors import InputError
 
 log = logging.getLogger(__name__)
@@ -221,11 +225,16 @@ def read_probability_region(array: zarr.Array, region: tuple[slice, ...], channe
     broken = np.count_nonzero(~np.isfinite(values))
     if broken:
         raise InputError(
-            f"{location(array)}: {describe_region(region)} (class {channel}) holds {broken} non-finite probabilities "
+            f"{location(array)}: {describe_region(region)} ({channel_kind(array, channel)} {channel}) holds {broken} non-finite probabilities "
             "(NaN or infinity), so the model that predicted them is broken (its training diverged, or it was "
             "written by an older unetflow that did not check); retrain the model and rerun predict"
         )
     return values
+
+
+def channel_kind(probabilities: zarr.Array, channel: int) -> str:
+    """``class`` or ``affinity channel``: what channel ``channel`` of a prediction store holds, for messages."""
+    return "class" if channel < class_count(probabilities) else "affinity channel"
 
 
 def describe_region(region: tuple[slice, ...]) -> str:
@@ -247,9 +256,40 @@ def foreground_probability(probabilities: zarr.Array, z: int) -> np.ndarray:
 
 def foreground_region(probabilities: zarr.Array, region: tuple[slice, ...]) -> np.ndarray:
     """P(not background) of a (z, y, x) ``region`` of (c, z, y, x) probabilities, float32."""
-    if probabilities.shape[0] == 2:
+    if class_count(probabilities) == 2:
         return read_probability_region(probabilities, region, 1)
     return 1.0 - read_probability_region(probabilities, region, 0)
+
+
+def class_count(probabilities: zarr.Array) -> int:
+    """The class channels of a prediction store (the first ones; every channel in a store written
+    before affinities, which does not record ``num_classes``)."""
+    return int(probabilities.attrs.get("unetflow", {}).get("num_classes", probabilities.shape[0]))
+
+
+def affinity_offsets(probabilities: zarr.Array) -> list[tuple[int, ...]]:
+    """The offsets of a prediction store's affinity channels (after its classes); none if the
+    model predicts no affinities."""
+    return [tuple(offset) for offset in probabilities.attrs.get("unetflow", {}).get("affinity_offsets", [])]
+
+
+def affinity_region(probabilities: zarr.Array, region: tuple[slice, ...]) -> Predicted | None:
+    """The predicted affinities of a (z, y, x) ``region``: float32 (offsets, z, y, x) values in
+    [0, 1] (channel k links a voxel and the voxel ``offsets[k]`` from it), refused where not
+    finite; None for a store without affinity channels."""
+    offsets = affinity_offsets(probabilities)
+    if not offsets:
+        return None
+    first = class_count(probabilities)
+    return Predicted(np.stack([read_probability_region(probabilities, region, first + channel)
+                               for channel in range(len(offsets))]), offsets)
+
+
+def affinity_plane(probabilities: zarr.Array, z: int, region: tuple[slice, ...] = ()) -> Predicted | None:
+    """The predicted affinities of slice ``z`` (or of its (y, x) ``region``): (offsets, y, x)
+    values of a 2-D model's (y, x) offsets; None for a store without affinity channels."""
+    found = affinity_region(probabilities, (slice(z, z + 1), *region))
+    return None if found is None else Predicted(found.values[:, 0], found.offsets)
 
 
 def foreground_volume(probabilities: zarr.Array) -> np.ndarray:

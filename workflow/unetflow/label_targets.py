@@ -13,6 +13,9 @@ kinds:
     class indices ``0 .. num_classes - 1``; objects are the 4-connected
     components of the non-zero classes.
 
+Affinity targets (:func:`affinity_targets`) are made from a training sample's class tile,
+after its augmentation, so they follow its deformation.
+
 Sparse annotations (:mod:`unetflow.annotations`): pixels equal to ``--ignore-label``, and
 every pixel of a slice outside ``--labelled-slices``, are unknown: class ``io.IGNORE``, no
 object.
@@ -29,6 +32,7 @@ import numpy as np
 from skimage.measure import label as connected_components
 
 from . import io
+from .affinities import affinities_from_labels, shifted
 from .annotations import Annotation
 from .errors import InputError
 from .progress import progress
@@ -108,6 +112,56 @@ def known_targets(labels: np.ndarray, kind: str, foreground_value: int) -> tuple
         classes = labels.astype(np.uint8)
         objects = connected_components(classes > 0, connectivity=1).astype(np.uint32)
     return objects, classes
+
+
+def affinity_targets(classes: np.ndarray, offsets: tuple[tuple[int, ...], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Affinity targets of a batch of class tiles and where they are known.
+
+    A tile's objects are the face-connected components of its foreground classes, so two cells
+    parted by a membrane (or by the one-pixel border of touching instances) are two objects;
+    the targets are their exact affinities (:func:`unetflow.affinities.affinities_from_labels`).
+    An edge is unknown where either end is unknown (``io.IGNORE``), where its far end lies
+    outside the tile, and between two components that both reach the tile's edge: they may
+    be one object joined outside the tile. A component that does not reach the edge is a
+    whole object, so every edge from it is known.
+
+    Parameters
+    ----------
+    classes
+        (N, *tile) class tiles (uint8, ``io.IGNORE`` where unknown), one per sample.
+    offsets
+        One offset per affinity channel, each with one entry per axis of a tile.
+
+    Returns
+    -------
+    targets : np.ndarray
+        float32 (N, len(offsets), *tile): 1 where both ends lie in one object, else 0.
+    valid : np.ndarray
+        bool, the same shape: where the target is known.
+    """
+    targets = np.empty((len(classes), len(offsets), *classes.shape[1:]), np.float32)
+    valid = np.empty(targets.shape, bool)
+    for index, tile in enumerate(classes):
+        targets[index], valid[index] = tile_affinity_targets(tile, offsets)
+    return targets, valid
+
+
+def tile_affinity_targets(tile: np.ndarray, offsets: tuple[tuple[int, ...], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`affinity_targets` of one class tile: (len(offsets), *tile) targets and validity."""
+    known = io.known(tile)
+    objects = connected_components((tile > 0) & known, connectivity=1).astype(np.int64)
+    unknown_label = int(objects.max()) + 1
+    objects[~known] = unknown_label
+    targets, valid = affinities_from_labels(objects, list(offsets), ignore=unknown_label)
+    reaches_edge = np.zeros(unknown_label + 1, bool)
+    for axis in range(tile.ndim):
+        reaches_edge[np.take(objects, [0, -1], axis=axis)] = True
+    reaches_edge[[0, unknown_label]] = False
+    open_object = reaches_edge[objects]
+    for channel, offset in enumerate(offsets):
+        partner = shifted(objects, offset, 0)
+        valid[channel] &= ~(open_object & reaches_edge[partner] & (objects != partner))
+    return targets, valid
 
 
 def scan_labels(stack: SliceStack, kind: str, num_classes: int,

@@ -82,7 +82,8 @@ class UNet(nn.Module):
         self.up = nn.ModuleList(
             ConvBlock(2 * channels[level], channels[level], **options) for level in reversed(range(config.depth))
         )
-        self.head = CONVOLUTION[dims](channels[0], config.num_classes, 1)
+        outputs = config.num_classes + len(getattr(config, "affinities", ()))  # classes, then affinities
+        self.head = CONVOLUTION[dims](channels[0], outputs, 1)
         self.apply(initialise)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -114,21 +115,33 @@ def pooling_factors(config: Any, level: int) -> tuple[int, ...]:
 
 
 class ProbabilityUNet(UNet):
-    """The U-Net with class probabilities as its output (softmax over the class axis), built
-    from keyword arguments: the network of an exported bioimage.io model package.
+    """The U-Net with probabilities as its output, built from keyword arguments: the network of
+    an exported bioimage.io model package.
 
     Its weights are those of the :class:`UNet` with the same arguments (the same state_dict
-    keys), and its output is what unetflow's prediction writes for an input tile.
+    keys), and its output is what unetflow's prediction writes for an input tile: the class
+    probabilities (softmax over the class channels), then the affinities (a sigmoid each).
     """
 
     def __init__(self, *, depth: int, base_channels: int, padding: str, batch_norm: bool, dropout: float,
-                 in_channels: int, num_classes: int, dims: int = 2, planar_poolings: int = 0):
+                 in_channels: int, num_classes: int, dims: int = 2, planar_poolings: int = 0,
+                 affinities: tuple = ()):
         super().__init__(SimpleNamespace(depth=depth, base_channels=base_channels, padding=padding,
                                          batch_norm=batch_norm, dropout=dropout, in_channels=in_channels,
-                                         num_classes=num_classes, dims=dims, planar_poolings=planar_poolings))
+                                         num_classes=num_classes, dims=dims, planar_poolings=planar_poolings,
+                                         affinities=tuple(tuple(offset) for offset in affinities)))
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return torch.softmax(super().forward(image), dim=1)
+        return probabilities_of(super().forward(image), self.config.num_classes)
+
+
+def probabilities_of(logits: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Softmax over the first ``num_classes`` channels (the classes), a sigmoid on each channel
+    after them (the affinities)."""
+    classes = torch.softmax(logits[:, :num_classes], dim=1)
+    if logits.shape[1] == num_classes:
+        return classes
+    return torch.cat([classes, torch.sigmoid(logits[:, num_classes:])], dim=1)
 
 
 def initialise(module: nn.Module) -> None:

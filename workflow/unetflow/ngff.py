@@ -167,11 +167,12 @@ def create_image(
 
 
 def create_probabilities(path: Path, shape: tuple[int, ...], dtype: str, attributes: dict, voxel_size: VoxelSize,
-                         *, class_names: list[str], volume: bool = False, zarr_format: int = 2) -> zarr.Group:
-    """A new prediction store at ``path``: a (c, z, y, x) image of per-class probabilities, a
-    channel per class name, ``attributes`` in its level 0's ``attrs["unetflow"]``; level 0 to be filled."""
+                         *, channel_names: list[str], volume: bool = False, zarr_format: int = 2) -> zarr.Group:
+    """A new prediction store at ``path``: a (c, z, y, x) image of per-class probabilities (then
+    affinities, if the model predicts them), a channel per name, ``attributes`` in its level 0's
+    ``attrs["unetflow"]``; level 0 to be filled."""
     group = io.create_group(path, zarr_format)
-    create_image(group, shape, dtype, voxel_size, name="probabilities", channel_names=class_names,
+    create_image(group, shape, dtype, voxel_size, name="probabilities", channel_names=channel_names,
                  attributes=attributes, volume=volume)
     return group
 

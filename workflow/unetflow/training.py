@@ -45,7 +45,8 @@ from .inference import (
     tile_geometry,
 )
 from .methods.architectures import Architecture
-from .methods.losses import LOSSES
+from .label_targets import affinity_targets
+from .methods.losses import LOSSES, weighted_affinity_loss
 from .methods.metrics import foreground_iou, pixel_error
 from .model import center_crop, non_finite_tensors
 from .optimisation import (
@@ -125,10 +126,10 @@ def validate(model: nn.Module, architecture: Architecture, slices: list, device:
     losses, errors, ious = [], [], []
     for image, classes in slices:
         geometry = tile_geometry(architecture, VALIDATION_TILE, image.shape[1:])  # images are (c, ...)
-        forward = make_forward(model, device, dtype, geometry.tile)
-        probabilities = predict_whole(forward, image, tile=geometry.tile, margin=geometry.margin,
-                                      num_classes=architecture.num_classes, blend=geometry.blend,
-                                      align=geometry.align)
+        forward = make_forward(model, device, dtype, geometry.tile, num_classes=architecture.num_classes)
+        outputs = predict_whole(forward, image, tile=geometry.tile, margin=geometry.margin,
+                                num_classes=architecture.output_channels, blend=geometry.blend, align=geometry.align)
+        probabilities = outputs[:architecture.num_classes]  # the classes (affinities follow them)
         known = io.known(classes)  # sparse annotations: scored where the class is known
         picked = np.take_along_axis(probabilities, np.where(known, classes, 0)[None].astype(np.int64), axis=0)[0]
         losses.append(float(-np.log(np.clip(picked[known], 1e-7, 1.0)).mean()))
@@ -183,12 +184,20 @@ class TrainingState:
 
 def training_step(state: TrainingState, batch: tuple[torch.Tensor, ...], *, loss_function: Callable,
                   device: torch.device, dtype: torch.dtype | None, grad_clip: float | None) -> StepOutcome:
-    """Forward, loss (weighted by the weight map) and the guarded optimisation step on one batch."""
-    image, labels, weights = (tensor.to(device, non_blocking=True) for tensor in batch)
+    """Forward, loss (weighted by the weight map) and the guarded optimisation step on one batch;
+    a network with affinity outputs adds their loss (:func:`unetflow.methods.losses.weighted_affinity_loss`)
+    on targets made from the batch's labels."""
+    offsets = state.architecture.affinities
+    targets = [torch.from_numpy(array) for array in affinity_targets(batch[1].numpy(), offsets)] if offsets else []
+    image, labels, weights, *targets = (tensor.to(device, non_blocking=True) for tensor in (*batch, *targets))
     with autocast(device, dtype):
         logits = state.model(image)
     # same-size models may produce a few more pixels than the label tile (Architecture.input_size)
-    loss = loss_function(center_crop(logits, labels.shape[1:]), labels, weights)
+    logits = center_crop(logits, labels.shape[1:])
+    classes = state.architecture.num_classes
+    loss = loss_function(logits[:, :classes], labels, weights)
+    if offsets:
+        loss = loss + weighted_affinity_loss(logits[:, classes:], *targets, weights)
     return optimisation_step(state.model, state.optimizer, state.scaler, loss, grad_clip=grad_clip)
 
 

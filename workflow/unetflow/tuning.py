@@ -23,6 +23,7 @@ its blocks' counts: memory is that of ``--workers`` blocks, whatever the volume.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -36,12 +37,13 @@ import pandas as pd
 import zarr
 
 from . import blockwise, io, ngff, settings
+from .affinities import Predicted
 from .blocks import BlockGrid
 from .config_checks import SEEDED_METHODS, check_watershed
 from .errors import InputError
 from .evaluation import Sources, segmentation_scores
 from .methods.metrics import OBJECTIVES, object_scores, pixel_error
-from .methods.segmenters import SETTING_KEYS, block_settings, segment, settings_of
+from .methods.segmenters import SETTING_KEYS, AffinitySource, block_settings, segment, settings_of
 from .parallel import TaskProgress, dask_config
 
 log = logging.getLogger(__name__)
@@ -65,15 +67,17 @@ def candidates(grid: list[dict[str, list]], fixed: dict) -> list[dict]:
 
 
 def score_trials(foreground: np.ndarray, classes: np.ndarray, truth: np.ndarray, trials: list[dict], *,
-                 sampling: tuple[float, ...] | None = None) -> list[dict[str, float]]:
+                 sampling: tuple[float, ...] | None = None,
+                 affinities: Predicted | AffinitySource | None = None) -> list[dict[str, float]]:
     """Object scores (and the pixel error at its threshold) of every candidate on one slice or one
-    volume (``sampling`` as :func:`unetflow.methods.segmenters.segment` takes it)."""
+    volume (``sampling`` and the predicted ``affinities`` as :func:`unetflow.methods.segmenters.segment`
+    takes them)."""
     known = io.known(classes)  # sparse annotations: scored on known pixels only
     counted = None if known.all() else known
     known_foreground, true_foreground = foreground[known], classes[known] > 0
     rows = []
     for candidate in trials:
-        objects = segment(foreground, candidate["method"], candidate, sampling=sampling)
+        objects = segment(foreground, candidate["method"], candidate, sampling=sampling, affinities=affinities)
         rows.append({**object_scores(truth, objects, counted),
                      "pixel_error": pixel_error(known_foreground >= candidate["threshold"], true_foreground)})
     return rows
@@ -119,9 +123,10 @@ def slice_scores(data: list[Path], predictions: list[Path], trials: list[dict]) 
 
     def one_slice(store_path: str, z: int) -> list[dict[str, float]]:
         store = io.open_store(store_path)
-        foreground = io.foreground_probability(io.open_probabilities(predictions_of[store_path]), z)
-        return score_trials(foreground, io.open_labels(store, "classes")[z], io.open_labels(store, "objects")[z],
-                            trials)
+        probabilities = io.open_probabilities(predictions_of[store_path])
+        affinities = functools.cache(lambda: io.affinity_plane(probabilities, z))  # read once, if a candidate asks
+        return score_trials(io.foreground_probability(probabilities, z), io.open_labels(store, "classes")[z],
+                            io.open_labels(store, "objects")[z], trials, affinities=affinities)
 
     slices = tuning_slices(data, predictions)
     tasks = [dask.delayed(one_slice, pure=False)(path, z, dask_key_name=f"tune-slice-{number}")
@@ -130,12 +135,14 @@ def slice_scores(data: list[Path], predictions: list[Path], trials: list[dict]) 
         return list(dask.compute(*tasks)), len(slices)
 
 
-def read_volume(store_path: Path, prediction_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple]:
-    """Foreground probability, classes, objects and relative sampling of one tuning dataset."""
+def read_volume(store_path: Path, prediction_path: Path) -> tuple:
+    """Foreground probability, classes, objects, relative sampling and predicted affinities (None
+    if the model predicts none) of one tuning dataset."""
     truth = labelled_objects(store_path)  # refused when the dataset has no labels
     sampling = ngff.voxel_size_of(io.open_store(prediction_path)).in_x_pixels()
-    return (io.foreground_volume(io.open_probabilities(prediction_path)),
-            io.open_labels(io.open_store(store_path), "classes")[:], truth[:], sampling)
+    probabilities = io.open_probabilities(prediction_path)
+    return (io.foreground_volume(probabilities), io.open_labels(io.open_store(store_path), "classes")[:], truth[:],
+            sampling, io.affinity_region(probabilities, (slice(0, probabilities.shape[1]),)))
 
 
 def volume_grid_of(prediction_path: Path, blocks: dict):
@@ -177,8 +184,8 @@ def volume_scores(data: list[Path], predictions: list[Path], trials: list[dict],
 def candidates_on_volume(volume: tuple, trials: list[dict], number: int) -> list[dict[str, float]]:
     """Every candidate's scores on one volume held in memory, one Dask task per candidate."""
     def one_candidate(candidate: dict) -> dict[str, float]:
-        foreground, classes, truth, sampling = volume
-        return score_trials(foreground, classes, truth, [candidate], sampling=sampling)[0]
+        foreground, classes, truth, sampling, affinities = volume
+        return score_trials(foreground, classes, truth, [candidate], sampling=sampling, affinities=affinities)[0]
 
     tasks = [dask.delayed(one_candidate, pure=False)(candidate, dask_key_name=f"tune-volume-{number}-{index}")
              for index, candidate in enumerate(trials)]
@@ -200,8 +207,10 @@ def candidate_in_blocks(store_path: Path, prediction_path: Path, candidate: dict
                                 dtype=np.uint32, fill_value=0, overwrite=True)
     try:
         blockwise.segment_image(lambda region: io.foreground_region(probabilities, region),
-                                lambda window, cut: segment(window, method, how.options, sampling=sampling,
-                                                            cut_faces=cut), grid,
+                                lambda window, cut, region: segment(window, method, how.options, sampling=sampling,
+                                                                    cut_faces=cut,
+                                                                    affinities=lambda: io.affinity_region(probabilities, region)),
+                                grid,
                                 workspace / "fragments", objects, rule=how.rule, min_size=how.min_size,
                                 vote_threshold=how.vote_threshold)
         sources = Sources(io.open_labels(store, "classes"), io.open_labels(store, "objects"), probabilities, objects,

@@ -39,6 +39,7 @@ class Architecture:
 
     name: str
     dims: int = 2
+    affinities: tuple[tuple[int, ...], ...] = ()
     margin: int
     align: int
     blend: bool
@@ -46,6 +47,11 @@ class Architecture:
     @property
     def margins(self) -> tuple[int, ...]:
         return (self.margin,) * self.dims
+
+    @property
+    def output_channels(self) -> int:
+        """Channels the network outputs: one per class, then one per affinity offset."""
+        return self.num_classes + len(self.affinities)
 
     @property
     def aligns(self) -> tuple[int, ...]:
@@ -135,6 +141,7 @@ class ModelConfig(Architecture):
     batch_norm: bool = False
     dropout: float = 0.5
     planar_poolings: int = 0
+    affinities: tuple[tuple[int, ...], ...] = ()
     in_channels: int = 1
     num_classes: int = 2
     dims: int = 2
@@ -143,6 +150,7 @@ class ModelConfig(Architecture):
     def __post_init__(self):
         if self.dims not in (2, 3):
             raise ValueError(f"dims is {self.dims}; a U-Net is 2-D or 3-D")
+        object.__setattr__(self, "affinities", affinity_offsets(self.affinities, self.dims))
         if not 0 <= self.planar_poolings <= (self.depth if self.dims == 3 else 0):
             raise ValueError(f"planar_poolings {self.planar_poolings} must be 0 for 2-D models and 0 to depth "
                              f"({self.depth}) for 3-D ones: the first poolings that halve y and x but not z")
@@ -192,6 +200,36 @@ class ModelConfig(Architecture):
         from ..model import UNet
 
         return UNet(self)
+
+
+def affinity_offsets(given: bool | list | tuple, dims: int) -> tuple[tuple[int, ...], ...]:
+    """The affinity offsets of the config's ``affinities``: none for false, the nearest-neighbour
+    and long-range offsets of :func:`unetflow.affinities.offsets_for` for true, else the given
+    offsets (one integer per axis each, none zero, none repeated)."""
+    if given is True:
+        from ..affinities import offsets_for  # numpy and scikit-image: imported when asked for
+
+        return tuple(offsets_for(dims))
+    if given is False or given is None:
+        return ()
+    offsets = tuple(tuple(int(step) for step in offset) for offset in given)
+    for offset in offsets:
+        if len(offset) != dims or not any(offset):
+            raise ValueError(f"affinities: offset {list(offset)} must have {dims} integers (one per axis, "
+                             f"{'z, y, x' if dims == 3 else 'y, x'}), not all 0")
+    if len(set(offsets)) != len(offsets):
+        raise ValueError(f"affinities: offsets {[list(offset) for offset in offsets]} repeat an offset")
+    return offsets
+
+
+def affinity_names(offsets: tuple[tuple[int, ...], ...]) -> list[str]:
+    """Names of the affinity channels, e.g. ``affinity_0_9`` for the offset (0, 9)."""
+    return ["affinity_" + "_".join(str(step) for step in offset) for offset in offsets]
+
+
+def channel_names(architecture: Architecture) -> list[str]:
+    """Names of a network's output channels: its classes, then its affinities."""
+    return class_names(architecture.num_classes) + affinity_names(architecture.affinities)
 
 
 def class_names(num_classes: int) -> list[str]:

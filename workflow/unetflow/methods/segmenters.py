@@ -27,8 +27,9 @@ slice (y, x) or of a whole volume (z, y, x).
     (:mod:`unetflow.agglomeration`): a faint membrane stretch no longer decides
     alone, the whole face between two fragments does.
 ``mutex_watershed``
-    the mutex watershed (Wolf et al. 2020, the ``mwatershed`` package) on affinities
-    estimated from the foreground probability (:mod:`unetflow.affinities`): face
+    the mutex watershed (Wolf et al. 2020, the ``mwatershed`` package) on the affinities the
+    network predicted (a model with ``affinities``), or else on affinities estimated from the
+    foreground probability (:mod:`unetflow.affinities`): face
     neighbours attract by their affinity, pixels 3, 9 and 27 px apart (along the axes and
     the in-plane diagonals) repel where a membrane crosses the line between them, stronger
     edges first, and two clusters held apart by a repulsive edge never merge. No seeds and
@@ -67,6 +68,7 @@ largest of the methods they may run (``bytes_per_voxel`` of :func:`segmenter`).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,9 +77,10 @@ from skimage.measure import label as connected_components
 from skimage.morphology import h_maxima
 from skimage.segmentation import relabel_sequential, watershed
 
-from ..affinities import affinities_from_foreground, mutex_segmentation, offsets_for
+from ..affinities import Predicted, affinities_from_foreground, offsets_for
 from ..agglomeration import agglomerate, region_graph
 from ..config_checks import check_mask
+from ..mutex import mutex_segmentation
 from ..errors import InputError
 from .registry import Registry
 
@@ -105,21 +108,28 @@ def segmenter(name: str, *, stitch: str = "overlap", bytes_per_voxel: int = 140)
 SEED_SMOOTHING = 1.0  # x voxels: the Gaussian that smooths the probability before its h-maxima
 
 
+AffinitySource = Callable[[], "Predicted | None"]
+
+
 def segment(foreground: np.ndarray, method: str, settings: dict, *, sampling: tuple[float, ...] | None = None,
-            cut_faces: tuple[tuple[bool, bool], ...] | None = None) -> np.ndarray:
+            cut_faces: tuple[tuple[bool, bool], ...] | None = None,
+            affinities: Predicted | AffinitySource | None = None) -> np.ndarray:
     """Objects of one slice or one volume by ``method``, given the ``segment`` settings it takes.
 
     ``sampling`` (the voxel size relative to x, one value per axis) goes to the methods that
     measure distances; None is 1 on every axis. ``cut_faces`` (per axis, whether the low and the
-    high face cut through the image: a block's window) goes to the methods that take it.
+    high face cut through the image: a block's window) goes to the methods that take it, and so
+    do ``affinities`` the network predicted for the same pixels: given, or a function that reads
+    them (called only for a method that takes them; it returns None where the model predicts none).
     """
     function = SEGMENTERS.get(method)
     options = settings_of(method, settings)
     parameters = inspect.signature(function).parameters
-    if sampling is not None and "sampling" in parameters:
-        options["sampling"] = tuple(sampling)
-    if cut_faces is not None and "cut_faces" in parameters:
-        options["cut_faces"] = cut_faces
+    if callable(affinities) and "affinities" in parameters:
+        affinities = affinities()
+    given = {"sampling": None if sampling is None else tuple(sampling), "cut_faces": cut_faces,
+             "affinities": affinities}
+    options.update({key: value for key, value in given.items() if value is not None and key in parameters})
     return function(foreground, **options)
 
 
@@ -290,8 +300,9 @@ def agglomerated_watershed(foreground: np.ndarray, *, threshold: float, seeds: s
 
 @segmenter("mutex_watershed", bytes_per_voxel=1400)
 def mutex_watershed(foreground: np.ndarray, *, bias: float, min_size: int, mask: float = 0.0,
-                    sampling: tuple[float, ...] | None = None) -> np.ndarray:
-    """Mutex watershed of the affinities estimated from ``foreground``, small clusters filled in.
+                    sampling: tuple[float, ...] | None = None, affinities: Predicted | None = None) -> np.ndarray:
+    """Mutex watershed of the predicted affinities, or of those estimated from ``foreground``,
+    small clusters filled in.
 
     Parameters
     ----------
@@ -301,7 +312,7 @@ def mutex_watershed(foreground: np.ndarray, *, bias: float, min_size: int, mask:
         A long-range edge repels where the lowest foreground probability on the line between
         its pixels is below ``bias`` and attracts above it (1: every long-range edge repels,
         the paper's form); face neighbours always attract, with their affinity as strength
-        (:func:`unetflow.affinities.mutex_segmentation`).
+        (:func:`unetflow.mutex.mutex_segmentation`).
     min_size
         Clusters smaller than this (px or voxels), and pixels the mutex watershed leaves alone,
         are flooded from the clusters around them over ``1 - foreground``.
@@ -310,6 +321,10 @@ def mutex_watershed(foreground: np.ndarray, *, bias: float, min_size: int, mask:
         probability stay background (0).
     sampling
         Voxel size per axis relative to x: long-range offsets keep their physical length.
+    affinities
+        The affinities the network predicted for these pixels, with their offsets (a model with
+        ``affinities``); None: estimated from ``foreground`` on the offsets of
+        :func:`unetflow.affinities.offsets_for` (:func:`unetflow.affinities.affinities_from_foreground`).
 
     Returns
     -------
@@ -321,8 +336,10 @@ def mutex_watershed(foreground: np.ndarray, *, bias: float, min_size: int, mask:
     S. Wolf et al., "The Mutex Watershed and its Objective: Efficient, Parameter-Free Graph
     Partitioning", IEEE TPAMI 43(10), 2021 (arXiv 1904.12654).
     """
-    offsets = offsets_for(foreground.ndim, sampling)
-    clusters = mutex_segmentation(affinities_from_foreground(foreground, offsets), offsets, bias=bias)
+    if affinities is None:
+        offsets = offsets_for(foreground.ndim, sampling)
+        affinities = Predicted(affinities_from_foreground(foreground, offsets), offsets)
+    clusters = mutex_segmentation(affinities.values, affinities.offsets, bias=bias)
     if min_size > 0:
         clusters[np.bincount(clusters.ravel())[clusters] < min_size] = 0
     return flooded_from(clusters, foreground, mask)

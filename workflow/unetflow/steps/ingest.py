@@ -187,7 +187,7 @@ def volume_targets(labels: SliceStack, objects, classes, kind: str, foreground_v
     grid = BlockGrid(objects.shape, objects.chunks, (1, 1, 1) if kind == "instance" else (0, 0, 0))
     if kind != "instance":
         blockwise.segment_image(lambda region: (classes[region] > 0) & io.known(classes[region]),
-                                lambda window, cut: connected_components(window, connectivity=1), grid,
+                                lambda window, cut, region: connected_components(window, connectivity=1), grid,
                                 workspace / ".objects-fragments", objects, rule="components")
         return
     for block in progress(list(grid), desc="borders between touching objects"):

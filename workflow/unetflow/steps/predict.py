@@ -27,7 +27,7 @@ from ..inference import (
     tile_geometry,
 )
 from ..intensity import NormalizedImage, setting_in
-from ..methods.architectures import class_names
+from ..methods.architectures import channel_names
 from ..prediction import predict_stack, predict_volume
 from ..tiling import tile_grid_for
 
@@ -81,12 +81,13 @@ def main(argv: list[str] | None = None) -> None:
     geometry = tile_geometry(architecture, options["tile"], image.shape[3 - architecture.dims:])
     dtype = autocast_dtype(options["precision"], device)
     tta = options["test_time_augmentation"]
-    forward = make_forward(model, device, dtype, geometry.tile, test_time_augmentation=tta)
+    forward = make_forward(model, device, dtype, geometry.tile, num_classes=architecture.num_classes,
+                           test_time_augmentation=tta)
     tiles_per_pass = len(tile_grid_for(image.shape[1:], geometry)) if architecture.dims == 2 else len(
         tile_grid_for((geometry.tile[0], *image.shape[1:]), geometry))
     batch_size = (auto_batch_size(forward, geometry.input_shape, device, tiles_per_pass)
                   if options["batch_size"] == "auto" else options["batch_size"])
-    shape = (architecture.num_classes, *image.shape)
+    shape = (architecture.output_channels, *image.shape)
     log.info("predicting %s with the %d-D model %s on %s: %d slices of %dx%d, tiles %s px (+%s margin%s), batch %d%s, "
              "precision %s", args.data, architecture.dims, args.model, device, *image.shape,
              "x".join(map(str, geometry.tile)), "x".join(map(str, geometry.margin)),
@@ -95,7 +96,8 @@ def main(argv: list[str] | None = None) -> None:
     attributes = {"model": str(args.model), "dims": architecture.dims, "tile": list(geometry.tile),
                   "margin": list(geometry.margin),
                   "test_time_augmentation": tta, "dtype": options["dtype"],
-                  "scale": 255 if options["dtype"] == "uint8" else 1}
+                  "scale": 255 if options["dtype"] == "uint8" else 1, "num_classes": architecture.num_classes,
+                  "affinity_offsets": [list(offset) for offset in architecture.affinities]}
     start = time.perf_counter()
 
     predict = predict_stack if architecture.dims == 2 else predict_volume
@@ -107,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def create(path: Path) -> zarr.Group:
         return ngff.create_probabilities(path, shape, options["dtype"], attributes, voxel_size,
-                                         class_names=class_names(architecture.num_classes),
+                                         channel_names=channel_names(architecture),
                                          volume=architecture.dims == 3, zarr_format=io.zarr_format_of(data))
 
     if args.parts == 1:

@@ -55,7 +55,8 @@ def segment_settings(section: dict, tuned: Path | None) -> dict:
 
 
 def segment_slice(probabilities: zarr.Array, target: zarr.Array, z: int, method: str, options: dict) -> int:
-    objects = segment(io.foreground_probability(probabilities, z), method, options)
+    objects = segment(io.foreground_probability(probabilities, z), method, options,
+                      affinities=lambda: io.affinity_plane(probabilities, z))
     target[z] = objects
     return int(objects.max())
 
@@ -68,9 +69,12 @@ def segment_large_slice(probabilities: zarr.Array, target: zarr.Array, z: int, g
     def read(region):
         return io.foreground_region(probabilities, (slice(z, z + 1), *region))[0]
 
-    return blockwise.segment_image(read, lambda window, cut: segment(window, method, plan.options, cut_faces=cut), grid,
-                                   workspace / f"slice-{z}", SliceView(target, z), rule=plan.rule,
-                                   min_size=plan.min_size, vote_threshold=plan.vote_threshold)
+    def segment_window(window: np.ndarray, cut_faces, region) -> np.ndarray:
+        return segment(window, method, plan.options, cut_faces=cut_faces,
+                       affinities=lambda: io.affinity_plane(probabilities, z, region))
+
+    return blockwise.segment_image(read, segment_window, grid, workspace / f"slice-{z}", SliceView(target, z),
+                                   rule=plan.rule, min_size=plan.min_size, vote_threshold=plan.vote_threshold)
 
 
 class SliceView:
@@ -168,7 +172,8 @@ def segment_volume(args, probabilities, shape, method, options, blocks, voxel_si
         with io.atomic_store(args.out) as temporary, dask_config(args.scheduler, args.workers):
             store = ngff.create_segmentation(temporary, shape, voxel_size, attributes, volume=True,
                                              zarr_format=io.zarr_format_of(probabilities))
-            objects = segment(io.foreground_volume(probabilities), method, options, sampling=sampling)
+            objects = segment(io.foreground_volume(probabilities), method, options, sampling=sampling,
+                              affinities=lambda: io.affinity_region(probabilities, (slice(0, shape[0]),)))
             io.level0_to_write(store)[:] = objects
             ngff.write_pyramid(store)
         log.info("%s: %d objects in the volume (%s, 3-D, one block)", args.out, objects.max(initial=0), method)
@@ -185,8 +190,9 @@ def segment_volume(args, probabilities, shape, method, options, blocks, voxel_si
     def read(region):
         return io.foreground_region(probabilities, region)
 
-    def segment_window(window: np.ndarray, cut_faces) -> np.ndarray:
-        return segment(window, method, how.options, sampling=sampling, cut_faces=cut_faces)
+    def segment_window(window: np.ndarray, cut_faces, region) -> np.ndarray:
+        return segment(window, method, how.options, sampling=sampling, cut_faces=cut_faces,
+                       affinities=lambda: io.affinity_region(probabilities, region))
 
     numbers = grid.numbers_in(parts.slice_range(args.part, args.parts, grid.grid_shape[0]))
     with dask_config(args.scheduler, args.workers):
