@@ -2,17 +2,18 @@
 method tuned on the validation slices 15-17 only, scored on the report slices 18-21, and its
 time per 512 x 512 slice.
 
-Run: python benchmarks/isbi_methods.py [--out DIR] [--minutes 30] [--run CHECKOUT]
+Run: python benchmarks/isbi_methods.py [--out DIR] [--minutes 30] [--run CHECKOUT] [--model cpu30]
 
 The workflow itself runs in a copy of the checkout (``snakemake --configfile
-config/isbi2012.yaml png.yaml``: the cpu30 preset, trained for ``--minutes``, predicting
-15-17 and 18-21). Then, on the same predictions, each method's entries of the ISBI config's
+config/isbi2012.yaml png.yaml``: the ``--model`` preset of the ISBI config, cpu30 or
+cpu30_aff (cpu30 with affinity outputs), trained for ``--minutes``, predicting 15-17 and
+18-21). Then, on the same predictions, each method's entries of the ISBI config's
 ``tune.grid`` (the schema's default and the mutex watershed) become the grid
 (``method.yaml``): only tune, segment, evaluate and report rerun, which the run's job counts
 show. The ``all`` row is that whole grid, the tune rule choosing among the methods. Every
-row's scores are the dataset row of ``results/evaluation/cpu30/isbi_report.csv``; the timing
-segments the four report slices with each method's tuned settings, one after another, in
-this process.
+row's scores are the dataset row of ``results/evaluation/<model>/isbi_report.csv``; the timing
+segments the four report slices with each method's tuned settings (and the predicted
+affinities, where the model has them), one after another, in this process.
 """
 
 from __future__ import annotations
@@ -38,11 +39,11 @@ COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "v_rand", "v_info", "pi
            "average_precision", "f1"]
 
 
-def png_config(minutes: float) -> dict:
+def png_config(minutes: float, model: str) -> dict:
     """The ISBI datasets from the PNG folders, predicting the validation and report slices."""
     datasets = isbi_png_datasets()
-    return {"datasets": datasets, "predict_on": ["isbi_report"], "run_models": ["cpu30"],
-            "models": {"cpu30": {"train": {"max_minutes": minutes}}}}
+    return {"datasets": datasets, "predict_on": ["isbi_report"], "run_models": [model],
+            "models": {model: {"train": {"max_minutes": minutes}}}}
 
 
 def method_grids() -> dict[str, list[dict]]:
@@ -63,15 +64,16 @@ def run(checkout: Path, *configs: str) -> tuple[float, int]:
     return time.perf_counter() - start, int(counted[-1][1]) if counted else 0
 
 
-def seconds_per_slice(checkout: Path, chosen: dict) -> float:
+def seconds_per_slice(checkout: Path, model: str, chosen: dict) -> float:
     """Mean time to segment one report slice with ``chosen`` settings."""
-    probabilities = io.open_probabilities(checkout / "results/predictions/cpu30/isbi_report.zarr")
+    probabilities = io.open_probabilities(checkout / f"results/predictions/{model}/isbi_report.zarr")
     options = dict(chosen)
     method = options.pop("method")
-    slices = [io.foreground_probability(probabilities, z) for z in range(probabilities.shape[1])]
+    slices = [(io.foreground_probability(probabilities, z), io.affinity_plane(probabilities, z))
+              for z in range(probabilities.shape[1])]
     start = time.perf_counter()
-    for foreground in slices:
-        segment(foreground, method, options)
+    for foreground, affinities in slices:
+        segment(foreground, method, options, affinities=affinities)
     return (time.perf_counter() - start) / len(slices)
 
 
@@ -81,6 +83,7 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=30.0, help="training budget (the cpu30 preset's 30)")
     parser.add_argument("--run", type=Path, help="a checkout of this repository where the workflow ran with "
                         "this script's png.yaml: its model and predictions are reused (stale steps rerun)")
+    parser.add_argument("--model", default="cpu30", help="the ISBI config's model to train (cpu30, cpu30_aff)")
     args = parser.parse_args()
     if not (ISBI / "train" / "label").is_dir():
         sys.exit(f"ISBI 2012 data not found at {ISBI}")
@@ -89,19 +92,19 @@ def main() -> None:
         checkout = args.run  # an earlier run: only what the code changed since reruns
     else:
         checkout = checkout_of(snapshot(args.out), args.out / "run")
-    (checkout / "png.yaml").write_text(yaml.safe_dump(png_config(args.minutes)))
+    (checkout / "png.yaml").write_text(yaml.safe_dump(png_config(args.minutes, args.model)))
     seconds, jobs = run(checkout, "png.yaml")
     print(f"trained and predicted: {seconds:.0f} s, {jobs} jobs", flush=True)
     rows = []
     for method, grid in method_grids().items():
         (checkout / "method.yaml").write_text(yaml.safe_dump({"tune": {"grid": grid}}))
         seconds, jobs = run(checkout, "png.yaml", "method.yaml")
-        table = pd.read_csv(checkout / "results/evaluation/cpu30/isbi_report.csv", dtype={"slice": str})
+        table = pd.read_csv(checkout / f"results/evaluation/{args.model}/isbi_report.csv", dtype={"slice": str})
         scores = table[table["slice"] == "all"].iloc[0]
-        choice = json.loads((checkout / "results/tuning/cpu30/segment.json").read_text())
+        choice = json.loads((checkout / f"results/tuning/{args.model}/segment.json").read_text())
         rows.append({"method": method, "chosen": choice["settings"], "tuning_score": choice["score"],
                      **{column: float(scores[column]) for column in COLUMNS},
-                     "seconds_per_slice": seconds_per_slice(checkout, choice["settings"]), "jobs": jobs,
+                     "seconds_per_slice": seconds_per_slice(checkout, args.model, choice["settings"]), "jobs": jobs,
                      "run_seconds": round(seconds, 1)})
         print(json.dumps(rows[-1]), flush=True)
     (args.out / "results.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
