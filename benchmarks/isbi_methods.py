@@ -46,11 +46,18 @@ def png_config(minutes: float, model: str) -> dict:
             "models": {model: {"train": {"max_minutes": minutes}}}}
 
 
-def method_grids() -> dict[str, list[dict]]:
-    """Each method's entries of the ISBI config's tune grid, and the whole grid as ``all``."""
-    grid = yaml.safe_load((REPO / "config" / "isbi2012.yaml").read_text())["tune"]["grid"]
+def method_grids(model: str) -> dict[str, list[dict]]:
+    """Each method's entries of the ISBI config's tune grid, and the whole grid as ``all``; for a
+    model with affinities also the mutex watershed's entries on estimated affinities (the same
+    classes, its affinity channels left unread)."""
+    config = yaml.safe_load((REPO / "config" / "isbi2012.yaml").read_text())
+    grid = config["tune"]["grid"]
     methods = dict.fromkeys(method for entry in grid for method in entry["method"])
-    return {**{method: [entry for entry in grid if method in entry["method"]] for method in methods}, "all": grid}
+    grids = {method: [entry for entry in grid if method in entry["method"]] for method in methods}
+    if config["models"][model].get("affinities"):
+        grids["mutex_watershed (estimated affinities)"] = [{**entry, "affinities": ["estimated"]}
+                                                           for entry in grids["mutex_watershed"]]
+    return {**grids, "all": grid}
 
 
 def run(checkout: Path, *configs: str) -> tuple[float, int]:
@@ -73,7 +80,7 @@ def seconds_per_slice(checkout: Path, model: str, chosen: dict) -> float:
               for z in range(probabilities.shape[1])]
     start = time.perf_counter()
     for foreground, affinities in slices:
-        segment(foreground, method, options, affinities=affinities)
+        segment(foreground, method, options, predicted=affinities)
     return (time.perf_counter() - start) / len(slices)
 
 
@@ -96,7 +103,7 @@ def main() -> None:
     seconds, jobs = run(checkout, "png.yaml")
     print(f"trained and predicted: {seconds:.0f} s, {jobs} jobs", flush=True)
     rows = []
-    for method, grid in method_grids().items():
+    for method, grid in method_grids(args.model).items():
         (checkout / "method.yaml").write_text(yaml.safe_dump({"tune": {"grid": grid}}))
         seconds, jobs = run(checkout, "png.yaml", "method.yaml")
         table = pd.read_csv(checkout / f"results/evaluation/{args.model}/isbi_report.csv", dtype={"slice": str})

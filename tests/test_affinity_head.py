@@ -221,7 +221,7 @@ def test_the_mutex_watershed_segments_by_the_predicted_affinities_where_the_fore
     exact, _ = affinities_from_labels(truth, offsets)
     foreground = np.ones(truth.shape, np.float32)  # no membrane anywhere: estimated affinities join everything
     settings = {"bias": 0.5, "min_size": 0, "mask": 0.0}
-    from_predicted = segment(foreground, "mutex_watershed", settings, affinities=Predicted(exact, offsets))
+    from_predicted = segment(foreground, "mutex_watershed", settings, predicted=Predicted(exact, offsets))
     assert adapted_rand_error(truth, from_predicted)[0] == pytest.approx(0.0)
     estimated = segment(foreground, "mutex_watershed", settings)
     assert len(np.unique(estimated)) == 1
@@ -232,7 +232,26 @@ def test_the_mutex_watershed_segments_by_the_predicted_affinities_where_the_fore
         calls.append(1)
         return Predicted(exact, offsets)
 
-    segment(foreground, "components", {"threshold": 0.5, "min_size": 0}, affinities=read)
+    segment(foreground, "components", {"threshold": 0.5, "min_size": 0}, predicted=read)
     assert not calls
-    assert adapted_rand_error(truth, segment(foreground, "mutex_watershed", settings, affinities=read))[0] == 0
+    assert adapted_rand_error(truth, segment(foreground, "mutex_watershed", settings, predicted=read))[0] == 0
     assert calls == [1]
+
+
+def test_affinities_estimated_leaves_the_predicted_ones_unread_so_the_tune_rule_can_compare_the_two():
+    truth = cells()
+    offsets = offsets_for(2)
+    exact, _ = affinities_from_labels(truth, offsets)
+    foreground = np.where(np.isin(truth, [1, 2]), 1.0, 0.8).astype(np.float32)
+    calls = []
+
+    def read():
+        calls.append(1)
+        return Predicted(exact, offsets)
+
+    settings = {"bias": 0.5, "min_size": 0, "mask": 0.0}
+    estimated = segment(foreground, "mutex_watershed", {**settings, "affinities": "estimated"}, predicted=read)
+    assert not calls
+    np.testing.assert_array_equal(estimated, segment(foreground, "mutex_watershed", settings))
+    predicted = segment(foreground, "mutex_watershed", {**settings, "affinities": "predicted"}, predicted=read)
+    assert calls == [1] and adapted_rand_error(truth, predicted)[0] == 0 < adapted_rand_error(truth, estimated)[0]

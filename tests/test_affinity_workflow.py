@@ -45,7 +45,7 @@ def test_a_model_with_affinities_predicts_them_segments_by_them_and_exports(demo
     z = 1
     settings = {key: value for key, value in MUTEX.items() if key != "method"}
     foreground = io.foreground_probability(probabilities, z)
-    expected = segment(foreground, "mutex_watershed", settings, affinities=io.affinity_plane(probabilities, z))
+    expected = segment(foreground, "mutex_watershed", settings, predicted=io.affinity_plane(probabilities, z))
     np.testing.assert_array_equal(objects[z], expected)
     assert not np.array_equal(expected, segment(foreground, "mutex_watershed", settings))
 

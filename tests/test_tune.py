@@ -48,7 +48,7 @@ def test_candidates_cover_the_grid_once_each_in_order():
     assert len(trials) == 3 * 2 + 3
     assert [trial["method"] for trial in trials] == ["watershed"] * 6 + ["components"] * 3
     assert trials[0] == {"method": "watershed", "threshold": 0.3, "seeds": "probability", "h": 0.02, "min_size": 0,
-                         "mask": 0, "merge": 0.5, "bias": 0.5}
+                         "mask": 0, "merge": 0.5, "bias": 0.5, "affinities": "predicted"}
     # components take no seeds or h: differing only there, candidates are one
     assert len(candidates([{"method": ["components"], "h": [1.0, 2.0], "threshold": [0.5]}],
                           settings.section("segment"))) == 1

@@ -68,16 +68,16 @@ def candidates(grid: list[dict[str, list]], fixed: dict) -> list[dict]:
 
 def score_trials(foreground: np.ndarray, classes: np.ndarray, truth: np.ndarray, trials: list[dict], *,
                  sampling: tuple[float, ...] | None = None,
-                 affinities: Predicted | AffinitySource | None = None) -> list[dict[str, float]]:
+                 predicted: Predicted | AffinitySource | None = None) -> list[dict[str, float]]:
     """Object scores (and the pixel error at its threshold) of every candidate on one slice or one
-    volume (``sampling`` and the predicted ``affinities`` as :func:`unetflow.methods.segmenters.segment`
+    volume (``sampling`` and the ``predicted`` affinities as :func:`unetflow.methods.segmenters.segment`
     takes them)."""
     known = io.known(classes)  # sparse annotations: scored on known pixels only
     counted = None if known.all() else known
     known_foreground, true_foreground = foreground[known], classes[known] > 0
     rows = []
     for candidate in trials:
-        objects = segment(foreground, candidate["method"], candidate, sampling=sampling, affinities=affinities)
+        objects = segment(foreground, candidate["method"], candidate, sampling=sampling, predicted=predicted)
         rows.append({**object_scores(truth, objects, counted),
                      "pixel_error": pixel_error(known_foreground >= candidate["threshold"], true_foreground)})
     return rows
@@ -124,9 +124,9 @@ def slice_scores(data: list[Path], predictions: list[Path], trials: list[dict]) 
     def one_slice(store_path: str, z: int) -> list[dict[str, float]]:
         store = io.open_store(store_path)
         probabilities = io.open_probabilities(predictions_of[store_path])
-        affinities = functools.cache(lambda: io.affinity_plane(probabilities, z))  # read once, if a candidate asks
+        predicted = functools.cache(lambda: io.affinity_plane(probabilities, z))  # read once, if a candidate asks
         return score_trials(io.foreground_probability(probabilities, z), io.open_labels(store, "classes")[z],
-                            io.open_labels(store, "objects")[z], trials, affinities=affinities)
+                            io.open_labels(store, "objects")[z], trials, predicted=predicted)
 
     slices = tuning_slices(data, predictions)
     tasks = [dask.delayed(one_slice, pure=False)(path, z, dask_key_name=f"tune-slice-{number}")
@@ -184,8 +184,8 @@ def volume_scores(data: list[Path], predictions: list[Path], trials: list[dict],
 def candidates_on_volume(volume: tuple, trials: list[dict], number: int) -> list[dict[str, float]]:
     """Every candidate's scores on one volume held in memory, one Dask task per candidate."""
     def one_candidate(candidate: dict) -> dict[str, float]:
-        foreground, classes, truth, sampling, affinities = volume
-        return score_trials(foreground, classes, truth, [candidate], sampling=sampling, affinities=affinities)[0]
+        foreground, classes, truth, sampling, predicted = volume
+        return score_trials(foreground, classes, truth, [candidate], sampling=sampling, predicted=predicted)[0]
 
     tasks = [dask.delayed(one_candidate, pure=False)(candidate, dask_key_name=f"tune-volume-{number}-{index}")
              for index, candidate in enumerate(trials)]
@@ -209,7 +209,7 @@ def candidate_in_blocks(store_path: Path, prediction_path: Path, candidate: dict
         blockwise.segment_image(lambda region: io.foreground_region(probabilities, region),
                                 lambda window, cut, region: segment(window, method, how.options, sampling=sampling,
                                                                     cut_faces=cut,
-                                                                    affinities=lambda: io.affinity_region(probabilities, region)),
+                                                                    predicted=lambda: io.affinity_region(probabilities, region)),
                                 grid,
                                 workspace / "fragments", objects, rule=how.rule, min_size=how.min_size,
                                 vote_threshold=how.vote_threshold)

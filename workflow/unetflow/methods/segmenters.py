@@ -88,7 +88,7 @@ SEGMENTERS: Registry = Registry("segmentation method", "segment.method")
 STITCHING: dict[str, str] = {}  # method -> how its objects join across block faces (unetflow.stitching.RULES)
 WORKING_BYTES: dict[str, int] = {}  # method -> peak bytes it holds per voxel it segments, beyond the input
 # the segment section's keys that choose objects (of every method), in the order tables show them
-SETTING_KEYS = ("method", "threshold", "seeds", "h", "min_size", "mask", "merge", "bias")
+SETTING_KEYS = ("method", "threshold", "seeds", "h", "min_size", "mask", "merge", "bias", "affinities")
 
 
 def segmenter(name: str, *, stitch: str = "overlap", bytes_per_voxel: int = 140):
@@ -113,22 +113,23 @@ AffinitySource = Callable[[], "Predicted | None"]
 
 def segment(foreground: np.ndarray, method: str, settings: dict, *, sampling: tuple[float, ...] | None = None,
             cut_faces: tuple[tuple[bool, bool], ...] | None = None,
-            affinities: Predicted | AffinitySource | None = None) -> np.ndarray:
+            predicted: Predicted | AffinitySource | None = None) -> np.ndarray:
     """Objects of one slice or one volume by ``method``, given the ``segment`` settings it takes.
 
     ``sampling`` (the voxel size relative to x, one value per axis) goes to the methods that
     measure distances; None is 1 on every axis. ``cut_faces`` (per axis, whether the low and the
     high face cut through the image: a block's window) goes to the methods that take it, and so
-    do ``affinities`` the network predicted for the same pixels: given, or a function that reads
-    them (called only for a method that takes them; it returns None where the model predicts none).
+    do the affinities the network ``predicted`` for the same pixels: given, or a function that
+    reads them (called only for a method that takes them and, with ``affinities: predicted``,
+    uses them; it returns None where the model predicts none).
     """
     function = SEGMENTERS.get(method)
     options = settings_of(method, settings)
     parameters = inspect.signature(function).parameters
-    if callable(affinities) and "affinities" in parameters:
-        affinities = affinities()
+    if callable(predicted):
+        predicted = predicted() if "predicted" in parameters and options.get("affinities") != "estimated" else None
     given = {"sampling": None if sampling is None else tuple(sampling), "cut_faces": cut_faces,
-             "affinities": affinities}
+             "predicted": predicted}
     options.update({key: value for key, value in given.items() if value is not None and key in parameters})
     return function(foreground, **options)
 
@@ -300,7 +301,8 @@ def agglomerated_watershed(foreground: np.ndarray, *, threshold: float, seeds: s
 
 @segmenter("mutex_watershed", bytes_per_voxel=1400)
 def mutex_watershed(foreground: np.ndarray, *, bias: float, min_size: int, mask: float = 0.0,
-                    sampling: tuple[float, ...] | None = None, affinities: Predicted | None = None) -> np.ndarray:
+                    affinities: str = "predicted", sampling: tuple[float, ...] | None = None,
+                    predicted: Predicted | None = None) -> np.ndarray:
     """Mutex watershed of the predicted affinities, or of those estimated from ``foreground``,
     small clusters filled in.
 
@@ -319,12 +321,16 @@ def mutex_watershed(foreground: np.ndarray, *, bias: float, min_size: int, mask:
     mask
         As :func:`watershed_fill`: 0 fills every pixel; above 0, pixels of lower foreground
         probability stay background (0).
+    affinities
+        ``predicted``: those of ``predicted`` where given; ``estimated``: estimated from
+        ``foreground`` (:func:`unetflow.affinities.affinities_from_foreground`) on the offsets
+        of :func:`unetflow.affinities.offsets_for`, also where the network predicts some, so
+        that the tune rule can choose between the two.
     sampling
         Voxel size per axis relative to x: long-range offsets keep their physical length.
-    affinities
+    predicted
         The affinities the network predicted for these pixels, with their offsets (a model with
-        ``affinities``); None: estimated from ``foreground`` on the offsets of
-        :func:`unetflow.affinities.offsets_for` (:func:`unetflow.affinities.affinities_from_foreground`).
+        ``affinities``); None: none were predicted, they are estimated.
 
     Returns
     -------
@@ -336,10 +342,10 @@ def mutex_watershed(foreground: np.ndarray, *, bias: float, min_size: int, mask:
     S. Wolf et al., "The Mutex Watershed and its Objective: Efficient, Parameter-Free Graph
     Partitioning", IEEE TPAMI 43(10), 2021 (arXiv 1904.12654).
     """
-    if affinities is None:
+    if predicted is None or affinities == "estimated":
         offsets = offsets_for(foreground.ndim, sampling)
-        affinities = Predicted(affinities_from_foreground(foreground, offsets), offsets)
-    clusters = mutex_segmentation(affinities.values, affinities.offsets, bias=bias)
+        predicted = Predicted(affinities_from_foreground(foreground, offsets), offsets)
+    clusters = mutex_segmentation(predicted.values, predicted.offsets, bias=bias)
     if min_size > 0:
         clusters[np.bincount(clusters.ravel())[clusters] < min_size] = 0
     return flooded_from(clusters, foreground, mask)

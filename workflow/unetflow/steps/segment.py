@@ -56,7 +56,7 @@ def segment_settings(section: dict, tuned: Path | None) -> dict:
 
 def segment_slice(probabilities: zarr.Array, target: zarr.Array, z: int, method: str, options: dict) -> int:
     objects = segment(io.foreground_probability(probabilities, z), method, options,
-                      affinities=lambda: io.affinity_plane(probabilities, z))
+                      predicted=lambda: io.affinity_plane(probabilities, z))
     target[z] = objects
     return int(objects.max())
 
@@ -71,7 +71,7 @@ def segment_large_slice(probabilities: zarr.Array, target: zarr.Array, z: int, g
 
     def segment_window(window: np.ndarray, cut_faces, region) -> np.ndarray:
         return segment(window, method, plan.options, cut_faces=cut_faces,
-                       affinities=lambda: io.affinity_plane(probabilities, z, region))
+                       predicted=lambda: io.affinity_plane(probabilities, z, region))
 
     return blockwise.segment_image(read, segment_window, grid, workspace / f"slice-{z}", SliceView(target, z),
                                    rule=plan.rule, min_size=plan.min_size, vote_threshold=plan.vote_threshold)
@@ -173,7 +173,7 @@ def segment_volume(args, probabilities, shape, method, options, blocks, voxel_si
             store = ngff.create_segmentation(temporary, shape, voxel_size, attributes, volume=True,
                                              zarr_format=io.zarr_format_of(probabilities))
             objects = segment(io.foreground_volume(probabilities), method, options, sampling=sampling,
-                              affinities=lambda: io.affinity_region(probabilities, (slice(0, shape[0]),)))
+                              predicted=lambda: io.affinity_region(probabilities, (slice(0, shape[0]),)))
             io.level0_to_write(store)[:] = objects
             ngff.write_pyramid(store)
         log.info("%s: %d objects in the volume (%s, 3-D, one block)", args.out, objects.max(initial=0), method)
@@ -192,7 +192,7 @@ def segment_volume(args, probabilities, shape, method, options, blocks, voxel_si
 
     def segment_window(window: np.ndarray, cut_faces, region) -> np.ndarray:
         return segment(window, method, how.options, sampling=sampling, cut_faces=cut_faces,
-                       affinities=lambda: io.affinity_region(probabilities, region))
+                       predicted=lambda: io.affinity_region(probabilities, region))
 
     numbers = grid.numbers_in(parts.slice_range(args.part, args.parts, grid.grid_shape[0]))
     with dask_config(args.scheduler, args.workers):
