@@ -255,3 +255,15 @@ def test_affinities_estimated_leaves_the_predicted_ones_unread_so_the_tune_rule_
     np.testing.assert_array_equal(estimated, segment(foreground, "mutex_watershed", settings))
     predicted = segment(foreground, "mutex_watershed", {**settings, "affinities": "predicted"}, predicted=read)
     assert calls == [1] and adapted_rand_error(truth, predicted)[0] == 0 < adapted_rand_error(truth, estimated)[0]
+
+
+def test_3d_affinity_targets_of_whole_objects_are_their_exact_affinities():
+    volume = np.zeros((8, 12, 12), np.uint8)
+    volume[2:6, 2:5, 2:5] = 1  # two whole cells apart by a membrane, inside the tile
+    volume[2:6, 2:5, 6:9] = 1
+    offsets = tuple(offsets_for(3))
+    targets, valid = affinity_targets(volume[None], offsets)
+    exact, inside = affinities_from_labels(connected_components(volume > 0, connectivity=1), list(offsets))
+    np.testing.assert_array_equal(valid[0], inside)  # nothing reaches the tile's edge: every edge inside is known
+    np.testing.assert_array_equal(targets[0], exact)
+    assert targets[0][offsets.index((0, 0, 3)), 3, 3, 3] == 0 and targets[0][offsets.index((1, 0, 0)), 3, 3, 3] == 1

@@ -68,6 +68,7 @@ It classifies every pixel of a 2-D grey-value image into {architecture.num_class
 | batch normalisation | {"yes" if architecture.batch_norm else "no"} |
 | drop-out (end of contracting path, training only) | {architecture.dropout} |
 | classes | {architecture.num_classes} |
+| affinity outputs | {affinity_text(architecture)} |
 | weights | {parameters:,} |
 
 Weights are given as a PyTorch state dict (architecture: `ProbabilityUNet` in `model.py`, which
@@ -88,9 +89,10 @@ needs only PyTorch) and as TorchScript; both give the same probabilities.
 
 ## Output
 
-`{OUTPUT_ID}`: class probabilities (softmax over the channel axis, which sums to 1), axes batch,
-channel, y, x; float32. Channel 1 ({class_names(architecture.num_classes)[1]}) is what unetflow
-thresholds and segments for two classes. The output size is {output_size}
+`{OUTPUT_ID}`: class probabilities (softmax over the first {architecture.num_classes} channels, which sum
+to 1){affinity_output_text(architecture)}, axes batch, channel, y, x; float32. Channel 1
+({class_names(architecture.num_classes)[1]}) is what unetflow thresholds and segments for two classes. The
+output size is {output_size}
 
 ## Validation
 
@@ -106,3 +108,19 @@ and V_Info).
 
 {PAPER} doi:[{PAPER_DOI}](https://doi.org/{PAPER_DOI})
 """
+
+
+def affinity_text(architecture: ModelConfig) -> str:
+    """The affinity offsets of the network, or "none"."""
+    if not architecture.affinities:
+        return "none"
+    return f"{len(architecture.affinities)}, offsets (y, x) " + ", ".join(
+        f"({', '.join(map(str, offset))})" for offset in architecture.affinities)
+
+
+def affinity_output_text(architecture: ModelConfig) -> str:
+    """What the output's channels after the classes hold, for a network with affinities."""
+    if not architecture.affinities:
+        return ""
+    return (f", then {len(architecture.affinities)} affinities (a sigmoid each: the probability that a pixel "
+            "and the pixel an offset away lie in one object; offsets in the Network table, in channel order)")
