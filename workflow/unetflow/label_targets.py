@@ -32,7 +32,7 @@ import numpy as np
 from skimage.measure import label as connected_components
 
 from . import io
-from .affinities import affinities_from_labels, shifted
+from .affinities import shifted
 from .annotations import Annotation
 from .errors import InputError
 from .progress import progress
@@ -119,7 +119,8 @@ def affinity_targets(classes: np.ndarray, offsets: tuple[tuple[int, ...], ...]) 
 
     A tile's objects are the face-connected components of its foreground classes, so two cells
     parted by a membrane (or by the one-pixel border of touching instances) are two objects;
-    the targets are their exact affinities (:func:`unetflow.affinities.affinities_from_labels`).
+    the targets are their exact affinities (as :func:`unetflow.affinities.affinities_from_labels`
+    gives them).
     An edge is unknown where either end is unknown (``io.IGNORE``), where its far end lies
     outside the tile, and between two components that both reach the tile's edge: they may
     be one object joined outside the tile. A component that does not reach the edge is a
@@ -149,18 +150,21 @@ def affinity_targets(classes: np.ndarray, offsets: tuple[tuple[int, ...], ...]) 
 def tile_affinity_targets(tile: np.ndarray, offsets: tuple[tuple[int, ...], ...]) -> tuple[np.ndarray, np.ndarray]:
     """:func:`affinity_targets` of one class tile: (len(offsets), *tile) targets and validity."""
     known = io.known(tile)
-    objects = connected_components((tile > 0) & known, connectivity=1).astype(np.int64)
-    unknown_label = int(objects.max()) + 1
-    objects[~known] = unknown_label
-    targets, valid = affinities_from_labels(objects, list(offsets), ignore=unknown_label)
-    reaches_edge = np.zeros(unknown_label + 1, bool)
+    objects = connected_components((tile > 0) & known, connectivity=1).astype(np.int32)
+    unknown, outside = int(objects.max()) + 1, int(objects.max()) + 2
+    objects[~known] = unknown
+    reaches_edge = np.zeros(outside + 1, bool)  # per label: does it touch the tile's edge
     for axis in range(tile.ndim):
         reaches_edge[np.take(objects, [0, -1], axis=axis)] = True
-    reaches_edge[[0, unknown_label]] = False
-    open_object = reaches_edge[objects]
+    reaches_edge[[0, unknown, outside]] = False
+    open_object, is_object = reaches_edge[objects], (objects > 0) & known
+    targets = np.empty((len(offsets), *tile.shape), np.float32)
+    valid = np.empty(targets.shape, bool)
     for channel, offset in enumerate(offsets):
-        partner = shifted(objects, offset, 0)
-        valid[channel] &= ~(open_object & reaches_edge[partner] & (objects != partner))
+        partner = shifted(objects, offset, outside)
+        same = objects == partner
+        targets[channel] = same & is_object
+        valid[channel] = known & (partner < unknown) & ~(open_object & reaches_edge[partner] & ~same)
     return targets, valid
 
 

@@ -1,7 +1,9 @@
 """Training of a U-Net on augmented samples: weighted loss, checkpoints, resume, metrics.
 
 Loss: pixel-wise softmax cross-entropy weighted by the U-Net weight map,
-``mean_x w(x) * -log p_label(x)(x)``. Optimiser: SGD with momentum 0.99 as in
+``mean_x w(x) * -log p_label(x)(x)``; a network with affinity outputs adds their weighted
+binary cross-entropy on targets made from each batch's class tiles (validation scores the
+classes only). Optimiser: SGD with momentum 0.99 as in
 the paper (Adam as an option), gradients clipped to ``grad_clip``. A step whose
 loss or gradient is not finite is skipped (see :mod:`unetflow.optimisation`);
 ``max_nonfinite_steps`` of them in a row stop training with an error, and no
