@@ -182,7 +182,7 @@ def test_train_rule_runs_on_the_demo(workflow_dir):
     ({"models": {"small": {"architecture": "resnet"}}}, "models.small.architecture is 'resnet', which "
                                                         "methods/architectures.py does not define; use one of unet"),
     ({"models": {"small": {"dept": 3}}}, "models.small: dept is not an argument of architecture 'unet' (it takes "
-                                         "base_channels, batch_norm, depth, dropout, padding, planar_poolings)"),
+                                         "affinities, base_channels, batch_norm, depth, dropout, padding, planar_poolings)"),
     ({"models": {"small": {"train": {"lr": -1}}}}, "models.small.train.lr: -1 is less than or equal to the minimum"),
     ({"train_on": []}, "train_on is missing or empty, so the models have nothing to train on"),
     ({"models": {"mine": {"file": "nowhere/model.pt"}}}, "models.mine.file: nowhere/model.pt does not exist or is "
