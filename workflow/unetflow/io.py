@@ -225,9 +225,9 @@ def read_probability_region(array: zarr.Array, region: tuple[slice, ...], channe
     broken = np.count_nonzero(~np.isfinite(values))
     if broken:
         raise InputError(
-            f"{location(array)}: {describe_region(region)} ({channel_kind(array, channel)} {channel}) holds {broken} non-finite probabilities "
-            "(NaN or infinity), so the model that predicted them is broken (its training diverged, or it was "
-            "written by an older unetflow that did not check); retrain the model and rerun predict"
+            f"{location(array)}: {describe_region(region)} ({channel_kind(array, channel)} {channel}) holds {broken} "
+            "non-finite probabilities (NaN or infinity), so the model that predicted them is broken (its training "
+            "diverged, or it was written by an older unetflow that did not check); retrain the model and rerun predict"
         )
     return values
 
