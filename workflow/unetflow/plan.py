@@ -280,12 +280,14 @@ class Plan:
         (models.<name>.augment.output_size, else augment.output_size), made valid for it; edges
         of square tiles in 2-D, "ZxYxX" in 3-D (:func:`unetflow.geometry.format_size`)."""
         dims = self.config["dims"]
-        try:
-            architecture = start_model_of(self.start_from(model)).architecture if self.start_from(model) else \
-                architectures.from_config(self.model_architecture(model), num_classes=self.config["num_classes"],
-                                          dims=dims, where=f"models.{model}")
-        except InputError as error:
-            raise InputError(f"config: models.{model}: {error}") from None
+        if self.start_from(model):
+            try:
+                architecture = start_model_of(self.start_from(model)).architecture
+            except InputError as error:
+                raise InputError(f"config: models.{model}: {error}") from None
+        else:  # its errors name the setting themselves
+            architecture = architectures.from_config(self.model_architecture(model), dims=dims,
+                                                     num_classes=self.config["num_classes"], where=f"models.{model}")
         entry = self.model_entry(model)
         at_least = entry.get("augment", {}).get("output_size", self.config["augment"]["output_size"])
         if dims == 2:
