@@ -1,13 +1,18 @@
-"""Helpers shared by the benchmark scripts: data sets and the machine's description."""
+"""Helpers shared by the benchmark scripts: data sets, the machine's description, and scoring a
+run's predictions with this checkout's steps."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 from skimage.measure import label as connected_components
 
@@ -74,3 +79,27 @@ def isbi_png_datasets() -> dict:
                 for name, slices in (("isbi_train", "0-14"), ("isbi_val", "15-17"), ("isbi_report", "18-21"))}
     datasets["isbi_test"] = {"images": str(ISBI / "test"), "voxel_size": voxel_size}
     return datasets
+
+
+def run_step(name: str, *arguments: str, cwd: Path) -> None:
+    """Run this checkout's step ``name`` (``python -m unetflow.steps.<name>``) in ``cwd``."""
+    done = subprocess.run([sys.executable, "-m", f"unetflow.steps.{name}", *arguments], cwd=cwd,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO / "workflow")})
+    if done.returncode:
+        sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
+
+
+def report_scores(checkout: Path, model: str, settings: dict, scratch: Path) -> dict:
+    """The dataset row of ``model``'s report slices (a run's ``isbi_report``) segmented with the
+    ``segment`` ``settings`` and scored, by this checkout's segment and evaluate steps in
+    ``scratch`` (never in the run's results)."""
+    name = f"{model}-{settings['method']}"
+    predictions = str(checkout / "results/predictions" / model / "isbi_report.zarr")
+    segmentation, table = scratch / f"{name}.zarr", scratch / f"{name}.csv"
+    run_step("segment", predictions, str(segmentation), "--settings", json.dumps({"settings": "fixed", **settings}),
+             "--dims", "2", "--workers", "2", cwd=checkout)
+    run_step("evaluate", "--data", str(checkout / "results/isbi_report/data.zarr"), "--predictions", predictions,
+             "--segmentation", str(segmentation), "--out", str(table), "--model", model, "--dataset", "isbi_report",
+             "--dims", "2", "--workers", "2", cwd=checkout)
+    rows = pd.read_csv(table, dtype={"slice": str})
+    return rows[rows["slice"] == "all"].iloc[0].to_dict()

@@ -11,8 +11,9 @@ Run: python benchmarks/isbi_ensemble.py [--out DIR] [--run CHECKOUT]
 Without ``--run`` the workflow runs in a copy of the checkout (``snakemake --configfile
 config/isbi2012.yaml png.yaml``, png.yaml pointing at ../shared's PNG folders and running only
 cpu30_cv, predicting 18-21); with it, the results of a checkout where that ran are read. The
-rows' segmentations and scores are made with the workflow's own segment and evaluate steps in a
-scratch folder, never in the run's results.
+rows' segmentations and scores are made with this checkout's segment and evaluate steps in a
+scratch folder, never in the run's results (so a run of older code is scored as today's code
+scores it).
 """
 
 from __future__ import annotations
@@ -27,14 +28,14 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from common import REPO, checkout_of, isbi_png_datasets, machine, snapshot
+from common import REPO, checkout_of, isbi_png_datasets, machine, report_scores, snapshot
 
 sys.path.insert(0, str(REPO / "workflow"))
 from unetflow import io, isbi_scores  # noqa: E402
 
 MODEL = "cpu30_cv"
-COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "v_rand", "v_info", "pixel_error_at_threshold",
-           "average_precision", "f1"]
+COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "objects_v_rand", "objects_v_info", "v_rand", "v_info",
+           "pixel_error_at_threshold", "average_precision", "f1"]
 SETTING_KEYS = ["method", "threshold", "seeds", "h", "min_size", "mask", "merge", "bias"]
 
 
@@ -44,25 +45,10 @@ def png_config() -> dict:
     return {"datasets": datasets, "predict_on": ["isbi_report"], "run_models": [MODEL]}
 
 
-def step(checkout: Path, name: str, *arguments: str) -> None:
-    done = subprocess.run([sys.executable, "-m", f"unetflow.steps.{name}", *arguments], cwd=checkout,
-                          capture_output=True, text=True, env={"PYTHONPATH": str(checkout / "workflow")})
-    if done.returncode:
-        sys.exit(f"{name} failed:\n{done.stderr[-3000:]}")
-
-
 def scores(checkout: Path, model: str, settings: dict, scratch: Path) -> dict:
-    """Segment and score ``model``'s probabilities of the report slices with ``settings``."""
-    name = f"{model}-{settings['method']}"
-    predictions = str(checkout / "results/predictions" / model / "isbi_report.zarr")
-    segmentation, table = scratch / f"{name}.zarr", scratch / f"{name}.csv"
-    step(checkout, "segment", predictions, str(segmentation), "--settings",
-         json.dumps({"settings": "fixed", **settings}), "--dims", "2", "--workers", "2")
-    step(checkout, "evaluate", "--data", str(checkout / "results/isbi_report/data.zarr"), "--predictions",
-         predictions, "--segmentation", str(segmentation), "--out", str(table), "--model", model, "--dataset",
-         "isbi_report", "--dims", "2", "--workers", "2")
-    rows = pd.read_csv(table, dtype={"slice": str})
-    return rows[rows["slice"] == "all"].iloc[0][COLUMNS].to_dict()
+    """The row's columns of ``model``'s report slices segmented with ``settings``."""
+    row = report_scores(checkout, model, settings, scratch)
+    return {column: row[column] for column in COLUMNS}
 
 
 def best_of_each_method(sweep: pd.DataFrame) -> dict[str, dict]:

@@ -3,6 +3,7 @@ method tuned on the validation slices 15-17 only, scored on the report slices 18
 time per 512 x 512 slice.
 
 Run: python benchmarks/isbi_methods.py [--out DIR] [--minutes 30] [--run CHECKOUT] [--model cpu30]
+     python benchmarks/isbi_methods.py --rescore --out DIR [--run CHECKOUT] [--model cpu30]
 
 The workflow itself runs in a copy of the checkout (``snakemake --configfile
 config/isbi2012.yaml png.yaml``: the ``--model`` preset of the ISBI config, cpu30 or
@@ -14,6 +15,12 @@ show. The ``all`` row is that whole grid, the tune rule choosing among the metho
 row's scores are the dataset row of ``results/evaluation/<model>/isbi_report.csv``; the timing
 segments the four report slices with each method's tuned settings (and the predicted
 affinities, where the model has them), one after another, in this process.
+
+``--rescore`` scores an earlier run's rows again with this checkout's code (new columns,
+such as the V_Rand of the objects): each row's chosen settings segment the report slices of
+the run's predictions (``--run``, or ``--out``'s ``run``) by this checkout's segment and
+evaluate steps in a scratch folder; nothing is trained or tuned again, and the rows keep their
+choices, tuning scores and times. It writes ``rescored.json`` beside ``results.json``.
 """
 
 from __future__ import annotations
@@ -29,14 +36,14 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from common import ISBI, REPO, checkout_of, isbi_png_datasets, machine, snapshot
+from common import ISBI, REPO, checkout_of, isbi_png_datasets, machine, report_scores, snapshot
 
 sys.path.insert(0, str(REPO / "workflow"))
 from unetflow import io  # noqa: E402
 from unetflow.methods.segmenters import segment, settings_of  # noqa: E402
 
-COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "v_rand", "v_info", "pixel_error_at_threshold",
-           "average_precision", "f1"]
+COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "objects_v_rand", "objects_v_info", "v_rand", "v_info",
+           "pixel_error_at_threshold", "average_precision", "f1"]
 
 
 def png_config(minutes: float, model: str) -> dict:
@@ -84,6 +91,30 @@ def seconds_per_slice(checkout: Path, model: str, chosen: dict) -> float:
     return (time.perf_counter() - start) / len(slices)
 
 
+def rescore(out: Path, model: str, checkout: Path) -> list[dict]:
+    """The rows of ``out/results.json``, whose run is ``checkout``, scored again by this checkout's
+    steps (see the module's notes)."""
+    earlier = json.loads((out / "results.json").read_text())
+    rows = []
+    for row in earlier["rows"]:
+        scratch = out / "rescore" / re.sub(r"\W+", "_", row["method"])
+        scratch.mkdir(parents=True, exist_ok=True)
+        scores = report_scores(checkout, model, row["chosen"], scratch)
+        rows.append({**row, **{column: float(scores[column]) for column in COLUMNS}})
+        print(json.dumps(rows[-1]), flush=True)
+    (out / "rescored.json").write_text(json.dumps({"machine": earlier["machine"], "rows": rows}, indent=1))
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    for row in rows:
+        settings_text = ", ".join(f"{key} {value}" for key, value in
+                                  settings_of(row["chosen"]["method"], row["chosen"]).items())
+        print(f"| {row['method']} | {row['chosen']['method']}: {settings_text} ({row['tuning_score']:.4f}) | "
+              + " | ".join(f"{row[column]:.4f}" for column in COLUMNS)
+              + f" | {row['seconds_per_slice']:.2f} s | {row['jobs']} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("/tmp/unetflow-isbi-methods"))
@@ -91,7 +122,12 @@ def main() -> None:
     parser.add_argument("--run", type=Path, help="a checkout of this repository where the workflow ran with "
                         "this script's png.yaml: its model and predictions are reused (stale steps rerun)")
     parser.add_argument("--model", default="cpu30", help="the ISBI config's model to train (cpu30, cpu30_aff)")
+    parser.add_argument("--rescore", action="store_true", help="score the rows of --out's results.json again "
+                        "with this checkout's code, reusing --out's run (nothing trained or tuned)")
     args = parser.parse_args()
+    if args.rescore:
+        print_table(rescore(args.out, args.model, args.run or args.out / "run"))
+        return
     if not (ISBI / "train" / "label").is_dir():
         sys.exit(f"ISBI 2012 data not found at {ISBI}")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -115,12 +151,7 @@ def main() -> None:
                      "run_seconds": round(seconds, 1)})
         print(json.dumps(rows[-1]), flush=True)
     (args.out / "results.json").write_text(json.dumps({"machine": machine(), "rows": rows}, indent=1))
-    for row in rows:
-        settings_text = ", ".join(f"{key} {value}" for key, value in
-                                  settings_of(row["chosen"]["method"], row["chosen"]).items())
-        print(f"| {row['method']} | {row['chosen']['method']}: {settings_text} ({row['tuning_score']:.4f}) | "
-              + " | ".join(f"{row[column]:.4f}" for column in COLUMNS)
-              + f" | {row['seconds_per_slice']:.2f} s | {row['jobs']} |")
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import torch
 from skimage.measure import label as connected_components
 from skimage.metrics import adapted_rand_error
 
-from unetflow import io
+from unetflow import io, ngff
 from unetflow.affinities import Predicted, affinities_from_labels, offsets_for
 from unetflow.errors import InputError
 from unetflow.inference import make_forward
@@ -23,6 +23,7 @@ from unetflow.methods.losses import weighted_affinity_loss
 from unetflow.methods.segmenters import segment
 from unetflow.model import ProbabilityUNet, UNet
 from unetflow.training import TrainSettings, train
+from unetflow.voxel_size import UNKNOWN
 
 OFFSETS_2D = ((0, 1), (1, 0), (0, 3), (3, 0), (3, 3), (3, -3))
 
@@ -267,3 +268,36 @@ def test_3d_affinity_targets_of_whole_objects_are_their_exact_affinities():
     np.testing.assert_array_equal(valid[0], inside)  # nothing reaches the tile's edge: every edge inside is known
     np.testing.assert_array_equal(targets[0], exact)
     assert targets[0][offsets.index((0, 0, 3)), 3, 3, 3] == 0 and targets[0][offsets.index((1, 0, 0)), 3, 3, 3] == 1
+
+
+def affinity_store(path, dtype: str, broken: tuple | None = None) -> tuple:
+    """A (2 classes + 3 affinities, 2, 8, 9) prediction store as the predict step writes it (NaN
+    at ``broken``), and its values."""
+    offsets = [(0, 1), (1, 0), (3, 3)]
+    values = np.random.default_rng(5).uniform(size=(5, 2, 8, 9)).astype(np.float32)
+    if broken is not None:
+        values[broken] = np.nan
+    stored = np.round(values * 255).astype(np.uint8) if dtype == "uint8" else values
+    group = ngff.create_probabilities(path, stored.shape, dtype, {"num_classes": 2, "affinity_offsets": offsets},
+                                      UNKNOWN,
+                                      channel_names=[f"channel{index}" for index in range(5)])
+    group["0"][:] = stored
+    return io.open_probabilities(path), stored, offsets
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_the_affinity_channels_of_a_region_are_read_as_each_channel_alone(tmp_path, dtype):
+    probabilities, stored, offsets = affinity_store(tmp_path / "p.zarr", dtype)
+    region = (slice(1, 2), slice(2, 7), slice(0, 4))
+    found = io.affinity_region(probabilities, region)
+    reference = np.stack([io.read_probability_region(probabilities, region, channel) for channel in (2, 3, 4)])
+    assert found.offsets == offsets and found.values.dtype == np.float32
+    np.testing.assert_array_equal(found.values, reference)
+    plane = np.stack([io.read_probability_region(probabilities, (slice(1, 2),), channel)[0] for channel in (2, 3, 4)])
+    np.testing.assert_array_equal(io.affinity_plane(probabilities, 1).values, plane)
+
+
+def test_a_non_finite_affinity_channel_is_refused_naming_it(tmp_path):
+    probabilities, _, _ = affinity_store(tmp_path / "p.zarr", "float32", broken=(3, 1, 4, slice(4, 6)))
+    with pytest.raises(InputError, match=r"slice 1 \(affinity channel 3\) holds 2 non-finite probabilities"):
+        io.affinity_region(probabilities, (slice(1, 2),))

@@ -15,8 +15,8 @@ from unetflow.steps.evaluate import evaluate
 from unetflow.steps import report as report_step
 from unetflow.steps.report import VOLUME_SECTION, methods_table, metrics_table, volume_table
 from unetflow.errors import InputError
-from unetflow.isbi_scores import (best_pixel_error, best_scores, contingency, interior_counts, slice_scores,
-                                  thinned_segments, v_info, v_rand)
+from unetflow.isbi_scores import (best_pixel_error, best_scores, contingency, interior_counts, segment_interior,
+                                  segmentation_v_scores, slice_scores, thinned_segments, v_info, v_rand)
 
 
 def two_cells() -> np.ndarray:
@@ -73,6 +73,36 @@ def test_the_best_threshold_of_the_sweep_is_taken():
     assert best["v_rand"] == pytest.approx(1.0) and best["v_rand_threshold"] >= 0.6
 
 
+def test_a_segmentation_is_scored_by_its_borders():
+    truth = two_cells()
+    filled = np.where(np.arange(21) <= 10, 1, 2)[None].repeat(20, axis=0).astype(np.uint32)  # membrane given to 1
+    interior = segment_interior(filled)
+    assert interior[:, 10].sum() == 0 and interior[:, 11].sum() == 0 and interior[:, [9, 12]].all()  # both sides
+    assert segmentation_v_scores(filled, truth) == pytest.approx((1.0, 1.0))
+    assert segmentation_v_scores(truth, truth) == pytest.approx((1.0, 1.0))  # background (0) is border
+    assert segmentation_v_scores(np.ones_like(truth), truth) == pytest.approx((2 * 0.5 / 1.5, 0.0))  # the merge above
+    halves = filled.copy()
+    halves[10:, :11] = 3  # cell 1 cut in two: the split above, up to the pixel the border moves
+    rand, info = segmentation_v_scores(halves, truth)
+    assert rand == pytest.approx(2 * (3 / 8) / (3 / 8 + 1 / 2), abs=0.03) and info < 1.0
+
+
+def test_segmentation_v_rand_is_that_of_its_objects_up_to_their_borders():
+    # (of connected objects: the challenge relabels the interior's components, so the parts of an
+    # object that do not touch count as objects of their own)
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:96, :96]
+    centres = rng.uniform(0, 96, size=(12, 2))
+    nearest = np.argmin([(yy - cy) ** 2 + (xx - cx) ** 2 for cy, cx in centres], axis=0).astype(np.uint32) + 1
+    truth = nearest.copy()
+    truth[segment_interior(nearest) == 0] = 0  # membranes along the cells' borders
+    neighbour = nearest[:, 1:][(nearest[:, :-1] == 1) & (nearest[:, 1:] != 1)][0]
+    wrong = np.where(nearest == neighbour, 1, nearest)  # one merge of two touching cells
+    for segments in (nearest, wrong):
+        assert segmentation_v_scores(segments, truth)[0] == pytest.approx(v_rand(contingency(segments, truth))[0], abs=0.01)
+    assert segmentation_v_scores(wrong, truth)[0] < segmentation_v_scores(nearest, truth)[0] == pytest.approx(1.0)
+
+
 def test_object_and_pixel_scores():
     truth = two_cells()
     found = object_scores(truth, truth)
@@ -124,11 +154,21 @@ def test_a_slice_without_ground_truth_objects_gets_pixel_scores_and_a_note(tmp_p
     table = evaluate(**write_case(tmp_path, truth, probability, truth))
     empty, overall = table.iloc[1], table.iloc[-1]
     assert empty["pixel_error_at_threshold"] == pytest.approx(2 / 20) and empty["foreground_iou"] == 0.0
-    assert np.isnan(empty["adapted_rand_error"]) and np.isnan(empty["v_rand"])
+    assert np.isnan(empty["adapted_rand_error"]) and np.isnan(empty["v_rand"]) and np.isnan(empty["objects_v_rand"])
     assert "no ground-truth objects" in empty["note"]
     assert overall["pixel_error_at_threshold"] == pytest.approx(1 / 20)  # both slices
     assert overall["adapted_rand_error"] == pytest.approx(0.0) and overall["v_rand"] == pytest.approx(1.0)
+    assert overall["objects_v_rand"] == pytest.approx(1.0) and overall["objects_v_info"] == pytest.approx(1.0)
     assert overall["note"] == "1 of 2 slices have objects"
+
+
+def test_the_probabilities_and_the_objects_each_get_their_v_rand(tmp_path):
+    truth = np.stack([two_cells(), two_cells()])
+    merged = np.ones_like(truth)
+    merged[1] = truth[1]
+    table = evaluate(**write_case(tmp_path, truth, (truth > 0).astype(np.float32), merged))
+    assert table["v_rand"].tolist() == pytest.approx([1.0, 1.0, 1.0])  # the map separates the cells
+    assert table["objects_v_rand"].tolist() == pytest.approx([2 / 3, 1.0, (2 / 3 + 1) / 2])  # slices, their mean
 
 
 def test_the_three_pixel_errors_are_each_what_their_name_says(tmp_path):

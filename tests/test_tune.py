@@ -13,6 +13,7 @@ from scipy import ndimage
 from skimage.metrics import adapted_rand_error
 
 from unetflow import io, ngff, settings
+from unetflow.affinities import Predicted, affinities_from_labels, offsets_for
 from unetflow.errors import InputError
 from unetflow.methods.segmenters import segment
 from unetflow.steps import segment as segment_step
@@ -194,3 +195,28 @@ def test_in_3d_a_volume_larger_than_a_block_is_tuned_block_by_block_with_the_who
         if trial["method"] == "components":  # exact in blocks: the whole volume's scores
             assert abs(blocks["score"][index] - whole["score"][index]) < 1e-9
     np.testing.assert_allclose(blocks["pixel_error"], whole["pixel_error"], rtol=0, atol=1e-9)
+
+
+def test_a_volumes_predicted_affinities_are_read_once_and_only_for_a_candidate_that_uses_them(tmp_path, monkeypatch):
+    data, predictions, truth, probability = write_volume_stores(tmp_path)
+    offsets = offsets_for(3, (2.0, 1.0, 1.0))
+    exact = affinities_from_labels(truth, offsets)[0].astype(np.float32)
+    stored = np.concatenate([np.stack([1 - probability, probability]), exact])
+    group = zarr.open_group(str(predictions), mode="r+")
+    del group["0"]
+    ngff.create_image(group, stored.shape, "float32", VoxelSize(z=2, y=1, x=1, unit="micrometer"),
+                      name="probabilities", channel_names=[f"channel{index}" for index in range(len(stored))],
+                      attributes={"num_classes": 2, "affinity_offsets": offsets})[:] = stored
+    reads = []
+    read = io.affinity_region
+    monkeypatch.setattr(io, "affinity_region", lambda *args: reads.append(1) or read(*args))
+    watershed = candidates([GRID_3D[0]], settings.section("segment"))
+    sweep([data], [predictions], watershed, metric="adapted_rand_error", dims=3, workers=2)
+    assert reads == []
+    mutex = candidates([{"method": ["mutex_watershed"], "bias": [0.3, 0.6], "min_size": [0]}], settings.section("segment"))
+    table = sweep([data], [predictions], mutex, metric="adapted_rand_error", dims=3, workers=2)
+    assert reads == [1]
+    direct = [adapted_rand_error(truth, segment(probability, "mutex_watershed", trial, sampling=(2.0, 1.0, 1.0),
+                                                predicted=Predicted(exact, offsets)), ignore_labels=(0,))[0]
+              for trial in mutex]
+    assert table["score"].to_numpy() == pytest.approx(direct) and max(direct) < 0.01  # exact affinities: exact cells

@@ -4,11 +4,12 @@ whole volume as one segmentation, in memory bounded by a block.
 A slice no larger than a block (``blocks.plane_edge``) in a stack, or a volume no larger
 than one block (``blocks.edge``), is read slice by slice and scored whole, with every
 score including the ISBI challenge's V_Rand and V_Info of thinned borders
-(:mod:`unetflow.isbi_scores`). A larger image is read block by block, each block's counts
+(:mod:`unetflow.isbi_scores`), of the probabilities (``v_rand``, ``v_info``) and of the
+segmentation (``objects_v_rand``, ``objects_v_info``). A larger image is read block by block, each block's counts
 (:mod:`unetflow.scoring`) added to those of its slices and of the volume: every pixel and
 object score and the challenge's pixel error are then the same as of the whole slice or
-volume, while V_Rand and V_Info, whose thinning needs a whole slice, are left out with a
-note.
+volume, while the V_Rand and V_Info scores, whose thinning needs a whole slice, are left out
+with a note.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import zarr
 
 from . import io
 from .blocks import BlockGrid, aligned_block_shape
-from .isbi_scores import THRESHOLDS, best_pixel_error, interior_counts, slice_scores
+from .isbi_scores import THRESHOLDS, best_pixel_error, interior_counts, segmentation_v_scores, slice_scores
 from .methods.metrics import VOLUME_ROW, object_columns, pixel_error_of, pixel_scores, table_scores
 from .parallel import TaskProgress
 from .progress import progress
@@ -31,6 +32,8 @@ from .scoring import Confusion, Contingency
 
 log = logging.getLogger(__name__)
 ISBI_SCORES = ("v_rand", "v_info")
+OBJECT_ISBI_SCORES = ("objects_v_rand", "objects_v_info")  # the same of the segmentation's borders
+UNSCORED = dict.fromkeys((*ISBI_SCORES, *OBJECT_ISBI_SCORES), np.nan)
 NO_OBJECTS = "no ground-truth objects: object scores not defined, left out of the dataset row"
 VOLUME_NOTE = "3-D: the object scores of the whole volume, scored as one segmentation"
 BLOCKWISE_NOTE = ("scored block by block (larger than a block): V_Rand and V_Info of thinned borders need whole "
@@ -81,15 +84,21 @@ class Sources:
                 self.objects[region])
 
 
-def row_of(z: int, counts: SliceCounts, threshold: float, per_threshold: np.ndarray | None, note: str) -> dict:
-    """The row of slice ``z`` (``per_threshold``: its V_Rand and V_Info at each threshold, if scored)."""
+def row_of(z: int, counts: SliceCounts, threshold: float, isbi: dict | None, note: str) -> dict:
+    """The row of slice ``z`` (``isbi``: its challenge scores, of :func:`isbi_of`, if scored)."""
     row = {"slice": str(z), "threshold": threshold, **pixel_scores(counts.at_threshold),
            "pixel_error_at_0.5": pixel_error_of(counts.at_half), **best_pixel_error(counts.isbi), "note": note}
     if counts.objects.voxels == 0:
-        return {**row, **dict.fromkeys((*object_columns(), *ISBI_SCORES), np.nan), "note": NO_OBJECTS}
-    isbi = {"v_rand": float(per_threshold[:, 0].max()), "v_info": float(per_threshold[:, 1].max())} \
-        if per_threshold is not None else dict.fromkeys(ISBI_SCORES, np.nan)
-    return {**row, **table_scores(counts.objects), **isbi}
+        return {**row, **dict.fromkeys(object_columns(), np.nan), **UNSCORED, "note": NO_OBJECTS}
+    return {**row, **table_scores(counts.objects), **(isbi or UNSCORED)}
+
+
+def isbi_of(per_threshold: np.ndarray, truth: np.ndarray, segmented: np.ndarray) -> dict:
+    """A slice's V_Rand and V_Info of the probabilities (the best of ``per_threshold``) and of the
+    segmentation."""
+    objects_rand, objects_info = segmentation_v_scores(segmented, truth)
+    return {"v_rand": float(per_threshold[:, 0].max()), "v_info": float(per_threshold[:, 1].max()),
+            "objects_v_rand": objects_rand, "objects_v_info": objects_info}
 
 
 def whole_slices(sources: Sources) -> tuple[list[dict], dict[int, SliceCounts], list[np.ndarray]]:
@@ -100,12 +109,13 @@ def whole_slices(sources: Sources) -> tuple[list[dict], dict[int, SliceCounts], 
         foreground, classes, truth, segmented = (values[0] for values in sources.read((slice(z, z + 1),)))
         per_slice[z] = SliceCounts()
         per_slice[z].add(foreground, classes, truth, segmented, sources.threshold)
-        per_threshold = slice_scores(foreground, truth) if truth.any() else None
-        if per_threshold is not None:
-            isbi.append(per_threshold)
+        scores = None
+        if truth.any():
+            isbi.append(slice_scores(foreground, truth))
+            scores = isbi_of(isbi[-1], truth, segmented)
         else:
             log.warning("slice %d: %s", z, NO_OBJECTS)
-        rows.append(row_of(z, per_slice[z], sources.threshold, per_threshold, ""))
+        rows.append(row_of(z, per_slice[z], sources.threshold, scores, ""))
     return rows, per_slice, isbi
 
 

@@ -216,20 +216,30 @@ def read_probabilities(array: zarr.Array, z: int, channel: int) -> np.ndarray:
     return read_probability_region(array, (slice(z, z + 1),), channel)[0]
 
 
-def read_probability_region(array: zarr.Array, region: tuple[slice, ...], channel: int) -> np.ndarray:
-    """One class's probabilities of a (z, y, x) ``region`` (trailing axes may be left out: whole),
-    float32 in [0, 1], refused like :func:`read_probabilities` where not finite."""
-    values = array[(channel, *region)]
+def read_probability_region(array: zarr.Array, region: tuple[slice, ...], channels: int | slice) -> np.ndarray:
+    """One channel's probabilities of a (z, y, x) ``region`` (trailing axes may be left out: whole),
+    or a run of channels' (``channels`` a slice: (c, z, y, x), one read), float32 in [0, 1], refused
+    like :func:`read_probabilities` where not finite."""
+    values = array[(channels, *region)]
     if array.dtype == np.uint8:
         return values.astype(np.float32) / 255
-    broken = np.count_nonzero(~np.isfinite(values))
-    if broken:
+    broken = ~np.isfinite(values)
+    if broken.any():
+        channel, count = (channels, np.count_nonzero(broken)) if isinstance(channels, int) else \
+            first_broken_channel(broken, channels.start or 0)
         raise InputError(
-            f"{location(array)}: {describe_region(region)} ({channel_kind(array, channel)} {channel}) holds {broken} "
+            f"{location(array)}: {describe_region(region)} ({channel_kind(array, channel)} {channel}) holds {count} "
             "non-finite probabilities (NaN or infinity), so the model that predicted them is broken (its training "
             "diverged, or it was written by an older unetflow that did not check); retrain the model and rerun predict"
         )
     return values
+
+
+def first_broken_channel(broken: np.ndarray, first: int) -> tuple[int, int]:
+    """The first channel of a (c, ...) ``broken`` mask that holds a True, and how many it holds."""
+    per_channel = broken.reshape(len(broken), -1).sum(axis=1)
+    index = int(np.flatnonzero(per_channel)[0])
+    return first + index, int(per_channel[index])
 
 
 def channel_kind(probabilities: zarr.Array, channel: int) -> str:
@@ -281,8 +291,7 @@ def affinity_region(probabilities: zarr.Array, region: tuple[slice, ...]) -> Pre
     if not offsets:
         return None
     first = class_count(probabilities)
-    return Predicted(np.stack([read_probability_region(probabilities, region, first + channel)
-                               for channel in range(len(offsets))]), offsets)
+    return Predicted(read_probability_region(probabilities, region, slice(first, first + len(offsets))), offsets)
 
 
 def affinity_plane(probabilities: zarr.Array, z: int, region: tuple[slice, ...] = ()) -> Predicted | None:

@@ -29,7 +29,10 @@ import json
 import logging
 import shutil
 import tempfile
+import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import dask
 import numpy as np
@@ -47,6 +50,7 @@ from .methods.segmenters import SETTING_KEYS, AffinitySource, block_settings, se
 from .parallel import TaskProgress, dask_config
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 def candidates(grid: list[dict[str, list]], fixed: dict) -> list[dict]:
     """The settings to try, in grid order: each combination of a grid entry's values on top of
@@ -136,13 +140,28 @@ def slice_scores(data: list[Path], predictions: list[Path], trials: list[dict]) 
 
 
 def read_volume(store_path: Path, prediction_path: Path) -> tuple:
-    """Foreground probability, classes, objects, relative sampling and predicted affinities (None
-    if the model predicts none) of one tuning dataset."""
+    """Foreground probability, classes, objects, relative sampling and a reader of the predicted
+    affinities (None if the model predicts none; read the first time a candidate asks, once) of
+    one tuning dataset."""
     truth = labelled_objects(store_path)  # refused when the dataset has no labels
     sampling = ngff.voxel_size_of(io.open_store(prediction_path)).in_x_pixels()
     probabilities = io.open_probabilities(prediction_path)
+    whole = (slice(0, probabilities.shape[1]),)
     return (io.foreground_volume(probabilities), io.open_labels(io.open_store(store_path), "classes")[:], truth[:],
-            sampling, io.affinity_region(probabilities, (slice(0, probabilities.shape[1]),)))
+            sampling, read_once(lambda: io.affinity_region(probabilities, whole)))
+
+
+def read_once(read: Callable[[], T]) -> Callable[[], T]:
+    """``read``, called the first time the result is asked for and never again, from however many
+    threads (the candidates of a volume are tasks in parallel; its affinities take 4 bytes a voxel
+    per offset)."""
+    lock, read = threading.Lock(), functools.cache(read)
+
+    def value() -> T:
+        with lock:
+            return read()
+
+    return value
 
 
 def volume_grid_of(prediction_path: Path, blocks: dict):

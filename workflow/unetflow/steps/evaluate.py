@@ -7,8 +7,11 @@ IoU and Dice), the object metrics on the segment rule's objects against the
 ground-truth objects (adapted Rand error, variation of information); the pixel error
 at 0.5 (``pixel_error_at_0.5``); and the ISBI 2012 challenge's scores, see
 :mod:`unetflow.isbi_scores`: its pixel error (``isbi_pixel_error``, 1 - the best
-F-score over thresholds), V_Rand and V_Info (thinned). The dataset row averages the
-slices; the challenge's scores there take the threshold that is best for the whole
+F-score over thresholds), V_Rand and V_Info (thinned) of the probabilities (``v_rand``,
+``v_info``: a property of the network, the same for every segmentation method) and of the
+segmentation (``objects_v_rand``, ``objects_v_info``: its objects' borders scored as the
+challenge scored a submitted segmentation). The dataset row averages the slices; the
+challenge's scores of the probabilities there take the threshold that is best for the whole
 dataset, as the challenge did.
 
 With ``--dims 3`` a last row, ``slice == "volume"``, scores the whole volume as one
@@ -109,10 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     with io.atomic_store(args.out) as temporary:
         table.to_csv(temporary, index=False)
     overall = table[table["slice"] == DATASET_ROW].iloc[0]
-    log.info("%s: pixel error %.4f at threshold %.2f (%.4f at 0.5, ISBI %.4f), adapted Rand error %.4f, V_Rand %.4f, "
-             "V_Info %.4f", args.out, overall["pixel_error_at_threshold"], overall["threshold"],
-             overall["pixel_error_at_0.5"], overall["isbi_pixel_error"], overall["adapted_rand_error"],
-             overall["v_rand"], overall["v_info"])
+    log.info("%s: pixel error %.4f at threshold %.2f (%.4f at 0.5, ISBI %.4f), adapted Rand error %.4f, V_Rand %.4f "
+             "(of the probabilities; %.4f of the objects), V_Info %.4f (%.4f)", args.out,
+             overall["pixel_error_at_threshold"], overall["threshold"], overall["pixel_error_at_0.5"],
+             overall["isbi_pixel_error"], overall["adapted_rand_error"], overall["v_rand"], overall["objects_v_rand"],
+             overall["v_info"], overall["objects_v_info"])
     if args.dims == 3:
         volume = table[table["slice"] == VOLUME_ROW].iloc[0]
         log.info("%s: the whole volume: adapted Rand error %.4f, VI split %.4f, merge %.4f", args.out,

@@ -27,7 +27,7 @@ from ..plots import pyplot, save_figure
 
 log = logging.getLogger(__name__)
 TABLE_COLUMNS = ["model", "dataset", "threshold", "pixel_error_at_0.5", *reported_columns(), "isbi_pixel_error",
-                 "v_rand", "v_info"]
+                 "v_rand", "v_info", "objects_v_rand", "objects_v_info"]
 VOLUME_COLUMNS = ["model", "dataset", "threshold", *reported_columns(objects_only=True)]
 SETTING_COLUMNS = list(SETTING_KEYS)
 METHOD_SCORES = ["adapted_rand_error", "vi_split", "vi_merge", "average_precision", "f1", "pixel_error"]
@@ -36,7 +36,7 @@ SWEEP_KEYS = [key for key in SETTING_COLUMNS if key != "threshold"]  # one curve
 FOLDS_SECTION = ("Cross-validation: each fold's model on the slices it held out, and mean ± SD over the folds "
                  "(optimistic: these slices also tuned the ensemble's segmentation settings and, with "
                  "train.keep: best, chose each fold's checkpoint)")
-FOLD_SCORES = ["adapted_rand_error", "v_rand", "v_info", "pixel_error_at_0.5", "average_precision"]
+FOLD_SCORES = ["adapted_rand_error", "objects_v_rand", "v_rand", "v_info", "pixel_error_at_0.5", "average_precision"]
 VOLUME_SECTION = "Scores of the whole volume (3-D: objects scored through z as one segmentation)"
 
 
