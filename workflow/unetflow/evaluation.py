@@ -5,11 +5,11 @@ A slice no larger than a block (``blocks.plane_edge``) in a stack, or a volume n
 than one block (``blocks.edge``), is read slice by slice and scored whole, with every
 score including the ISBI challenge's V_Rand and V_Info of thinned borders
 (:mod:`unetflow.isbi_scores`), of the probabilities (``v_rand``, ``v_info``) and of the
-segmentation (``objects_v_rand``, ``objects_v_info``). A larger image is read block by block, each block's counts
-(:mod:`unetflow.scoring`) added to those of its slices and of the volume: every pixel and
-object score and the challenge's pixel error are then the same as of the whole slice or
-volume, while the V_Rand and V_Info scores, whose thinning needs a whole slice, are left out
-with a note.
+segmentation (``objects_v_rand``, ``objects_v_info``). A larger image is read block by
+block, each block's counts (:mod:`unetflow.scoring`) added to those of its slices and of
+the volume: every pixel and object score and the challenge's pixel error are then the same
+as of the whole slice or volume, while the V_Rand and V_Info scores, whose thinning needs a
+whole slice, are left out with a note.
 """
 
 from __future__ import annotations
