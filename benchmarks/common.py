@@ -81,6 +81,11 @@ def isbi_png_datasets() -> dict:
     return datasets
 
 
+# the evaluation columns the ISBI scripts' rows show (benchmarks/isbi_methods.py, isbi_ensemble.py)
+REPORT_COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "objects_v_rand", "objects_v_info", "v_rand", "v_info",
+                  "pixel_error_at_threshold", "average_precision", "f1"]
+
+
 def run_step(name: str, *arguments: str, cwd: Path) -> None:
     """Run this checkout's step ``name`` (``python -m unetflow.steps.<name>``) in ``cwd``."""
     done = subprocess.run([sys.executable, "-m", f"unetflow.steps.{name}", *arguments], cwd=cwd,

@@ -30,14 +30,13 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from common import REPO, checkout_of, isbi_png_datasets, machine, report_scores, snapshot
+from common import REPO, checkout_of, isbi_png_datasets, machine, REPORT_COLUMNS, report_scores, snapshot
 
 sys.path.insert(0, str(REPO / "workflow"))
 from unetflow import io, isbi_scores  # noqa: E402
 
 MODEL = "cpu30_cv"
-COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "objects_v_rand", "objects_v_info", "v_rand", "v_info",
-           "pixel_error_at_threshold", "average_precision", "f1"]
+COLUMNS = REPORT_COLUMNS
 SETTING_KEYS = ["method", "threshold", "seeds", "h", "min_size", "mask", "merge", "bias"]
 
 

@@ -36,14 +36,13 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from common import ISBI, REPO, checkout_of, isbi_png_datasets, machine, report_scores, snapshot
+from common import ISBI, REPO, checkout_of, isbi_png_datasets, machine, REPORT_COLUMNS, report_scores, snapshot
 
 sys.path.insert(0, str(REPO / "workflow"))
 from unetflow import io  # noqa: E402
 from unetflow.methods.segmenters import segment, settings_of  # noqa: E402
 
-COLUMNS = ["adapted_rand_error", "vi_split", "vi_merge", "objects_v_rand", "objects_v_info", "v_rand", "v_info",
-           "pixel_error_at_threshold", "average_precision", "f1"]
+COLUMNS = REPORT_COLUMNS
 
 
 def png_config(minutes: float, model: str) -> dict:
