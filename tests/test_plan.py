@@ -80,6 +80,9 @@ def test_roles_and_their_refusals():
         plan_checks.check(plan_of(train_on=["nowhere"]))
     with pytest.raises(InputError, match="keep is best, but validate_on is empty"):
         plan_checks.check(plan_of(train={"keep": "best"}, validate_on=[], segment={"settings": "fixed"}))
+    plan_checks.check(plan_of(tune={"metric": "v_rand"}))  # the challenge's score of 2-D slices
+    with pytest.raises(InputError, match="tune.metric is v_info, the ISBI 2012 challenge's score of 2-D slices"):
+        plan_checks.check(plan_of(dims=3, tune={"metric": "v_info"}))
 
 
 def test_unetflow_check_prints_the_plan_or_the_problem(tmp_path):

@@ -15,6 +15,7 @@ from skimage.metrics import adapted_rand_error
 from unetflow import io, ngff, settings
 from unetflow.affinities import Predicted, affinities_from_labels, offsets_for
 from unetflow.errors import InputError
+from unetflow.isbi_scores import segmentation_v_scores
 from unetflow.methods.segmenters import segment
 from unetflow.steps import segment as segment_step
 from unetflow.steps import tune as tune_step
@@ -73,6 +74,27 @@ def test_the_choice_is_the_lowest_mean_adapted_rand_error_computed_directly(tmp_
     assert choose(table, tolerance=0.0) == best
     assert len(set(np.round(direct, 6))) > 3  # the grid matters on this data: the test can fail
     assert table.attrs["slices"] == 2
+
+
+def test_by_v_rand_the_choice_is_the_highest_v_rand_of_the_objects_as_the_challenge_scores_them(tmp_path):
+    data, predictions, truth, probability = write_stores(tmp_path)
+    trials = candidates(GRID, settings.section("segment"))
+    table = sweep([data], [predictions], trials, metric="v_rand")
+    direct = [np.mean([segmentation_v_scores(segment(probability[z], trial["method"], trial), truth[z])
+                       for z in range(2)], axis=0) for trial in trials]
+    assert table["objects_v_rand"].to_numpy() == pytest.approx([rand for rand, _ in direct])
+    assert table["objects_v_info"].to_numpy() == pytest.approx([info for _, info in direct])
+    assert table["score"].to_numpy() == pytest.approx([1 - rand for rand, _ in direct])
+    assert choose(table, tolerance=0.0) == int(np.argmax([rand for rand, _ in direct]))
+    assert len({round(rand, 6) for rand, _ in direct}) > 3  # the grid matters on this data: the test can fail
+    by_info = sweep([data], [predictions], trials, metric="v_info")
+    assert by_info["score"].to_numpy() == pytest.approx([1 - info for _, info in direct])
+
+
+def test_the_challenges_slice_scores_are_refused_as_the_metric_of_volumes(tmp_path):
+    data, predictions, _, _ = write_stores(tmp_path)
+    with pytest.raises(InputError, match="tune.metric is v_rand, the ISBI 2012 challenge's score of 2-D slices"):
+        sweep([data], [predictions], candidates(GRID, settings.section("segment")), metric="v_rand", dims=3)
 
 
 def test_near_ties_go_to_the_lowest_pixel_error_then_to_the_first_candidate():

@@ -16,6 +16,8 @@ from .errors import InputError
 
 # Snakemake reads "{name}" in a path as a wildcard; such paths cannot be inputs.
 BRACES = ("{", "}")
+# tune metrics that score 2-D slices only
+SLICE_METRICS = ("v_rand", "v_info")
 
 
 def parse_slice_selection(spec: str | list[int] | None, where: str) -> list[int] | None:
@@ -82,6 +84,15 @@ def check_watershed(settings: dict, where: str = "segment") -> None:
     """Refuse watershed settings that cannot give objects (:func:`check_seed_height`, :func:`check_mask`)."""
     check_seed_height(settings["seeds"], settings["h"], where)
     check_mask(settings.get("mask", 0.0), settings["threshold"], where)
+
+
+def check_tune_metric(metric: str, dims: int) -> None:
+    """The ISBI 2012 challenge's V_Rand and V_Info of a segmentation are scores of 2-D slices (its
+    borders are thinned in the plane): refused as the tune metric of volumes."""
+    if dims == 3 and metric in SLICE_METRICS:
+        raise InputError(f"config: tune.metric is {metric}, the ISBI 2012 challenge's score of 2-D slices, but "
+                         "with dims 3 the tune rule scores volumes; set tune.metric: adapted_rand_error or "
+                         "variation_of_information")
 
 
 def check_class_weight_source(source: str, dims: int) -> None:

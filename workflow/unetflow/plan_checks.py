@@ -118,6 +118,7 @@ def check_tuning(plan: Plan) -> None:
         raise InputError("config: segment.settings is tuned, but validate_on is empty, so there is nothing to tune "
                          "the segmentation on; name labelled datasets held out from training in validate_on, or "
                          "set segment.settings: fixed and give the segment settings")
+    config_checks.check_tune_metric(plan.config["tune"]["metric"], plan.config["dims"])
     for number, entry in enumerate(plan.config["tune"]["grid"]):
         for method in grid_values(entry, "method"):
             check_name(method, "segmenters", "segmenter", f"tune.grid[{number}].method")

@@ -42,9 +42,10 @@ import zarr
 from . import blockwise, io, ngff, settings
 from .affinities import Predicted
 from .blocks import BlockGrid
-from .config_checks import SEEDED_METHODS, check_watershed
+from .config_checks import SEEDED_METHODS, check_tune_metric, check_watershed
 from .errors import InputError
-from .evaluation import Sources, segmentation_scores
+from .evaluation import OBJECT_ISBI_SCORES, Sources, segmentation_scores
+from .isbi_scores import segmentation_v_scores
 from .methods.metrics import OBJECTIVES, object_scores, pixel_error
 from .methods.segmenters import SETTING_KEYS, AffinitySource, block_settings, segment, settings_of
 from .parallel import TaskProgress, dask_config
@@ -82,8 +83,11 @@ def score_trials(foreground: np.ndarray, classes: np.ndarray, truth: np.ndarray,
     rows = []
     for candidate in trials:
         objects = segment(foreground, candidate["method"], candidate, sampling=sampling, predicted=predicted)
-        rows.append({**object_scores(truth, objects, counted),
-                     "pixel_error": pixel_error(known_foreground >= candidate["threshold"], true_foreground)})
+        row = {**object_scores(truth, objects, counted),
+               "pixel_error": pixel_error(known_foreground >= candidate["threshold"], true_foreground)}
+        if objects.ndim == 2:  # the ISBI challenge's scores of a segmentation are scores of 2-D slices
+            row |= dict(zip(OBJECT_ISBI_SCORES, segmentation_v_scores(objects, truth)))
+        rows.append(row)
     return rows
 
 
@@ -246,6 +250,7 @@ def sweep(data: list[Path], predictions: list[Path], trials: list[dict], *, metr
     2) or volumes (``dims`` 3), and ``score`` (the metric to minimise). ``attrs`` hold the
     count of ``slices`` scored, and of ``volumes`` in 3-D. ``workspace``: where volumes larger than
     a block (``blocks``) are segmented while they are scored."""
+    check_tune_metric(metric, dims)
     with dask_config(scheduler, workers):
         if dims == 3:
             workspace = workspace or Path(tempfile.mkdtemp(prefix="unetflow-tune-"))

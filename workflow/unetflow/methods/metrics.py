@@ -93,6 +93,8 @@ OBJECTIVES: dict[str, Objective] = {
     "variation_of_information": Objective("vi_split + vi_merge", lambda scores: scores["vi_split"] + scores["vi_merge"]),
     "average_precision": Objective("1 - average_precision", lambda scores: 1.0 - scores["average_precision"]),
     "f1": Objective("1 - f1", lambda scores: 1.0 - scores["f1"]),
+    "v_rand": Objective("1 - objects_v_rand", lambda scores: 1.0 - scores["objects_v_rand"]),
+    "v_info": Objective("1 - objects_v_info", lambda scores: 1.0 - scores["objects_v_info"]),
 }
 
 

@@ -30,7 +30,7 @@ TABLE_COLUMNS = ["model", "dataset", "threshold", "pixel_error_at_0.5", *reporte
                  "v_rand", "v_info", "objects_v_rand", "objects_v_info"]
 VOLUME_COLUMNS = ["model", "dataset", "threshold", *reported_columns(objects_only=True)]
 SETTING_COLUMNS = list(SETTING_KEYS)
-METHOD_SCORES = ["adapted_rand_error", "vi_split", "vi_merge", "average_precision", "f1", "pixel_error"]
+METHOD_SCORES = ["adapted_rand_error", "objects_v_rand", "vi_split", "vi_merge", "average_precision", "f1", "pixel_error"]
 METHODS_SECTION = "Segmentation methods side by side (each one's best settings, scored on the tuning data)"
 SWEEP_KEYS = [key for key in SETTING_COLUMNS if key != "threshold"]  # one curve over the thresholds each
 FOLDS_SECTION = ("Cross-validation: each fold's model on the slices it held out, and mean ± SD over the folds "
