@@ -282,7 +282,7 @@ def test_the_report_shows_each_methods_best_candidate_of_the_sweep_side_by_side(
         {"chosen": False, "method": "watershed", "threshold": 0.3, "seeds": "probability", "h": 0.1, "min_size": 0,
          "mask": 0.0, "merge": np.nan, "adapted_rand_error": 0.05, "score": 0.05},
         {"chosen": True, "method": "watershed", "threshold": 0.5, "seeds": "probability", "h": 0.2, "min_size": 0,
-         "mask": 0.0, "merge": np.nan, "adapted_rand_error": 0.03, "score": 0.03},
+         "mask": 0.0, "merge": np.nan, "adapted_rand_error": 0.03, "objects_v_rand": 0.97, "score": 0.03},
         {"chosen": False, "method": "agglomeration", "threshold": 0.5, "seeds": "probability", "h": 0.05,
          "min_size": 0, "mask": 0.0, "merge": 0.4, "adapted_rand_error": 0.04, "score": 0.04},
         {"chosen": False, "method": "components", "threshold": 0.5, "seeds": np.nan, "h": np.nan, "min_size": 20,
@@ -292,5 +292,6 @@ def test_the_report_shows_each_methods_best_candidate_of_the_sweep_side_by_side(
     table = methods_table({"m": tmp_path / "sweep.csv"})
     assert list(table["method"]) == ["watershed", "agglomeration", "components"]
     assert list(table["adapted_rand_error"]) == [0.03, 0.04, 0.2] and list(table["chosen"]) == [True, False, False]
+    assert table.iloc[0]["objects_v_rand"] == 0.97 and table.iloc[1:]["objects_v_rand"].isna().all()  # where swept
     assert table.iloc[1]["its best settings"] == "threshold 0.5, seeds probability, h 0.05, min_size 0, mask 0.0, merge 0.4"
     assert table.iloc[2]["its best settings"] == "threshold 0.5, min_size 20"
