@@ -36,7 +36,6 @@ sys.path.insert(0, str(REPO / "workflow"))
 from unetflow import io, isbi_scores  # noqa: E402
 
 MODEL = "cpu30_cv"
-COLUMNS = REPORT_COLUMNS
 SETTING_KEYS = ["method", "threshold", "seeds", "h", "min_size", "mask", "merge", "bias"]
 
 
@@ -49,7 +48,7 @@ def png_config() -> dict:
 def scores(checkout: Path, model: str, settings: dict, scratch: Path) -> dict:
     """The row's columns of ``model``'s report slices segmented with ``settings``."""
     row = report_scores(checkout, model, settings, scratch)
-    return {column: row[column] for column in COLUMNS}
+    return {column: row[column] for column in REPORT_COLUMNS}
 
 
 def best_of_each_method(sweep: pd.DataFrame) -> dict[str, dict]:

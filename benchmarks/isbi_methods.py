@@ -42,7 +42,6 @@ sys.path.insert(0, str(REPO / "workflow"))
 from unetflow import io  # noqa: E402
 from unetflow.methods.segmenters import segment, settings_of  # noqa: E402
 
-COLUMNS = REPORT_COLUMNS
 
 
 def png_config(minutes: float, model: str) -> dict:
@@ -99,7 +98,7 @@ def rescore(out: Path, model: str, checkout: Path) -> list[dict]:
         scratch = out / "rescore" / re.sub(r"\W+", "_", row["method"])
         scratch.mkdir(parents=True, exist_ok=True)
         scores = report_scores(checkout, model, row["chosen"], scratch)
-        rows.append({**row, **{column: float(scores[column]) for column in COLUMNS}})
+        rows.append({**row, **{column: float(scores[column]) for column in REPORT_COLUMNS}})
         print(json.dumps(rows[-1]), flush=True)
     (out / "rescored.json").write_text(json.dumps({"machine": earlier["machine"], "rows": rows}, indent=1))
     return rows
@@ -110,7 +109,7 @@ def print_table(rows: list[dict]) -> None:
         settings_text = ", ".join(f"{key} {value}" for key, value in
                                   settings_of(row["chosen"]["method"], row["chosen"]).items())
         print(f"| {row['method']} | {row['chosen']['method']}: {settings_text} ({row['tuning_score']:.4f}) | "
-              + " | ".join(f"{row[column]:.4f}" for column in COLUMNS)
+              + " | ".join(f"{row[column]:.4f}" for column in REPORT_COLUMNS)
               + f" | {row['seconds_per_slice']:.2f} s | {row['jobs']} |")
 
 
@@ -145,7 +144,7 @@ def main() -> None:
         scores = table[table["slice"] == "all"].iloc[0]
         choice = json.loads((checkout / f"results/tuning/{args.model}/segment.json").read_text())
         rows.append({"method": method, "chosen": choice["settings"], "tuning_score": choice["score"],
-                     **{column: float(scores[column]) for column in COLUMNS},
+                     **{column: float(scores[column]) for column in REPORT_COLUMNS},
                      "seconds_per_slice": seconds_per_slice(checkout, args.model, choice["settings"]), "jobs": jobs,
                      "run_seconds": round(seconds, 1)})
         print(json.dumps(rows[-1]), flush=True)
